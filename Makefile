@@ -1,0 +1,34 @@
+# Set-up and the main jobs. `make test` and `make reproduce` install everything they need first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CIFAKE_DATA ?= ../shared/data/cifake
+RUN ?= runs/paper
+export CIFAKE_DATA
+
+.PHONY: install test reproduce bench clean
+
+install: $(VENV)/.installed
+
+# torch first, pinned: 2.13.0 is the CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest
+
+# The main job, for now: train and evaluate the study's chosen CNN on CIFAKE (resumes a killed run).
+reproduce: install
+	$(BIN)/cifake train --data $(CIFAKE_DATA) --topology paper --out $(RUN) --resume
+	$(BIN)/cifake evaluate $(RUN) --data $(CIFAKE_DATA) --exclude-leaked
+
+bench: install
+	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_inference.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,62 @@
+"""Training throughput of the `paper` CNN: precision x memory format x batch size, through the real trainer.
+
+`python benchmarks/bench_train.py` times one epoch over a 20,000-image subset of CIFAKE train for each setting.
+`--full` also trains each precision for 5 epochs on the full train split and reports test accuracy, to check
+that the faster setting is as accurate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import torch
+from common import data_path
+
+from cifake.data import load_dataset, train_val_split
+from cifake.metrics import evaluate
+from cifake.models import build_model
+from cifake.training import TrainConfig, fit, seed_everything
+
+
+def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool) -> float:
+    seed_everything(1)
+    config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
+    result = fit(build_model("paper"), train, val, config, progress=False)
+    return result.history[0]["images_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--batch-sizes", default="32,64,128,256")
+    parser.add_argument("--full", action="store_true", help="also train 5 epochs per precision and test")
+    args = parser.parse_args()
+    data = load_dataset(data_path(), progress=False)
+    train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
+    subset = train.limit(args.images // 2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(subset):,} images per timed epoch")
+    print("| batch | precision | memory format | train images/s |")
+    print("| ---: | --- | --- | ---: |")
+    for batch_size, bf16, channels_last in itertools.product(
+        map(int, args.batch_sizes.split(",")), (False, True), (False, True)
+    ):
+        rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last)
+        print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
+              f"| {rate:,.0f} |", flush=True)
+    if args.full:
+        print("\n| precision | epochs | best epoch | test accuracy | median train images/s |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for bf16 in (False, True):
+            seed_everything(1)
+            model = build_model("paper")
+            config = TrainConfig(epochs=5, batch_size=32, bf16=bf16)
+            result = fit(model, train, val, config, progress=False)
+            metrics, _ = evaluate(model, data["test"])
+            rates = sorted(row["images_per_second"] for row in result.history)
+            print(f"| {'bf16' if bf16 else 'fp32'} | {len(result.history)} | {result.best_epoch} "
+                  f"| {metrics['accuracy']:.4f} | {rates[len(rates) // 2]:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""cifake: detect AI-generated images and explain the verdicts (the CIFAKE study as a tool).
+
+Labels: REAL = 1 (the positive class, as in the study), FAKE = 0. The public API is imported lazily,
+so that ``import cifake`` (and decoding worker processes) stay light.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {
+    "load_dataset": "cifake.data",
+    "train_val_split": "cifake.data",
+    "Topology": "cifake.models",
+    "build_model": "cifake.models",
+    "load_model": "cifake.models",
+    "save_model": "cifake.models",
+    "TrainConfig": "cifake.training",
+    "train": "cifake.training",
+    "evaluate": "cifake.metrics",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'cifake' has no attribute {name!r}")

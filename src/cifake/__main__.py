@@ -1,0 +1,3 @@
+from cifake.cli import main
+
+main()

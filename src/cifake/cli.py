@@ -1,0 +1,190 @@
+"""The `cifake` command line: data info/audit, train, evaluate. Thin: it parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split(":")[0] + ". Labels: REAL = 1 (positive), FAKE = 0.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and audit a CIFAKE source.")
+app.add_typer(data_app, name="data")
+console = Console(soft_wrap=True)  # never break file names across lines
+err = Console(stderr=True, soft_wrap=True)
+
+Source = Annotated[Path, typer.Argument(help="CIFAKE folder tree, zip, folder of split zips, or folder with REAL/ and FAKE/.")]
+DataOption = Annotated[Path, typer.Option("--data", envvar="CIFAKE_DATA", help="CIFAKE source (default: $CIFAKE_DATA).")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE", help="Cache folder for decoded images.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def main() -> None:
+    app()
+
+
+def _load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
+    from cifake.data import SourceError, load_dataset
+
+    try:
+        return load_dataset(source, cache_root=cache, refresh=refresh, progress=not quiet)
+    except SourceError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@data_app.command("info")
+def data_info(source: Source, cache: Cache = None, refresh: Annotated[bool, typer.Option(help="Decode again.")] = False,
+              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, quiet: Quiet = False) -> None:
+    """Counts per split, label and CIFAR-10 class; skipped files with reasons; the cache location."""
+    data = _load(source, cache, quiet, refresh)
+    info = {
+        "source": str(source), "cache": str(data.cache_dir), "converted_or_resized": data.converted,
+        "splits": {name: images.counts() for name, images in data.splits.items()},
+        "skipped": [{"name": s.name, "reason": s.reason} for s in data.skipped],
+    }
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    from cifake.data import CIFAR10_CLASSES
+
+    table = Table(title=f"{source}  (REAL = 1, positive; FAKE = 0)")
+    for column in ("split", "label", "total", *CIFAR10_CLASSES):
+        table.add_column(column, justify="right" if column not in ("split", "label") else "left")
+    for split, counts in info["splits"].items():
+        for label, row in counts.items():
+            table.add_row(split, label, *(f"{row.get(c, 0):,}" for c in ("total", *CIFAR10_CLASSES)))
+    console.print(table)
+    unknown = sum(row.get("unknown", 0) for counts in info["splits"].values() for row in counts.values())
+    if unknown:
+        console.print(f"{unknown:,} images have no CIFAR-10 class in their name (class -1).")
+    console.print(f"Converted or resized to 32x32 RGB: {data.converted:,}")
+    console.print(f"Skipped files: {len(data.skipped):,}")
+    for skipped in data.skipped:
+        console.print(f"  {skipped.name}: {skipped.reason}", markup=False)
+    console.print(f"Cache: {data.cache_dir}")
+
+
+@data_app.command("audit")
+def data_audit(source: Source, out: Annotated[Path, typer.Option(help="Folder for audit.json and audit.md.")] = Path("audit"),
+               cache: Cache = None, quiet: Quiet = False) -> None:
+    """Byte- and pixel-identical duplicates within and across splits (train/test leakage), as a report."""
+    from cifake.data.audit import audit, write_audit
+
+    data = _load(source, cache, quiet)
+    report = audit(data)
+    json_path, md_path = write_audit(report, out)
+    console.print(md_path.read_text(), markup=False)
+    console.print(f"Report: {md_path} and {json_path}")
+
+
+@app.command()
+def train(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Run folder to write.")],
+    topology: Annotated[Optional[str], typer.Option(help="Named topology (paper: 2 conv x 32 filters, dense 64).")] = None,
+    filters: Annotated[Optional[int], typer.Option(help="Filters per conv layer.")] = None,
+    conv_layers: Annotated[Optional[int], typer.Option(help="Number of conv layers.")] = None,
+    dense: Annotated[Optional[str], typer.Option(help="Dense layer sizes, e.g. 64 or 128,64; 'none' for none.")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 64,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (validation loss).")] = 2,
+    val_fraction: Annotated[float, typer.Option(help="Share of train carved out for validation.")] = 0.1,
+    limit: Annotated[Optional[int], typer.Option(help="At most N images per split and label (quick runs).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for everything (the study used 1).")] = 1,
+    bf16: Annotated[bool, typer.Option(help="bf16 autocast while training.")] = True,
+    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a CNN of the study's family, then evaluate it on validation and test."""
+    from cifake.experiment import RunExists, train_run
+    from cifake.models import resolve_topology
+    from cifake.training import TrainConfig
+
+    try:
+        spec = resolve_topology(topology, filters, conv_layers, _parse_dense(dense))
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+                             seed=seed, bf16=bf16, channels_last=channels_last)
+        config.checks()
+        dataset = _load(data, cache, quiet)
+        console.print(f"Training {spec.name} on {data} -> {out}")
+        result = train_run(data, out, spec, config, val_fraction=val_fraction, limit=limit, resume=resume,
+                           progress=not quiet, data=dataset)
+    except (ValueError, RunExists) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    training = result["training"]
+    console.print(f"Best epoch {training['best_epoch']} of {training['epochs_run']}; "
+                  f"{training['train_images_per_second']:,.0f} training images/s; {result['seconds']:.1f} s")
+    _print_metrics(result["metrics"])
+    console.print(f"Run folder: {out}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    data: DataOption,
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    exclude_leaked: Annotated[bool, typer.Option(help="Leave out test images that also occur in train.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the results (default: the run folder).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a trained model on a split: the study's metrics (REAL positive) and more."""
+    from cifake.experiment import evaluate_run
+
+    dataset = _load(data, cache, quiet)
+    try:
+        metrics = evaluate_run(run_dir, data, split, exclude_leaked, out, progress=not quiet, data=dataset)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(metrics, indent=2))
+        return
+    if exclude_leaked:
+        console.print(f"Left out {metrics['excluded_leaked']:,} leaked test images (pixel-identical to a train image).")
+    _print_metrics({metrics["split"]: metrics})
+
+
+def _parse_dense(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    if text.strip().lower() in ("", "none", "0"):
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--dense takes sizes like 64 or 128,64 or 'none', not {text!r}") from None
+
+
+def _print_metrics(by_split: dict[str, dict]) -> None:
+    table = Table(title="Metrics (REAL = positive class, as in the study)")
+    table.add_column("split")
+    keys = ("n", "accuracy", "loss", "precision", "recall", "f1", "roc_auc", "fake_precision", "fake_recall", "fake_f1")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for split, metrics in by_split.items():
+        table.add_row(split, *(_fmt(metrics.get(k)) for k in keys))
+    console.print(table)
+    for split, metrics in by_split.items():
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
+        console.print(f"{split}: confusion (rows true, columns predicted; FAKE, REAL) = [[{tn}, {fp}], [{fn}, {tp}]]")
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Duplicate audit: byte-identical and pixel-identical images within and across splits (train/test leakage)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifake.data.dataset import CifakeData, ImageSet
+from cifake.data.sources import LABEL_NAMES
+
+KINDS = ("bytes", "pixels")  # byte-identical files; identical decoded pixels (re-encoded copies too)
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    kind: str  # "bytes" or "pixels"
+    members: list[tuple[str, str, str]]  # (split, label name, image name)
+
+
+def image_keys(images: ImageSet, kind: str) -> list[bytes]:
+    """One key per image: the file's sha256 ("bytes") or a hash of its decoded pixels ("pixels")."""
+    if kind == "bytes":
+        return [row.tobytes() for row in np.asarray(images.sha256)]
+    if kind == "pixels":
+        return [hashlib.blake2b(np.ascontiguousarray(im).data, digest_size=16).digest() for im in images.images]
+    raise ValueError(f"unknown duplicate kind {kind!r}; expected one of {KINDS}")
+
+
+def find_duplicates(data: CifakeData, kind: str) -> list[DuplicateGroup]:
+    """Groups of two or more images sharing a key, over every split of the source."""
+    groups: dict[bytes, list[tuple[str, str, str]]] = defaultdict(list)
+    for split, images in data.splits.items():
+        for key, label, name in zip(image_keys(images, kind), images.labels, images.names):
+            groups[key].append((split, LABEL_NAMES[int(label)], str(name)))
+    return [DuplicateGroup(kind, sorted(m)) for m in groups.values() if len(m) > 1]
+
+
+def leaked_mask(data: CifakeData, split: str = "test", kind: str = "pixels", reference: str = "train") -> np.ndarray:
+    """True for each image of `split` that also occurs in `reference` (the train split): a leaked item."""
+    if reference not in data.splits:
+        return np.zeros(len(data[split]), bool)
+    seen = set(image_keys(data[reference], kind))
+    return np.array([key in seen for key in image_keys(data[split], kind)], bool)
+
+
+def _pair_counts(groups: list[DuplicateGroup]) -> dict[str, int]:
+    """Duplicate pairs by where their two images lie, e.g. "train/FAKE ~ test/FAKE": 378."""
+    counts: Counter[str] = Counter()
+    for group in groups:
+        places = [f"{split}/{label}" for split, label, _ in group.members]
+        for i in range(len(places)):
+            for j in range(i + 1, len(places)):
+                counts[" ~ ".join(sorted((places[i], places[j]), reverse=True))] += 1
+    return dict(sorted(counts.items()))
+
+
+def audit(data: CifakeData) -> dict:
+    """The full audit as plain data: duplicate groups and pair counts of each kind, and the leaked test items."""
+    report: dict = {"source": data.source, "splits": {s: len(v) for s, v in data.splits.items()}}
+    for kind in KINDS:
+        groups = find_duplicates(data, kind)
+        report[kind] = {
+            "groups": len(groups),
+            "images_in_groups": sum(len(g.members) for g in groups),
+            "pairs": _pair_counts(groups),
+            "members": [[list(m) for m in g.members] for g in groups],
+        }
+    if "test" in data.splits:
+        for kind in KINDS:
+            mask = leaked_mask(data, "test", kind)
+            report[f"leaked_test_{kind}"] = sorted(str(n) for n in data["test"].names[mask])
+    return report
+
+
+def write_audit(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write the audit as JSON (every group) and Markdown (the summary); returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "audit.json", out / "audit.md"
+    json_path.write_text(json.dumps(report, indent=1))
+    md_path.write_text(audit_markdown(report))
+    return json_path, md_path
+
+
+def audit_markdown(report: dict) -> str:
+    lines = [f"# Duplicate audit of `{report['source']}`", ""]
+    lines += ["| split | images |", "| --- | ---: |"]
+    lines += [f"| {split} | {n:,} |" for split, n in report["splits"].items()]
+    for kind, title in (("bytes", "Byte-identical files"), ("pixels", "Pixel-identical images (after decoding)")):
+        section = report[kind]
+        lines += ["", f"## {title}", ""]
+        lines += [f"{section['groups']:,} groups holding {section['images_in_groups']:,} images.", ""]
+        if section["pairs"]:
+            lines += ["| where the two images lie | pairs |", "| --- | ---: |"]
+            lines += [f"| {where} | {n:,} |" for where, n in section["pairs"].items()]
+    for kind in KINDS:
+        leaked = report.get(f"leaked_test_{kind}")
+        if leaked is not None:
+            lines += ["", f"Test images with a {kind}-identical copy in train (leaked): **{len(leaked):,}**."]
+    lines += ["", "`cifake evaluate --exclude-leaked` leaves the pixel-identical leaked test images out.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""PNG plots of training and evaluation: training curves, confusion matrix, ROC curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed (servers, CI)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torchmetrics.functional.classification import binary_roc  # noqa: E402
+
+
+def plot_training_curves(history: list[dict], path: str | Path) -> Path:
+    epochs = [row["epoch"] for row in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((loss_ax, "loss", "Binary cross-entropy"), (acc_ax, "accuracy", "Accuracy")):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="train")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
+        ax.set(title=title, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(confusion: dict, path: str | Path, title: str = "Confusion matrix") -> Path:
+    matrix = np.asarray(confusion["matrix"])
+    labels = confusion["labels"]
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(matrix, cmap="Blues")
+    for (row, col), value in np.ndenumerate(matrix):
+        colour = "white" if value > matrix.max() / 2 else "black"
+        ax.text(col, row, f"{value:,}", ha="center", va="center", color=colour, fontsize=12)
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="true", title=title)
+    return _save(fig, path)
+
+
+def plot_roc_curve(logits: np.ndarray, labels: np.ndarray, auc: float | None, path: str | Path,
+                   title: str = "ROC curve (REAL positive)") -> Path:
+    fpr, tpr, _ = binary_roc(torch.sigmoid(torch.as_tensor(logits)), torch.as_tensor(labels).long())
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr.numpy(), tpr.numpy(), label=f"AUC {auc:.4f}" if auc is not None else None)
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
+    ax.set(xlabel="false positive rate (FAKE called REAL)", ylabel="true positive rate (REAL called REAL)",
+           title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.grid(alpha=0.3)
+    if auc is not None:
+        ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

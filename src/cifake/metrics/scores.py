@@ -1,0 +1,70 @@
+"""The study's metrics (REAL positive), the same with FAKE positive, ROC-AUC, AP, confusion matrix, per class.
+
+Computed with torchmetrics. Label convention: REAL = 1 is the positive class as in the study, so a false
+negative is a real photo wrongly accused of being AI-made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchmetrics.functional import classification as tmc
+
+from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
+
+
+def compute_metrics(
+    logits: np.ndarray, labels: np.ndarray, classes: np.ndarray | None = None, threshold: float = 0.5
+) -> dict:
+    """All metrics of one evaluation as plain JSON-ready values; `logits` are evidence for REAL."""
+    logit = torch.as_tensor(np.asarray(logits, np.float32))
+    target = torch.as_tensor(np.asarray(labels)).long()
+    if len(logit) == 0:
+        raise ValueError("cannot compute metrics of zero images")
+    prob_real = torch.sigmoid(logit)
+    out = {
+        "n": len(logit),
+        "threshold": threshold,
+        "loss": F.binary_cross_entropy_with_logits(logit, target.float()).item(),
+        "accuracy": tmc.binary_accuracy(prob_real, target, threshold).item(),
+        **_positive_scores(prob_real, target, threshold, prefix=""),
+        # the same scores with FAKE as the positive class: flip both probabilities and labels
+        **_positive_scores(1 - prob_real, 1 - target, 1 - threshold, prefix="fake_"),
+        "confusion_matrix": _confusion(prob_real, target, threshold),
+    }
+    if classes is not None:
+        out["per_class_accuracy"] = _per_class_accuracy(prob_real > threshold, target, np.asarray(classes))
+    return out
+
+
+def _positive_scores(prob: torch.Tensor, target: torch.Tensor, threshold: float, prefix: str) -> dict:
+    both_labels = len(torch.unique(target)) == 2  # AUC and AP are undefined for a one-label set
+    return {
+        f"{prefix}precision": tmc.binary_precision(prob, target, threshold).item(),
+        f"{prefix}recall": tmc.binary_recall(prob, target, threshold).item(),
+        f"{prefix}f1": tmc.binary_f1_score(prob, target, threshold).item(),
+        f"{prefix}roc_auc": tmc.binary_auroc(prob, target).item() if both_labels else None,
+        f"{prefix}average_precision": tmc.binary_average_precision(prob, target).item() if both_labels else None,
+    }
+
+
+def _confusion(prob_real: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
+    matrix = tmc.binary_confusion_matrix(prob_real, target, threshold)
+    return {"rows": "true label", "columns": "predicted label", "labels": ["FAKE", "REAL"], "matrix": matrix.tolist()}
+
+
+def _per_class_accuracy(pred_real: torch.Tensor, target: torch.Tensor, classes: np.ndarray) -> dict:
+    correct = (pred_real.long() == target).numpy()
+    labels = target.numpy()
+    out: dict[str, dict[str, float | None]] = {}
+    for label in (1, 0):
+        row = {}
+        for k, name in enumerate(CIFAR10_CLASSES):
+            chosen = (labels == label) & (classes == k)
+            row[name] = float(correct[chosen].mean()) if chosen.any() else None
+        out[LABEL_NAMES[label]] = row
+    return out
+
+
+SUMMARY_KEYS = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")

@@ -1,0 +1,112 @@
+"""The study's CNN family: [3x3 conv + ReLU + 2x2 max-pool] x n, flatten, [dense + ReLU] x m, one logit.
+
+The output logit is the evidence for REAL (label 1, the study's positive class): sigmoid(logit) = P(REAL),
+and P(FAKE) = 1 - P(REAL). Layers follow the study's Keras model: 'valid' convolutions, Glorot-uniform
+weights and zero biases (Keras' defaults), pixels scaled by 1/255 inside the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from cifake.data.decode import IMAGE_SIZE
+
+
+def _feature_size(size: int, conv_layers: int) -> int:
+    for _ in range(conv_layers):
+        size = (size - 2) // 2  # 3x3 'valid' convolution, then 2x2 pooling
+    return size
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A member of the study's search space."""
+
+    filters: int = 32
+    conv_layers: int = 2
+    dense: tuple[int, ...] = (64,)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dense", tuple(int(d) for d in self.dense))
+        if self.filters < 1 or self.conv_layers < 1 or any(d < 1 for d in self.dense):
+            raise ValueError(f"invalid topology {self}: filters, conv layers and dense sizes must be positive")
+        if _feature_size(IMAGE_SIZE, self.conv_layers) < 1:
+            raise ValueError(f"{self.conv_layers} conv layers shrink a {IMAGE_SIZE} px image to nothing")
+
+    @property
+    def name(self) -> str:
+        dense = "-".join(map(str, self.dense)) or "none"
+        return f"f{self.filters}-c{self.conv_layers}-d{dense}"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"dense": list(self.dense)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Topology:
+        return cls(**values)
+
+
+TOPOLOGIES = {
+    # The study's chosen model: two conv layers of 32 filters and one dense layer of 64 units.
+    "paper": Topology(filters=32, conv_layers=2, dense=(64,)),
+}
+
+
+def resolve_topology(name: str | None = None, filters: int | None = None, conv_layers: int | None = None,
+                     dense: tuple[int, ...] | None = None) -> Topology:
+    """A named topology, with any explicitly given field overriding it (default: ``paper``)."""
+    if name is not None and name not in TOPOLOGIES:
+        raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
+    base = TOPOLOGIES[name or "paper"]
+    return Topology(
+        filters=base.filters if filters is None else filters,
+        conv_layers=base.conv_layers if conv_layers is None else conv_layers,
+        dense=base.dense if dense is None else tuple(dense),
+    )
+
+
+class CifakeCNN(nn.Module):
+    """Takes NCHW float pixels in 0..255 (uint8 values) and returns one logit per image (evidence for REAL)."""
+
+    def __init__(self, topology: Topology, mean: float = 0.0, std: float = 255.0):
+        super().__init__()
+        self.topology = topology
+        # Normalisation lives in the model, so a saved model carries it and callers pass raw pixels.
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), float(mean)), persistent=False)
+        self.register_buffer("std", torch.full((1, 3, 1, 1), float(std)), persistent=False)
+        layers: list[nn.Module] = []
+        channels = 3
+        for _ in range(topology.conv_layers):
+            layers += [nn.Conv2d(channels, topology.filters, 3), nn.ReLU(), nn.MaxPool2d(2)]
+            channels = topology.filters
+        self.features = nn.Sequential(*layers)
+        width = channels * _feature_size(IMAGE_SIZE, topology.conv_layers) ** 2
+        head: list[nn.Module] = [nn.Flatten()]
+        for units in topology.dense:
+            head += [nn.Linear(width, units), nn.ReLU()]
+            width = units
+        head.append(nn.Linear(width, 1))
+        self.head = nn.Sequential(*head)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels - self.mean) / self.std
+        return self.head(self.features(x)).squeeze(1)
+
+
+def build_model(topology: Topology | str = "paper") -> CifakeCNN:
+    """A freshly initialised model (call torch.manual_seed first for reproducible weights)."""
+    return CifakeCNN(resolve_topology(topology) if isinstance(topology, str) else topology)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

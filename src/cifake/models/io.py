@@ -1,0 +1,83 @@
+"""Save and load models as safetensors weights plus a JSON config: no pickle, safe for untrusted files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cifake.data.decode import IMAGE_SIZE
+from cifake.models.cnn import CifakeCNN, Topology
+
+FORMAT = "cifake-model"
+FORMAT_VERSION = 1
+WEIGHTS, CONFIG = "model.safetensors", "config.json"
+LABEL_CONVENTION = {
+    "labels": {"1": "REAL", "0": "FAKE"},
+    "positive_class": "REAL",
+    "output": "one logit; sigmoid(logit) = P(REAL), P(FAKE) = 1 - P(REAL)",
+}
+
+
+def model_config(model: CifakeCNN, training: dict | None = None) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "topology": model.topology.to_dict(),
+        "input": {
+            "size": IMAGE_SIZE,
+            "channels": "RGB",
+            "layout": "NCHW float, pixel values 0..255",
+            "mean": float(model.mean.flatten()[0]),
+            "std": float(model.std.flatten()[0]),
+            "resize": "bilinear",
+        },
+        **LABEL_CONVENTION,
+        "training": training or {},
+    }
+
+
+def save_model(model: CifakeCNN, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
+    """Write model.safetensors and config.json into run_dir (atomically: temporary files, then rename)."""
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
+    atomic_write(out / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(model_config(model, training), indent=2)))
+    return out
+
+
+def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN, dict]:
+    """Load (model in eval mode, config) from a run folder holding model.safetensors and config.json."""
+    folder = Path(run_dir)
+    config_path, weights_path = folder / CONFIG, folder / WEIGHTS
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; a model folder holds {WEIGHTS} and {CONFIG}")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
+    if config.get("format") != FORMAT:
+        raise ValueError(f"{config_path}: not a cifake model config (format is {config.get('format')!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{config_path}: format version {config['format_version']} is newer than this cifake")
+    model = CifakeCNN(Topology.from_dict(config["topology"]), config["input"]["mean"], config["input"]["std"])
+    try:
+        model.load_state_dict(load_file(weights_path))
+    except (RuntimeError, OSError) as exc:
+        raise ValueError(f"{weights_path}: weights do not fit the config's topology ({exc})") from None
+    return model.eval(), config
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(temporary path), then rename over `path`: readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,186 @@
+"""Train a model on uint8 images: Adam + binary cross-entropy on logits, early stopping, resumable.
+
+Read top to bottom: hyperparameters, the epoch loop, checkpoints. Images stay in memory as one uint8
+(N, 32, 32, 3) tensor; each batch is gathered, viewed as NCHW (its NHWC memory is already channels_last) and
+converted to float there, so the loop does no per-sample Python work.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from cifake.data.dataset import ImageSet
+from cifake.models.inference import predict_logits, to_model_input
+from cifake.models.io import atomic_write
+from cifake.progress import progress_bar
+
+CHECKPOINT = "checkpoint.safetensors"  # weights, optimizer state, best weights and history of the last epoch
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 5  # at most; early stopping on validation loss may end sooner
+    batch_size: int = 64  # 64 trained faster and as accurately as Keras' default 32 (README, benchmarks)
+    learning_rate: float = 1e-3  # Adam's usual default, as in Keras
+    patience: int = 2  # epochs without a lower validation loss before stopping; best weights are restored
+    seed: int = 1  # the study sets every seed to 1
+    bf16: bool = True  # bf16 autocast: uses AMX/AVX-512-BF16 where the CPU has them (benchmarks/bench_train.py)
+    channels_last: bool = True  # NHWC convolutions, which oneDNN runs faster on CPU
+    eval_batch_size: int = 1024
+
+    def checks(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0:
+            raise ValueError(f"invalid training settings: {self}")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and NumPy (the study sets all seeds to 1); call before building the model."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def fit(
+    model: nn.Module,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    config: TrainConfig,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train `model` in place; with a run_dir, checkpoint after every epoch and, with `resume`, continue one."""
+    config.checks()
+    images = torch.from_numpy(np.ascontiguousarray(train_set.images))
+    targets = torch.from_numpy(np.asarray(train_set.labels, np.float32))
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    result, best_state, since_best = TrainResult(), copy.deepcopy(model.state_dict()), 0
+    folder = Path(run_dir) if run_dir else None
+    if resume and folder and has_checkpoint(folder):
+        result, best_state, since_best = _load_checkpoint(folder, model, optimizer, config)
+
+    with progress_bar(progress, "loss", "acc") as bar:
+        for epoch in range(len(result.history) + 1, config.epochs + 1):
+            if result.stopped_early:
+                break
+            task = bar.add_task(f"Epoch {epoch}/{config.epochs}", total=len(images), loss="-", acc="-")
+            started = time.perf_counter()
+            train_loss, train_acc = _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task)
+            seconds = time.perf_counter() - started
+            val_loss, val_acc = _validate(model, val_set, config)
+            result.history.append({
+                "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                "val_loss": val_loss, "val_accuracy": val_acc,
+                "seconds": round(seconds, 3), "images_per_second": round(len(images) / seconds, 1),
+            })
+            bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
+            if val_loss < result.best_val_loss:
+                result.best_val_loss, result.best_epoch, since_best = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since_best += 1
+                result.stopped_early = since_best >= config.patience and epoch < config.epochs
+            if folder:
+                _save_checkpoint(folder, model, optimizer, best_state, result, since_best, config)
+    model.load_state_dict(best_state)
+    return result
+
+
+def _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task) -> tuple[float, float]:
+    model.train()
+    # The order depends on (seed, epoch) only, so a resumed run sees the same batches as an unbroken one.
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
+        index = order[start : start + config.batch_size]
+        x = to_model_input(images[index], config.channels_last)
+        y = targets[index]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(index)
+        correct += ((logits.detach() > 0) == (y > 0.5)).sum()
+        if batch_number % 50 == 49:  # refreshing the display every batch would cost more than tiny batches
+            seen = start + len(index)
+            bar.update(task, completed=seen, loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+    bar.update(task, completed=len(images))
+    return loss_sum.item() / len(images), correct.item() / len(images)
+
+
+def _validate(model, val_set: ImageSet, config: TrainConfig) -> tuple[float, float]:
+    logits = torch.from_numpy(predict_logits(model, val_set.images, config.eval_batch_size))
+    labels = torch.from_numpy(np.asarray(val_set.labels, np.float32))
+    loss = F.binary_cross_entropy_with_logits(logits, labels).item()
+    return loss, ((logits > 0) == (labels > 0.5)).float().mean().item()
+
+
+# --- checkpoints: one safetensors file, tensors plus a JSON state in its metadata (no pickle) ---------------
+# One file written atomically: a kill at any moment leaves either the previous checkpoint or the new one.
+
+def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainResult, since_best, config) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"best.{k}": v for k, v in best_state.items()}
+    optim = optimizer.state_dict()
+    for index, state in optim["state"].items():
+        tensors |= {f"optim.{index}.{k}": torch.as_tensor(v).reshape(-1) if k == "step" else v for k, v in state.items()}
+    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    state = {
+        "result": asdict(result), "since_best": since_best, "config": asdict(config),
+        "param_groups": optim["param_groups"],
+    }
+    metadata = {"cifake_checkpoint": json.dumps(state)}
+    atomic_write(folder / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig):
+    path = folder / CHECKPOINT
+    with safe_open(path, "pt") as file:
+        state = json.loads(file.metadata()["cifake_checkpoint"])
+    saved = state["config"]
+    for key in ("batch_size", "learning_rate", "seed", "bf16", "channels_last"):
+        if saved[key] != getattr(config, key):
+            raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
+    result = TrainResult(**state["result"])
+    result.resumed_from_epoch = len(result.history)
+    tensors = load_file(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    optim_state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            optim_state.setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
+    optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
+    return result, best_state, state["since_best"]
+
+
+def has_checkpoint(run_dir: str | os.PathLike) -> bool:
+    return (Path(run_dir) / CHECKPOINT).is_file()

@@ -1,0 +1,93 @@
+"""Test data the tests make themselves: tiny CIFAKE-like JPEG sets in every supported layout."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def synthetic_image(label: int, index: int, size: int = 32) -> np.ndarray:
+    """REAL (1): smooth colour gradients; FAKE (0): the same plus fine stripes that survive JPEG. Easy to learn."""
+    rng = np.random.default_rng(index * 2 + label)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([rng.uniform(40, 200) + rng.uniform(-40, 40) * (x if c % 2 else y) for c in range(3)], -1)
+    if label == 0:
+        base += 60 * ((np.arange(size) // 2 % 2)[None, :, None] - 0.5)
+    base += rng.normal(0, 3, base.shape)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 75) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def cifake_name(index: int) -> str:
+    """CIFAKE naming: class 0 is 'N.jpg', class k-1 is 'N (k).jpg'."""
+    number, cls = divmod(index, 10)
+    return f"{number}.jpg" if cls == 0 else f"{number} ({cls + 1}).jpg"
+
+
+def tree_files(per_label: dict[str, int], split_dirs: bool = True) -> dict[str, bytes]:
+    """{relative path: JPEG bytes} of a CIFAKE tree; per_label maps split -> images per label."""
+    files = {}
+    for split, count in per_label.items():
+        for label, label_dir in ((1, "REAL"), (0, "FAKE")):
+            for i in range(count):
+                prefix = f"{split}/{label_dir}" if split_dirs else label_dir
+                files[f"{prefix}/{cifake_name(i)}"] = jpeg_bytes(synthetic_image(label, i + 1000 * (split == "test")))
+    return files
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def write_zip(path: Path, files: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in sorted(files.items()):
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test decodes into its own cache, never the user's ~/.cache/cifake."""
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def tiny_tree(tmp_path) -> Path:
+    """A Kaggle-layout tree: train 40 + 40, test 20 + 20."""
+    return write_tree(tmp_path / "cifake", tree_files({"train": 40, "test": 20}))
+
+
+@pytest.fixture(scope="session")
+def learnable_zip(tmp_path_factory) -> Path:
+    """A zip of the Kaggle tree big enough to learn from: train 300 + 300, test 100 + 100."""
+    return write_zip(tmp_path_factory.mktemp("learn") / "cifake.zip", tree_files({"train": 300, "test": 100}))
+
+
+@pytest.fixture(scope="session")
+def cifake_data() -> Path:
+    """The real CIFAKE zips (CIFAKE_DATA, default ../shared/data/cifake); CI must have them."""
+    path = Path(os.environ.get("CIFAKE_DATA", REPO.parent / "shared" / "data" / "cifake"))
+    if not (path / "train.zip").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CIFAKE data not found at {path}: CI must provide the shared zips")
+        pytest.skip(f"CIFAKE data not found at {path} (set CIFAKE_DATA)")
+    return path

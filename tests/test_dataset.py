@@ -1,0 +1,114 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cifake.data import CIFAR10_CLASSES, load_dataset, train_val_split
+from conftest import jpeg_bytes, synthetic_image, tree_files, write_tree, write_zip
+
+
+def test_tree_loads_with_labels_classes_and_names(tiny_tree):
+    data = load_dataset(tiny_tree, progress=False)
+    assert set(data.splits) == {"train", "test"}
+    train = data["train"]
+    assert len(train) == 80 and train.images.shape == (80, 32, 32, 3) and train.images.dtype == np.uint8
+    # REAL = 1 and FAKE = 0 follow the folder, whatever the order of the names
+    for name, label in zip(train.names, train.labels):
+        assert label == (1 if "/REAL/" in name else 0)
+    assert train.counts()["REAL"] == {"total": 40, **{c: 4 for c in CIFAR10_CLASSES}}
+    index = list(train.names).index("train/FAKE/3 (7).jpg")
+    assert train.classes[index] == 6 and train.labels[index] == 0
+    assert data.skipped == [] and data.converted == 0
+
+
+def test_pixels_survive_the_cache(tiny_tree):
+    data = load_dataset(tiny_tree, progress=False)
+    index = list(data["test"].names).index("test/REAL/1 (2).jpg")
+    from cifake.data import decode_image
+
+    expected, _ = decode_image((tiny_tree / "test/REAL/1 (2).jpg").read_bytes())
+    assert np.array_equal(data["test"].images[index], expected)
+
+
+def test_all_layouts_give_identical_arrays(tmp_path):
+    files = tree_files({"train": 5, "test": 3})
+    tree = load_dataset(write_tree(tmp_path / "tree", files), progress=False)
+    zipped = load_dataset(write_zip(tmp_path / "z.zip", files), progress=False, workers=2)
+    splits = tmp_path / "splits"
+    for split in ("train", "test"):
+        write_zip(splits / f"{split}.zip", {k: v for k, v in files.items() if k.startswith(split)})
+    split_zips = load_dataset(splits, progress=False)
+    for other in (zipped, split_zips):
+        for split in ("train", "test"):
+            assert np.array_equal(tree[split].images, other[split].images)
+            assert list(tree[split].names) == list(other[split].names)
+            assert np.array_equal(tree[split].labels, other[split].labels)
+
+
+def test_bad_files_are_skipped_and_listed(tmp_path):
+    """The acceptance case: a zip with a truncated JPEG, a zero-byte file and a text file named .jpg."""
+    files = tree_files({"train": 6})
+    files["train/REAL/truncated.jpg"] = jpeg_bytes(synthetic_image(1, 99))[:200]
+    files["train/FAKE/empty.jpg"] = b""
+    files["train/REAL/notes.jpg"] = b"this is text, not a JPEG"
+    data = load_dataset(write_zip(tmp_path / "bad.zip", files), progress=False, workers=2)
+    assert len(data["train"]) == 12
+    reasons = {s.name.split(":")[-1]: s.reason for s in data.skipped}
+    assert set(reasons) == {"train/REAL/truncated.jpg", "train/FAKE/empty.jpg", "train/REAL/notes.jpg"}
+    assert reasons["train/REAL/truncated.jpg"].startswith("truncated or corrupt")
+    assert reasons["train/FAKE/empty.jpg"].startswith("empty file")
+    assert reasons["train/REAL/notes.jpg"].startswith("not an image")
+    assert all(s.name.startswith(str(tmp_path / "bad.zip")) for s in data.skipped)  # names say which zip
+
+
+def test_odd_sizes_are_converted_and_counted(tmp_path):
+    from PIL import Image
+
+    files = tree_files({"x": 2}, split_dirs=False)
+    root = write_tree(tmp_path / "mine", files)
+    Image.fromarray(synthetic_image(1, 5, size=64)).convert("L").save(root / "REAL" / "big grey.png")
+    data = load_dataset(root, progress=False)
+    assert data.converted == 1 and len(data["all"]) == 5
+    assert data["all"].classes[list(data["all"].names).index("REAL/big grey.png")] == -1
+    assert data.training_split() is data["all"]
+
+
+def test_cache_is_reused_and_rebuilt_when_the_source_changes(tiny_tree):
+    first = load_dataset(tiny_tree, progress=False)
+    manifest = first.cache_dir / "manifest.json"
+    written = manifest.stat().st_mtime_ns
+    again = load_dataset(tiny_tree, progress=False)
+    assert again.cache_dir == first.cache_dir and manifest.stat().st_mtime_ns == written
+    assert isinstance(again["train"].images, np.memmap)  # warm loads map the cache, they do not decode
+    extra = tiny_tree / "train" / "REAL" / "500.jpg"
+    extra.write_bytes(jpeg_bytes(synthetic_image(1, 500)))
+    changed = load_dataset(tiny_tree, progress=False)
+    assert changed.cache_dir != first.cache_dir and len(changed["train"]) == 81
+    assert json.loads((changed.cache_dir / "manifest.json").read_text())["splits"]["train"] == 81
+
+
+def test_no_half_written_cache_is_left_behind(tiny_tree):
+    data = load_dataset(tiny_tree, progress=False)
+    siblings = os.listdir(data.cache_dir.parent)
+    assert siblings == [data.cache_dir.name]
+
+
+def test_validation_split_is_seeded_and_stratified(tiny_tree):
+    train = load_dataset(tiny_tree, progress=False)["train"]
+    a_train, a_val = train_val_split(train, 0.25, seed=1)
+    b_train, b_val = train_val_split(train, 0.25, seed=1)
+    _, c_val = train_val_split(train, 0.25, seed=2)
+    assert list(a_val.names) == list(b_val.names) and list(a_val.names) != list(c_val.names)
+    assert len(a_val) == 20 and (a_val.labels == 1).sum() == 10
+    assert not set(a_val.names) & set(a_train.names)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        train_val_split(train, 1.5)
+
+
+def test_limit_caps_each_label(tiny_tree):
+    train = load_dataset(tiny_tree, progress=False)["train"]
+    small = train.limit(7, seed=1)
+    assert (small.labels == 1).sum() == 7 and (small.labels == 0).sum() == 7
+    assert list(small.names) == list(train.limit(7, seed=1).names)
+    assert train.limit(None) is train

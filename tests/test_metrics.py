@@ -1,0 +1,55 @@
+import math
+
+import numpy as np
+import pytest
+
+from cifake.metrics import compute_metrics
+
+
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+def test_known_answer_with_real_as_positive():
+    # labels: 3 REAL, 3 FAKE. Predictions: REAL,REAL,FAKE | REAL,FAKE,FAKE -> TP=2 FN=1 FP=1 TN=2
+    probs = [0.9, 0.8, 0.3, 0.6, 0.2, 0.1]
+    labels = [1, 1, 1, 0, 0, 0]
+    m = compute_metrics(np.array([_logit(p) for p in probs]), np.array(labels))
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["confusion_matrix"]["matrix"] == [[2, 1], [1, 2]]  # rows true FAKE, REAL; columns predicted
+    # ROC-AUC: of the 9 REAL/FAKE pairs, REAL scores higher in 8
+    assert m["roc_auc"] == pytest.approx(8 / 9)
+    expected_loss = -np.mean([math.log(p) if y else math.log(1 - p) for p, y in zip(probs, labels)])
+    assert m["loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_fake_as_positive_swaps_roles():
+    # 4 REAL all called REAL; 4 FAKE of which 1 called REAL: REAL precision 4/5, FAKE precision 1, FAKE recall 3/4
+    probs = [0.9, 0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.3]
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    m = compute_metrics(np.array([_logit(p) for p in probs]), np.array(labels))
+    assert m["precision"] == pytest.approx(4 / 5) and m["recall"] == pytest.approx(1.0)
+    assert m["fake_precision"] == pytest.approx(1.0) and m["fake_recall"] == pytest.approx(3 / 4)
+    assert m["fake_f1"] == pytest.approx(2 * 0.75 / 1.75)
+
+
+def test_per_class_accuracy_is_split_by_label():
+    logits = np.array([2.0, -2.0, 2.0, -2.0])
+    labels = np.array([1, 1, 0, 0])
+    classes = np.array([3, 3, 5, 3])
+    m = compute_metrics(logits, labels, classes)
+    assert m["per_class_accuracy"]["REAL"]["cat"] == 0.5
+    assert m["per_class_accuracy"]["FAKE"]["dog"] == 0.0 and m["per_class_accuracy"]["FAKE"]["cat"] == 1.0
+    assert m["per_class_accuracy"]["REAL"]["airplane"] is None
+
+
+def test_single_label_set_has_no_auc():
+    m = compute_metrics(np.array([1.0, 2.0]), np.array([1, 1]))
+    assert m["accuracy"] == 1.0 and m["roc_auc"] is None
+
+
+def test_empty_input_is_refused():
+    with pytest.raises(ValueError, match="zero images"):
+        compute_metrics(np.array([]), np.array([]))

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+
+from cifake.data import SourceError, cifar_class, find_members
+from cifake.data.sources import classify
+from conftest import tree_files, write_tree, write_zip
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("0.jpg", 0), ("4999.jpg", 0), ("12 (2).jpg", 1), ("0 (10).jpg", 9), ("train/FAKE/1000 (7).jpg", 6),
+     ("0 (11).jpg", -1), ("0 (1).jpg", 0), ("cat.jpg", -1), ("12(2).jpg", -1)],
+)
+def test_cifar_class_from_file_name(name, expected):
+    assert cifar_class(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("train/REAL/0.jpg", ("train", 1)), ("TEST/fake/1 (2).jpg", ("test", 0)), ("Real/x.png", ("all", 1)),
+     ("cifake/train/FAKE/3.jpg", ("train", 0)), ("mine/REAL/cats/1.jpg", ("all", 1)),
+     ("val/REAL/1.jpg", ("all", 1)), ("train/other/1.jpg", None), ("README.md", None),
+     ("__MACOSX/train/REAL/._0.jpg", None), ("train/REAL/.DS_Store", None)],
+)
+def test_classify_layout_paths(path, expected):
+    assert classify(path) == expected
+
+
+def _summary(members):
+    return sorted({(m.split, m.label) for m in members}), len(members)
+
+
+def test_every_layout_yields_the_same_members(tmp_path):
+    files = tree_files({"train": 3, "test": 2})
+    expected = ([("test", 0), ("test", 1), ("train", 0), ("train", 1)], 10)
+    tree = write_tree(tmp_path / "tree", files)
+    assert _summary(find_members(tree)) == expected
+    assert _summary(find_members(write_zip(tmp_path / "one.zip", files))) == expected
+    prefixed = write_zip(tmp_path / "prefixed.zip", {f"CIFAKE/{k}": v for k, v in files.items()})
+    assert _summary(find_members(prefixed)) == expected
+    splits = tmp_path / "splits"
+    for split in ("train", "test"):
+        write_zip(splits / f"{split}.zip", {k: v for k, v in files.items() if k.startswith(split)})
+    (splits / "SOURCES.md").write_text("not data")
+    assert _summary(find_members(splits)) == expected
+
+
+def test_user_folder_with_real_and_fake_is_one_split(tmp_path):
+    files = tree_files({"x": 2}, split_dirs=False)
+    members = find_members(write_tree(tmp_path / "mine", files))
+    assert _summary(members) == ([("all", 0), ("all", 1)], 4)
+
+
+def test_case_insensitive_folders(tmp_path):
+    files = {k.replace("train/REAL", "Train/real").replace("train/FAKE", "TRAIN/Fake"): v
+             for k, v in tree_files({"train": 2}).items()}
+    assert _summary(find_members(write_tree(tmp_path / "t", files))) == ([("train", 0), ("train", 1)], 4)
+
+
+def test_unreadable_sources_raise_clear_errors(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        find_members(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="found no images under REAL/ or FAKE/"):
+        find_members(tmp_path / "empty")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(SourceError, match="not a zip file"):
+        find_members(text)
