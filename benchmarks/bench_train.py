@@ -19,17 +19,21 @@ from cifake.models import build_model
 from cifake.training import TrainConfig, fit, seed_everything
 
 
-def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool) -> float:
-    seed_everything(1)
-    config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
-    result = fit(build_model("paper"), train, val, config, progress=False)
-    return result.history[0]["images_per_second"]
+def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int) -> float:
+    """Best epoch rate of `repeats` one-epoch runs: the best is the least disturbed by other work on the machine."""
+    rates = []
+    for _ in range(repeats):
+        seed_everything(1)
+        config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
+        rates.append(fit(build_model("paper"), train, val, config, progress=False).history[0]["images_per_second"])
+    return max(rates)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--batch-sizes", default="32,64,128,256")
+    parser.add_argument("--repeats", type=int, default=2, help="timed epochs per setting (best is reported)")
     parser.add_argument("--full", action="store_true", help="also train 5 epochs per precision and test")
     args = parser.parse_args()
     data = load_dataset(data_path(), progress=False)
@@ -41,7 +45,7 @@ def main() -> None:
     for batch_size, bf16, channels_last in itertools.product(
         map(int, args.batch_sizes.split(",")), (False, True), (False, True)
     ):
-        rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last)
+        rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats)
         print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
               f"| {rate:,.0f} |", flush=True)
     if args.full:
@@ -50,7 +54,7 @@ def main() -> None:
         for bf16 in (False, True):
             seed_everything(1)
             model = build_model("paper")
-            config = TrainConfig(epochs=5, batch_size=32, bf16=bf16)
+            config = TrainConfig(epochs=5, bf16=bf16)  # default batch size and channels_last
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])
             rates = sorted(row["images_per_second"] for row in result.history)

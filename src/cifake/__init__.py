@@ -16,8 +16,12 @@ _API = {
     "load_model": "cifake.models",
     "save_model": "cifake.models",
     "TrainConfig": "cifake.training",
-    "train": "cifake.training",
+    "fit": "cifake.training",
+    "seed_everything": "cifake.training",
+    "compute_metrics": "cifake.metrics",
     "evaluate": "cifake.metrics",
+    "train_run": "cifake.experiment",
+    "evaluate_run": "cifake.experiment",
 }
 
 __all__ = ["__version__", *_API]

@@ -168,16 +168,18 @@ def _parse_dense(text: str | None) -> tuple[int, ...] | None:
 
 def _print_metrics(by_split: dict[str, dict]) -> None:
     table = Table(title="Metrics (REAL = positive class, as in the study)")
-    table.add_column("split")
-    keys = ("n", "accuracy", "loss", "precision", "recall", "f1", "roc_auc", "fake_precision", "fake_recall", "fake_f1")
+    table.add_column("metric")
+    for split in by_split:
+        table.add_column(split, justify="right")
+    keys = ("n", "accuracy", "loss", "precision", "recall", "f1", "roc_auc", "average_precision",
+            "fake_precision", "fake_recall", "fake_f1")
     for key in keys:
-        table.add_column(key, justify="right")
-    for split, metrics in by_split.items():
-        table.add_row(split, *(_fmt(metrics.get(k)) for k in keys))
+        table.add_row(key, *(_fmt(metrics.get(key)) for metrics in by_split.values()))
     console.print(table)
     for split, metrics in by_split.items():
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
-        console.print(f"{split}: confusion (rows true, columns predicted; FAKE, REAL) = [[{tn}, {fp}], [{fn}, {tp}]]")
+        console.print(f"{split} confusion matrix: true FAKE -> {tn:,} FAKE, {fp:,} REAL; "
+                      f"true REAL -> {fn:,} FAKE, {tp:,} REAL")
 
 
 def _fmt(value) -> str:

@@ -10,7 +10,7 @@ from cifake.metrics.scores import SUMMARY_KEYS, compute_metrics
 from cifake.models.inference import predict_logits
 
 
-def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 1024) -> tuple[dict, np.ndarray]:
+def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 64) -> tuple[dict, np.ndarray]:
     """(metrics, logits) of a model on a set of images."""
     logits = predict_logits(model, images.images, batch_size)
     return compute_metrics(logits, images.labels, images.classes), logits

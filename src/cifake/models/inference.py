@@ -14,7 +14,7 @@ def to_model_input(pixels: torch.Tensor, channels_last: bool = True) -> torch.Te
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 1024, bf16: bool = False) -> np.ndarray:
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64, bf16: bool = False) -> np.ndarray:
     """Logits (evidence for REAL) of (N, 32, 32, 3) uint8 images, computed batch by batch in bounded memory."""
     model.eval()
     out = np.empty(len(images), np.float32)
