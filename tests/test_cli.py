@@ -52,7 +52,7 @@ def test_train_then_evaluate(learnable_zip, tmp_path):
     run = tmp_path / "run"
     cifake("train", "--data", learnable_zip, "--out", run, "--epochs", "2", "--filters", "16", "--dense", "none", "-q")
     for name in ("model.safetensors", "config.json", "metrics.json", "history.csv", "training_curves.png",
-                 "test_confusion_matrix.png", "test_roc.png", "checkpoint.safetensors"):
+                 "test_confusion_matrix.png", "test_roc.png", "test_per_class.png", "checkpoint.safetensors"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
     assert config["topology"] == {"filters": 16, "conv_layers": 2, "dense": []}

@@ -20,7 +20,7 @@ import torch
 from cifake.data import CifakeData, load_dataset, train_val_split
 from cifake.data.audit import leaked_mask
 from cifake.metrics import compute_metrics
-from cifake.metrics.plots import plot_confusion_matrix, plot_roc_curve, plot_training_curves
+from cifake.metrics.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_roc_curve, plot_training_curves
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
 from cifake.models.inference import predict_logits
 from cifake.models.io import atomic_write
@@ -117,6 +117,9 @@ def evaluate_run(
 def _plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:
     plot_confusion_matrix(metrics["confusion_matrix"], folder / f"{stem}_confusion_matrix.png", f"Confusion matrix ({stem})")
     plot_roc_curve(logits, labels, metrics["roc_auc"], folder / f"{stem}_roc.png", f"ROC curve ({stem}), REAL positive")
+    if "per_class_accuracy" in metrics:
+        plot_per_class_accuracy(metrics["per_class_accuracy"], folder / f"{stem}_per_class.png",
+                                f"Accuracy per CIFAR-10 class ({stem})")
 
 
 def _median(values: list[float]) -> float | None:

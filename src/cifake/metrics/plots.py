@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed (servers, CI)
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torchmetrics.functional.classification import binary_roc  # noqa: E402
@@ -20,6 +21,7 @@ def plot_training_curves(history: list[dict], path: str | Path) -> Path:
         ax.plot(epochs, [row[f"train_{key}"] for row in history], "o-", label="train")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], "o-", label="validation")
         ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
@@ -49,6 +51,21 @@ def plot_roc_curve(logits: np.ndarray, labels: np.ndarray, auc: float | None, pa
     ax.grid(alpha=0.3)
     if auc is not None:
         ax.legend(loc="lower right")
+    return _save(fig, path)
+
+
+def plot_per_class_accuracy(per_class: dict, path: str | Path, title: str = "Accuracy per CIFAR-10 class") -> Path:
+    """Grouped bars: for each class, the accuracy on its REAL and on its FAKE images."""
+    classes = list(per_class["REAL"])
+    x = np.arange(len(classes))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for offset, label in ((-0.2, "REAL"), (0.2, "FAKE")):
+        values = [np.nan if v is None else v for v in per_class[label].values()]
+        ax.bar(x + offset, values, width=0.4, label=label)
+    low = np.nanmin([v for row in per_class.values() for v in row.values() if v is not None] or [0.0])
+    ax.set(xticks=x, xticklabels=classes, ylabel="accuracy", title=title, ylim=(max(0.0, low - 0.05), 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
     return _save(fig, path)
 
 
