@@ -20,10 +20,12 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
-# The main job, for now: train and evaluate the study's chosen CNN on CIFAKE (resumes a killed run).
+# The main job, for now: train and evaluate the study's chosen CNN on CIFAKE (resumes a killed run),
+# then explain it with Grad-CAM over 2,000 test images.
 reproduce: install
 	$(BIN)/cifake train --data $(CIFAKE_DATA) --topology paper --out $(RUN) --resume
 	$(BIN)/cifake evaluate $(RUN) --data $(CIFAKE_DATA) --exclude-leaked
+	$(BIN)/cifake explain $(RUN) --data $(CIFAKE_DATA) --split test --sample 1000 --out $(RUN)/explain
 
 bench: install
 	$(BIN)/python benchmarks/bench_data.py

@@ -88,3 +88,20 @@ def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path)
     assert 1 <= resumed["resumed_from_epoch"] < 4 and resumed["epochs_run"] == 4
     metrics = lambda run: json.loads((run / "metrics.json").read_text())["validation"]
     assert metrics(killed) == metrics(unbroken)
+
+
+def test_explain_files_overlays_and_bad_file(tmp_path):
+    from cifake.models import build_model, save_model
+
+    save_model(build_model("paper"), tmp_path / "run")
+    good = tmp_path / "imgs" / "5 (3).jpg"
+    good.parent.mkdir()
+    good.write_bytes(jpeg_bytes(synthetic_image(0, 5)))
+    bad = tmp_path / "imgs" / "bad.jpg"
+    bad.write_text("not an image")
+    proc = cifake("explain", tmp_path / "run", tmp_path / "imgs", "--out", tmp_path / "out", check=False)
+    assert proc.returncode == 1 and "bad.jpg: not an image" in proc.stderr
+    assert (tmp_path / "out" / "5 (3)_gradcam.png").is_file()
+    saved = json.loads((tmp_path / "out" / "explanations.json").read_text())
+    assert [r["overlay"] for r in saved["results"]] == ["5 (3)_gradcam.png"] and len(saved["failures"]) == 1
+    assert cifake("explain", tmp_path / "run", "--out", tmp_path / "o2", check=False).returncode == 2

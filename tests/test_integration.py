@@ -9,6 +9,7 @@ import pytest
 from cifake.data import CIFAR10_CLASSES, decode_image, load_dataset
 from cifake.data.audit import audit
 from cifake.experiment import evaluate_run, train_run
+from cifake.explain.run import explain_dataset
 from cifake.models import TOPOLOGIES
 from cifake.training import TrainConfig
 
@@ -59,3 +60,8 @@ def test_paper_model_learns_real_cifake(real, cifake_data, tmp_path):
     assert result["metrics"]["test"]["accuracy"] > 0.8
     no_leaks = evaluate_run(tmp_path, cifake_data, "test", exclude_leaked=True, progress=False, data=real)
     assert no_leaks["excluded_leaked"] == 378 and no_leaks["n"] == 20000 - 378
+
+    summary = explain_dataset(tmp_path, cifake_data, tmp_path / "explain", sample_per_label=100, progress=False,
+                              data=real)
+    assert summary["per_label"] == {"REAL": 100, "FAKE": 100} and summary["centre_share"]["empty_maps"] < 200
+    assert 0 < summary["centre_share"]["all"] < 1 and (tmp_path / "explain" / "explain.html").is_file()

@@ -1,4 +1,4 @@
-"""The `cifake` command line: data info/audit, train, evaluate. Thin: it parses, calls the library, prints."""
+"""The `cifake` command line: data info/audit, train, evaluate, explain. Thin: it parses, calls the library, prints."""
 
 from __future__ import annotations
 
@@ -153,6 +153,49 @@ def evaluate(
     if exclude_leaked:
         console.print(f"Left out {metrics['excluded_leaked']:,} leaked test images (pixel-identical to a train image).")
     _print_metrics({metrics["split"]: metrics})
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders to explain.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for overlays, figures and the report.")] = Path("explain"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="Explain a dataset split instead of files.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
+    per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
+    sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
+    layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU).")] = None,
+    target: Annotated[str, typer.Option(help="Explain the 'predicted' label, or 'REAL' or 'FAKE'.")] = "predicted",
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
+    from cifake.explain.run import explain_dataset, explain_files
+
+    if bool(images) == bool(data):
+        err.print("[red]error:[/] give image files, or --data SOURCE, not both or neither")
+        raise typer.Exit(2)
+    try:
+        if data:
+            dataset = _load(data, cache, quiet)
+            summary = explain_dataset(run_dir, data, out, split, sample, per_class, layer, progress=not quiet,
+                                      data=dataset)
+            shares = summary["centre_share"]
+            console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
+                          f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
+            console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
+            return
+        explained = explain_files(run_dir, images, out, layer, target)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
+        raise typer.Exit(2) from None
+    for result in explained.results:
+        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> {out / result['overlay']}",
+                      markup=False)
+    for path, reason in explained.failures:
+        err.print(f"{path}: {reason}", markup=False)
+    if explained.failures:
+        raise typer.Exit(1)
 
 
 def _parse_dense(text: str | None) -> tuple[int, ...] | None:

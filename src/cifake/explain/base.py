@@ -1,0 +1,67 @@
+"""The shared base of attribution methods: batching, targets and upsampling; one method per file builds on it.
+
+Targets: the model has one logit, the evidence for REAL. A map *for REAL* explains the logit; a map *for
+FAKE* explains its negative. Internally the model is wrapped to output the two scores [-logit, logit], so
+the target index is the label itself (FAKE = 0, REAL = 1).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifake.models.inference import to_model_input
+
+TARGETS = ("predicted", "REAL", "FAKE")
+
+
+class TwoScores(nn.Module):
+    """[-logit, logit]: column 0 is the evidence for FAKE, column 1 the evidence for REAL."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        logit = self.model(pixels)
+        return torch.stack([-logit, logit], dim=1)
+
+
+class AttributionMethod(ABC):
+    """Maps of where the evidence lies, one (32 x 32) map per image, computed in batches of bounded size."""
+
+    def __init__(self, model: nn.Module, batch_size: int = 256):
+        self.model = model.eval().to(memory_format=torch.contiguous_format)
+        self.scores = TwoScores(self.model)
+        self.batch_size = batch_size
+
+    def __call__(self, images: np.ndarray, target: str | np.ndarray = "predicted") -> tuple[np.ndarray, np.ndarray]:
+        """(maps (N, H, W) float32, target labels (N,)) for uint8 (N, H, W, 3) images.
+
+        `target` is "predicted" (the model's verdict), "REAL", "FAKE", or one label per image (1 REAL, 0 FAKE).
+        """
+        maps = np.empty(images.shape[:3], np.float32)
+        targets = np.empty(len(images), np.int64)
+        for start in range(0, len(images), self.batch_size):
+            pixels = to_model_input(torch.from_numpy(np.array(images[start : start + self.batch_size])), False)
+            labels = self._targets(pixels, target, start)
+            maps[start : start + len(pixels)] = self.attribute(pixels, labels).detach().numpy()
+            targets[start : start + len(pixels)] = labels.numpy()
+        return maps, targets
+
+    def _targets(self, pixels: torch.Tensor, target: str | np.ndarray, start: int) -> torch.Tensor:
+        if isinstance(target, str):
+            if target not in TARGETS:
+                raise ValueError(f"target must be one of {TARGETS} or one label per image, not {target!r}")
+            if target == "predicted":
+                with torch.no_grad():
+                    return (self.model(pixels) > 0).long()
+            return torch.full((len(pixels),), 1 if target == "REAL" else 0, dtype=torch.long)
+        return torch.as_tensor(np.asarray(target)[start : start + len(pixels)], dtype=torch.long)
+
+    @abstractmethod
+    def attribute(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) maps for NCHW float pixels (0..255) and target labels."""

@@ -1,0 +1,179 @@
+"""Explain a saved model: overlays for chosen files, or a measured report over a dataset split."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cifake.data import BadImage, CifakeData, decode_image, load_dataset
+from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
+from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
+from cifake.explain.figures import (
+    centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
+)
+from cifake.explain.gradcam import GradCam
+from cifake.models import load_model
+from cifake.models.inference import predict_logits, sigmoid
+from cifake.report import Report
+
+
+@dataclass
+class FileExplanations:
+    results: list[dict] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.PathLike,
+                  layer: str | None = None, target: str = "predicted") -> FileExplanations:
+    """One overlay PNG per image file (folders are searched recursively); bad files are listed, not raised."""
+    model, _ = load_model(run_dir)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    explained = FileExplanations()
+    files = [f for p in map(Path, paths) for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
+    images, good = [], []
+    for path in files:
+        try:
+            images.append(decode_image(path.read_bytes())[0])
+            good.append(path)
+        except (BadImage, OSError) as exc:
+            explained.failures.append((str(path), str(exc)))
+    if not good:
+        return explained
+    pixels = np.stack(images)
+    prob_real = sigmoid(predict_logits(model, pixels))
+    maps, targets = GradCam(model, layer)(pixels, target)
+    used: set[str] = set()
+    for path, image, heatmap, p_real, label in zip(good, pixels, maps, prob_real, targets):
+        name = _unique(f"{path.stem}_gradcam.png", used)
+        verdict = "REAL" if p_real > 0.5 else "FAKE"
+        title = f"{path.name}: {verdict} (P(FAKE) = {1 - p_real:.3f}); map for {LABEL_NAMES[int(label)]}"
+        overlay_figure(image, heatmap, title, folder / name)
+        explained.results.append({"path": str(path), "prob_fake": float(1 - p_real), "verdict": verdict,
+                                  "map_for": LABEL_NAMES[int(label)], "overlay": name})
+    (folder / "explanations.json").write_text(json.dumps(
+        {"results": explained.results, "failures": [{"path": p, "reason": r} for p, r in explained.failures]}, indent=2))
+    return explained
+
+
+def _unique(name: str, used: set[str]) -> str:
+    stem, suffix, k = name[: -len(".png")], ".png", 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}{suffix}"
+    used.add(name)
+    return name
+
+
+def explain_dataset(
+    run_dir: str | os.PathLike,
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    split: str = "test",
+    sample_per_label: int = 1000,
+    per_class: int = 3,
+    layer: str | None = None,
+    seed: int = 1,
+    progress: bool = True,
+    data: CifakeData | None = None,
+) -> dict:
+    """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report."""
+    started = time.perf_counter()
+    model, config = load_model(run_dir)
+    data = data or load_dataset(source, progress=progress)
+    images = data[split].limit(sample_per_label, seed).in_memory()
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    method = GradCam(model, layer)
+    prob_real = sigmoid(predict_logits(model, images.images))
+    maps, targets = method(images.images, "predicted")
+    regions = region_table(maps, images.labels, images.classes)
+    faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
+    sanity = randomisation_check(model, images.images, maps, targets, lambda m: GradCam(m, method.layer_name), seed)
+    summary = {
+        "run": str(run_dir), "source": str(source), "split": split, "images": len(images),
+        "per_label": {LABEL_NAMES[k]: int((images.labels == k).sum()) for k in (1, 0)},
+        "layer": method.layer_name, "target": "predicted", "centre_share": regions,
+        "faithfulness": faithfulness, "randomisation": sanity,
+        "accuracy_on_sample": float(((prob_real > 0.5) == (images.labels == 1)).mean()),
+    }
+    figures = {
+        "grid": class_grid_figure(images.images, maps, images.labels, images.classes, prob_real, per_class,
+                                  folder / "gradcam_grid.png"),
+        "mean": mean_map_figure(maps, images.labels, folder / "mean_maps.png"),
+        "centre": centre_share_figure(regions, folder / "centre_share.png"),
+        "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png"),
+    }
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    (folder / "explain.json").write_text(json.dumps(summary, indent=2))
+    build_report(summary, figures, config).write(folder, "explain")
+    return summary
+
+
+def claim_verdict(shares: dict, margin: float = 0.02) -> str:
+    """One sentence on the study's claim, from the measured centre shares (even spread: 0.25)."""
+    real, fake = shares["REAL"]["all"], shares["FAKE"]["all"]
+    below = [label for label, value in (("REAL", real), ("FAKE", fake)) if value is not None and value < 0.25 - margin]
+    measured = f"Measured centre share: REAL {real:.3f}, FAKE {fake:.3f} (border: {1 - real:.3f}, {1 - fake:.3f})."
+    if len(below) == 2:
+        return f"{measured} Both lie below an even spread: on this sample the evidence sits in the border, as the study reports."
+    if below:
+        return (f"{measured} Only {below[0]} lies below an even spread: on this sample the claim holds for "
+                f"{below[0]} images alone.")
+    lean = ", leaning towards the centre" if min(real, fake) > 0.25 else ""
+    return (f"{measured} Neither lies below an even spread (0.25): the border holds no more than its share of the "
+            "area, so on this sample the maps do not concentrate on the background as the study reports; they are "
+            f"spread over the whole image{lean}.")
+
+
+def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Report:
+    report = Report("Grad-CAM explanations and the study's claim")
+    topology = config["topology"]
+    report.paragraph(
+        f"Model `{summary['run']}` ({topology['conv_layers']} conv layers x {topology['filters']} filters, dense "
+        f"{topology['dense'] or 'none'}); {summary['images']:,} `{summary['split']}` images of `{summary['source']}` "
+        f"({summary['per_label']['REAL']:,} REAL, {summary['per_label']['FAKE']:,} FAKE, a seeded sample), accuracy "
+        f"on them {summary['accuracy_on_sample']:.4f}. Grad-CAM on layer `{summary['layer']}` for the model's "
+        f"verdict: for REAL it explains the logit, for FAKE the negative logit. {summary['seconds']} s in all.")
+    report.heading("Examples")
+    report.image(figures["grid"], "Per CIFAR-10 class, REAL and FAKE examples with their Grad-CAM; green: right "
+                                  "verdict, red: wrong.")
+    report.heading("Where the evidence lies")
+    report.paragraph("Regions: the centre is the central 16x16 square of the 32x32 image (pixels 8-23, a quarter of "
+                     "its area), where CIFAR-10 objects mostly sit; the border is the 8-pixel frame around it. A map "
+                     "spread evenly puts 0.25 of its mass in the centre. The study reports that the model looks at "
+                     "small imperfections in the background rather than at the object: that predicts centre shares "
+                     "below 0.25.")
+    shares = summary["centre_share"]
+    rows = [[c, shares["REAL"][c], None if shares["REAL"][c] is None else 1 - shares["REAL"][c],
+             shares["FAKE"][c], None if shares["FAKE"][c] is None else 1 - shares["FAKE"][c]] for c in CIFAR10_CLASSES]
+    rows.append(["all", shares["REAL"]["all"], 1 - shares["REAL"]["all"], shares["FAKE"]["all"], 1 - shares["FAKE"]["all"]])
+    report.table(["class", "REAL centre", "REAL border", "FAKE centre", "FAKE border"], rows)
+    report.paragraph(f"Maps with no mass at all (Grad-CAM is zero after its ReLU): {shares['empty_maps']:,}; they are "
+                     "left out of the shares.")
+    report.paragraph(claim_verdict(shares))
+    report.image(figures["centre"], "Share of map mass in the centre square, per class and label.")
+    report.image(figures["mean"], "Mean map of the REAL and of the FAKE images.")
+    report.heading("Faithfulness: deletion and insertion")
+    faith = summary["faithfulness"]
+    report.paragraph(f"Pixels are replaced, in order of attribution, by a Gaussian-blurred copy of the image "
+                     f"(sigma {faith['sigma']}), in {len(faith['fractions']) - 1} steps; the curve follows the "
+                     "probability of the model's verdict. Deletion: lower AUC is more faithful; insertion: higher.")
+    report.table(["curve", "Grad-CAM order AUC", "random order AUC"],
+                 [[c, faith[f"{c}_map"]["auc"], faith[f"{c}_random"]["auc"]] for c in ("deletion", "insertion")])
+    report.image(figures["faithfulness"], "Deletion and insertion curves, Grad-CAM order against random order.")
+    report.heading("Sanity check: model randomisation (Adebayo et al., 2018)")
+    sanity = summary["randomisation"]
+    report.paragraph("Spearman rank correlation between each image's map from the trained model and from the same "
+                     "architecture with re-initialised weights. Low correlation means the maps depend on what the "
+                     "model learned, as they should.")
+    rows = [["all layers at once", sanity["full"]["mean"], sanity["full"]["median"], sanity["full"]["undefined"]]]
+    rows += [[f"output down to {r['randomised_down_to']}", r["mean"], r["median"], r["undefined"]] for r in sanity["cascading"]]
+    report.table(["weights re-initialised", "mean rho", "median rho", "undefined (constant map)"], rows)
+    return report

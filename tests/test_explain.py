@@ -1,0 +1,132 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cifake.explain import GradCam, centre_share, conv_layer_names, deletion_insertion, rank_correlation, region_table
+from cifake.models import Topology, build_model, save_model
+
+CORNERS = {"top-left": (slice(0, 8), slice(0, 8)), "top-right": (slice(0, 8), slice(24, 32)),
+           "bottom-left": (slice(24, 32), slice(0, 8)), "bottom-right": (slice(24, 32), slice(24, 32))}
+
+
+def brightness_model() -> torch.nn.Module:
+    """Known by construction: bright pixels (above mid-grey) are the only evidence, and it is evidence for REAL."""
+    model = build_model(Topology(filters=1, conv_layers=1, dense=()))
+    with torch.no_grad():
+        conv, head = model.features[0], model.head[1]
+        conv.weight.fill_(1 / 27)  # mean of a 3x3x3 patch, pixels scaled to 0..1
+        conv.bias.fill_(-0.5)  # only patches brighter than mid-grey get through the ReLU
+        head.weight.fill_(1.0)
+        head.bias.fill_(-1.0)
+    return model.eval()
+
+
+def patch_images() -> np.ndarray:
+    """Dark images with one bright 8x8 patch, each in a different corner."""
+    images = np.full((len(CORNERS), 32, 32, 3), 20, np.uint8)
+    for image, (rows, cols) in zip(images, CORNERS.values()):
+        image[rows, cols] = 250
+    return images
+
+
+def quadrant_share(heatmap: np.ndarray, rows: slice, cols: slice) -> float:
+    quadrant = (slice(0, 16) if rows.start == 0 else slice(16, 32), slice(0, 16) if cols.start == 0 else slice(16, 32))
+    return float(heatmap[quadrant].sum() / heatmap.sum())
+
+
+def test_known_answer_map_mass_sits_on_the_evidence():
+    maps, targets = GradCam(brightness_model(), batch_size=3)(patch_images(), "predicted")
+    assert maps.shape == (4, 32, 32) and list(targets) == [1, 1, 1, 1]  # the bright patch makes each REAL
+    for heatmap, (name, (rows, cols)) in zip(maps, CORNERS.items()):
+        assert quadrant_share(heatmap, rows, cols) > 0.9, name
+        assert heatmap[rows, cols].sum() > 0.5 * heatmap.sum(), name  # the 8x8 patch itself: 1/16 of the image
+
+
+def test_map_for_the_other_label_is_empty():
+    """REAL evidence is the logit; FAKE evidence its negative, so the bright patch gives FAKE nothing."""
+    maps, targets = GradCam(brightness_model())(patch_images(), "FAKE")
+    assert list(targets) == [0, 0, 0, 0] and np.allclose(maps, 0)
+
+
+def test_batching_and_repeats_do_not_change_maps():
+    torch.manual_seed(3)
+    model = build_model("paper")
+    images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    one, _ = GradCam(model, batch_size=3)(images, "REAL")
+    two, _ = GradCam(model, batch_size=256)(images, "REAL")
+    again, _ = GradCam(model, batch_size=3)(images, "REAL")
+    assert np.allclose(one, two, atol=1e-6) and np.array_equal(one, again)
+
+
+def test_layers_can_be_chosen_and_bad_ones_are_refused():
+    model = build_model("paper")
+    assert conv_layer_names(model) == ["features.0", "features.1", "features.3", "features.4"]
+    images = patch_images()
+    maps, _ = GradCam(model, layer="features.0")(images, np.array([1, 0, 1, 0]))
+    assert maps.shape == (4, 32, 32)
+    with pytest.raises(ValueError, match="unknown layer"):
+        GradCam(model, layer="head.1")
+    with pytest.raises(ValueError, match="target must be"):
+        GradCam(model)(images, "MAYBE")
+
+
+def test_centre_share_and_region_table():
+    uniform = np.ones((1, 32, 32), np.float32)
+    centre = np.zeros((1, 32, 32), np.float32)
+    centre[0, 8:24, 8:24] = 1
+    empty = np.zeros((1, 32, 32), np.float32)
+    shares = centre_share(np.concatenate([uniform, centre, empty]))
+    assert shares[0] == pytest.approx(0.25) and shares[1] == pytest.approx(1.0) and np.isnan(shares[2])
+    table = region_table(np.concatenate([uniform, centre, empty]), np.array([1, 0, 0]), np.array([0, 0, 1]))
+    assert table["REAL"]["airplane"] == pytest.approx(0.25) and table["FAKE"]["airplane"] == pytest.approx(1.0)
+    assert table["FAKE"]["automobile"] is None and table["empty_maps"] == 1
+
+
+def test_rank_correlation():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 32, 32))
+    b = a.copy()
+    b[1] = -a[1]
+    b[2] = 0
+    rho = rank_correlation(a, b)
+    assert rho[0] == pytest.approx(1) and rho[1] == pytest.approx(-1) and np.isnan(rho[2])
+
+
+def test_deletion_beats_random_order_on_the_known_model():
+    model = brightness_model()
+    images = patch_images()
+    maps, targets = GradCam(model)(images, "predicted")
+    result = deletion_insertion(model, images, maps, targets, steps=8, sigma=4.0)
+    assert result["deletion_map"]["auc"] < result["deletion_random"]["auc"] - 0.1
+    assert result["insertion_map"]["auc"] > result["insertion_random"]["auc"]
+    assert len(result["deletion_map"]["curve"]) == 9
+
+
+def test_explain_dataset_report(learnable_zip, tmp_path):
+    from cifake.explain.run import explain_dataset
+
+    torch.manual_seed(1)
+    save_model(build_model("paper"), tmp_path / "run")
+    summary = explain_dataset(tmp_path / "run", learnable_zip, tmp_path / "out", sample_per_label=40, per_class=2,
+                              progress=False)
+    assert summary["images"] == 80 and summary["per_label"] == {"REAL": 40, "FAKE": 40}
+    for name in ("explain.md", "explain.html", "explain.json", "gradcam_grid.png", "mean_maps.png",
+                 "centre_share.png", "deletion_insertion.png"):
+        assert (tmp_path / "out" / name).is_file(), name
+    page = (tmp_path / "out" / "explain.html").read_text()
+    assert page.count("data:image/png;base64,") == 4 and "src='http" not in page and "href=" not in page
+    saved = json.loads((tmp_path / "out" / "explain.json").read_text())
+    assert set(saved["randomisation"]) == {"full", "cascading"} and len(saved["randomisation"]["cascading"]) == 4
+
+
+def test_claim_verdict_follows_the_numbers():
+    from cifake.explain.run import claim_verdict
+
+    table = lambda real, fake: {"REAL": {"all": real}, "FAKE": {"all": fake}}
+    assert "as the study reports" in claim_verdict(table(0.15, 0.18)) and "do not" not in claim_verdict(table(0.15, 0.18))
+    assert "for FAKE images alone" in claim_verdict(table(0.26, 0.1))
+    assert "do not concentrate" in claim_verdict(table(0.253, 0.283))
+    assert "leaning towards the centre" in claim_verdict(table(0.26, 0.28))
+    assert "leaning" not in claim_verdict(table(0.24, 0.28))
