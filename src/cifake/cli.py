@@ -1,4 +1,4 @@
-"""The `cifake` command line: data info/audit, train, evaluate, explain. Thin: it parses, calls the library, prints."""
+"""The `cifake` command line: data info/audit/build, train, evaluate, explain, generate. Thin: it parses, calls the library, prints."""
 
 from __future__ import annotations
 
@@ -80,6 +80,81 @@ def data_audit(source: Source, out: Annotated[Path, typer.Option(help="Folder fo
     json_path, md_path = write_audit(report, out)
     console.print(md_path.read_text(), markup=False)
     console.print(f"Report: {md_path} and {json_path}")
+
+
+@data_app.command("build")
+def data_build(
+    real: Annotated[Path, typer.Option(help="Source of REAL images (any layout; its REAL images are used).")],
+    fake: Annotated[Path, typer.Option(help="Source of FAKE images, e.g. the output of `cifake generate`.")],
+    out: Annotated[Path, typer.Option(help="New folder for the CIFAKE-layout dataset.")],
+    test_fraction: Annotated[float, typer.Option(help="Share of each label (per class) put in test.")] = 1 / 6,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 1,
+) -> None:
+    """Assemble train/test x REAL/FAKE in the CIFAKE layout from a real and a synthetic source."""
+    from cifake.data import SourceError
+    from cifake.data.build import build_dataset
+
+    try:
+        counts = build_dataset(real, fake, out, test_fraction, seed)
+    except (SourceError, ValueError, FileExistsError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    for where, n in counts.items():
+        console.print(f"{where}: {n:,}")
+    console.print(f"Dataset: {out} (read it with `cifake data info {out}`)")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Output folder: FAKE/<CIFAKE name>.jpg and manifest.jsonl.")],
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: CIFAR-10's ten).")] = None,
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
+    like: Annotated[Optional[Path], typer.Option(help="Take classes and counts from this labelled REAL source.")] = None,
+    model: Annotated[str, typer.Option(help="Hugging Face model id or local diffusers folder.")] = "CompVis/stable-diffusion-v1-4",
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 50,
+    scheduler: Annotated[str, typer.Option(help="euler-ancestral (the study's), euler, ddim, pndm, lms, dpm++.")] = "euler-ancestral",
+    size: Annotated[int, typer.Option(help="Render size in pixels.")] = 512,
+    out_size: Annotated[int, typer.Option(help="Saved size in pixels (bilinear resize).")] = 32,
+    prompt_template: Annotated[str, typer.Option(help="Prompt; {label} and {article} (a/an) are filled in.")] = "a photograph of {article} {label}",
+    seed: Annotated[int, typer.Option(help="Base seed; each image's seed derives from (seed, class, index).")] = 1,
+    device: Annotated[str, typer.Option(help="cuda, cpu or mps.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="fp16, bf16 or fp32.")] = "fp32",
+    batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 4,
+    keep_full_size: Annotated[bool, typer.Option(help="Also keep each full-size render as PNG.")] = False,
+    shard: Annotated[str, typer.Option(help="i/n: make only shard i (from 0) of n, for several processes.")] = "0/1",
+    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Fan shards out over this Ray cluster, one per GPU.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Render a CIFAKE-style synthetic twin with Stable Diffusion; reruns resume, shards split the work."""
+    from cifake.generate import GenerateConfig, counts_like, parse_shard
+    from cifake.generate.pipeline import WeightsNotFound, generate as run_generation
+
+    try:
+        names = [c.strip() for c in classes.split(",")] if classes else None
+        counts: int | list[int] = per_class
+        if like:
+            names, counts = counts_like(like)
+        config = GenerateConfig(out=str(out), per_class=counts, model=model, scheduler=scheduler, steps=steps,
+                                size=size, out_size=out_size, prompt_template=prompt_template, seed=seed,
+                                device=device, dtype=dtype, batch_size=batch_size, keep_full_size=keep_full_size,
+                                shard=parse_shard(shard), **({"classes": names} if names else {}))
+        config.counts()
+        if ray_address:
+            from cifake.generate.distributed import generate_on_ray
+
+            summaries = generate_on_ray(config, ray_address)
+            console.print(f"{sum(s['generated'] for s in summaries):,} images made by {len(summaries)} Ray shards")
+            return
+        summary = run_generation(config, progress=not quiet)
+    except WeightsNotFound as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    rate = f", {summary['images_per_second']} images/s" if summary.get("images_per_second") else ""
+    console.print(f"{summary['generated']:,} made, {summary['skipped_existing']:,} already there "
+                  f"({summary['planned']:,} in this shard){rate}. Output: {out}")
 
 
 @app.command()

@@ -57,6 +57,11 @@ def cifar_class(name: str) -> int:
     return -1
 
 
+def cifake_file_name(index: int, class_index: int) -> str:
+    """CIFAKE's naming: "N.jpg" for class 0 (airplane), "N (k).jpg" for class k-1."""
+    return f"{index}.jpg" if class_index == 0 else f"{index} ({class_index + 1}).jpg"
+
+
 def classify(path: str) -> tuple[str, int] | None:
     """(split, label) of a relative path, or None when it is not under a REAL/FAKE folder."""
     parts = path.split("/")

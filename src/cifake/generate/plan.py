@@ -1,0 +1,105 @@
+"""What to generate: one job per image, named as CIFAKE names its files, each with its own seed.
+
+Pure planning (no diffusers, no torch): which files, prompts and seeds; which shard does which job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from cifake.data.sources import CIFAR10_CLASSES, cifake_file_name
+
+DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+DEFAULT_PROMPT = "a photograph of {article} {label}"
+
+
+@dataclass
+class GenerateConfig:
+    """The study's defaults: SD 1.4, Euler Ancestral, 50 steps, 512 px renders resized to 32 px bilinear."""
+
+    out: str
+    classes: list[str] = field(default_factory=lambda: list(CIFAR10_CLASSES))
+    per_class: int | list[int] = 10  # one count for every class, or one count per class
+    model: str = DEFAULT_MODEL
+    scheduler: str = "euler-ancestral"
+    steps: int = 50
+    size: int = 512
+    out_size: int = 32
+    prompt_template: str = DEFAULT_PROMPT
+    seed: int = 1
+    device: str = "cpu"
+    dtype: str = "fp32"
+    batch_size: int = 4
+    keep_full_size: bool = False
+    shard: tuple[int, int] = (0, 1)  # (index, count): this process makes every count-th job from index
+
+    def counts(self) -> list[int]:
+        counts = [self.per_class] * len(self.classes) if isinstance(self.per_class, int) else list(self.per_class)
+        if len(counts) != len(self.classes) or any(c < 0 for c in counts):
+            raise ValueError(f"need one non-negative count per class; got {counts} for {len(self.classes)} classes")
+        return counts
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    class_index: int
+    class_name: str
+    index: int
+    file_name: str  # CIFAKE naming: "N.jpg" for the first class, "N (k).jpg" for class k-1
+    prompt: str
+    seed: int
+
+
+def image_seed(base_seed: int, class_name: str, index: int) -> int:
+    """A seed of its own for every image, from (base seed, class, index): any image can be regenerated alone."""
+    digest = hashlib.sha256(f"{base_seed}/{class_name}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # 63 bits: what torch.Generator.manual_seed accepts
+
+
+def prompt_for(template: str, label: str) -> str:
+    article = "an" if label[:1].lower() in "aeiou" else "a"
+    return template.format(label=label, article=article)
+
+
+def plan_jobs(config: GenerateConfig) -> list[Job]:
+    """This shard's jobs, in a fixed order (class by class, index by index)."""
+    shard, shards = config.shard
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard}/{shards}: the index must lie in 0..{shards - 1}")
+    jobs = [
+        Job(k, name, i, cifake_file_name(i, k), prompt_for(config.prompt_template, name), image_seed(config.seed, name, i))
+        for k, (name, count) in enumerate(zip(config.classes, config.counts()))
+        for i in range(count)
+    ]
+    return jobs[shard::shards]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n); i counts from 0, so 0/4 is the first of four shards."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard takes i/n, e.g. 0/4, not {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def counts_like(source) -> tuple[list[str], list[int]]:
+    """Class names and REAL image counts of a labelled real source (every split), to make its synthetic twin."""
+    from cifake.data import load_dataset
+
+    data = load_dataset(source, progress=False)
+    counts: Counter[int] = Counter()
+    for images in data.splits.values():
+        counts.update(images.classes[images.labels == 1].tolist())
+    known = sorted(k for k in counts if k >= 0)
+    if not known:
+        raise ValueError(f"{source}: no REAL images with a CIFAR-10 class in their names (N.jpg or N (k).jpg)")
+    classes = list(CIFAR10_CLASSES[: max(known) + 1])  # keep class k at index k, so file names keep their (k)
+    return classes, [counts.get(k, 0) for k in range(len(classes))]

@@ -1,0 +1,160 @@
+"""`cifake generate` and `cifake data build`, offline, on a tiny random-weight Stable Diffusion pipeline."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image, JpegImagePlugin
+
+from cifake.data import load_dataset
+from cifake.generate import GenerateConfig, counts_like, image_seed, parse_shard, plan_jobs
+from cifake.generate.tiny import build_tiny_pipeline
+from conftest import synthetic_image, tree_files, write_tree
+
+FAST = ["--classes", "airplane,cat", "--per-class", "3", "--steps", "2", "--size", "64", "--batch-size", "2", "-q"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "sd")
+
+
+def cifake(*args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "cifake", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted((folder / "FAKE").iterdir())}
+
+
+def test_plan_names_seeds_and_shards():
+    config = GenerateConfig(out="x", classes=["airplane", "cat", "dog"], per_class=[2, 1, 0])
+    jobs = plan_jobs(config)
+    assert [j.file_name for j in jobs] == ["0.jpg", "1.jpg", "0 (2).jpg"]
+    assert [j.prompt for j in jobs] == ["a photograph of an airplane"] * 2 + ["a photograph of a cat"]
+    assert jobs[2].seed == image_seed(1, "cat", 0) != image_seed(2, "cat", 0)
+    big = GenerateConfig(out="x", classes=["a", "b"], per_class=5)
+    shards = [plan_jobs(GenerateConfig(out="x", classes=["a", "b"], per_class=5, shard=(i, 3))) for i in range(3)]
+    names = [(j.class_name, j.index) for s in shards for j in s]
+    assert sorted(names) == sorted((j.class_name, j.index) for j in plan_jobs(big)) and len(set(names)) == 10
+    assert parse_shard("1/4") == (1, 4)
+    with pytest.raises(ValueError):
+        parse_shard("4/4")
+
+
+def test_generate_writes_cifake_files_and_manifest(tiny_model, tmp_path):
+    out = tmp_path / "twin"
+    cifake("generate", "--model", tiny_model, "--out", out, *FAST, "--keep-full-size")
+    files = files_of(out)
+    assert set(files) == {"0.jpg", "1.jpg", "2.jpg", "0 (2).jpg", "1 (2).jpg", "2 (2).jpg"}
+    reference = Image.open(out / "FAKE" / "0.jpg")
+    assert reference.format == "JPEG" and reference.size == (32, 32) and reference.mode == "RGB"
+    assert JpegImagePlugin.get_sampling(reference) == 2  # 4:2:0
+    quality75 = tmp_path / "q75.jpg"
+    Image.fromarray(synthetic_image(1, 0)).save(quality75, "JPEG", quality=75)
+    assert reference.quantization == Image.open(quality75).quantization
+    assert Image.open(out / "full-size" / "cat" / "0 (2).png").size == (64, 64)
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(manifest) == 6 and {m["file"] for m in manifest} == {f"FAKE/{n}" for n in files}
+    entry = next(m for m in manifest if m["file"] == "FAKE/1 (2).jpg")
+    assert entry["prompt"] == "a photograph of a cat" and entry["seed"] == image_seed(1, "cat", 1)
+    assert entry["scheduler"] == "euler-ancestral" and entry["steps"] == 2 and entry["seconds"] > 0
+    data = load_dataset(out, progress=False)  # the data layer reads the result directly
+    assert len(data["all"]) == 6 and set(data["all"].labels) == {0} and sorted(set(data["all"].classes)) == [0, 1]
+
+
+def test_same_seed_same_bytes_and_single_image_regeneration(tiny_model, tmp_path):
+    cifake("generate", "--model", tiny_model, "--out", tmp_path / "a", *FAST)
+    cifake("generate", "--model", tiny_model, "--out", tmp_path / "b", *FAST)
+    first = files_of(tmp_path / "a")
+    assert first == files_of(tmp_path / "b")
+    (tmp_path / "a" / "FAKE" / "1 (2).jpg").unlink()
+    proc = cifake("generate", "--model", tiny_model, "--out", tmp_path / "a", *FAST)
+    assert "1 made, 5 already there" in proc.stdout
+    assert files_of(tmp_path / "a") == first  # made alone, in a batch of one, the image is the same
+    cifake("generate", "--model", tiny_model, "--out", tmp_path / "c", *FAST, "--seed", "2")
+    assert files_of(tmp_path / "c")["0.jpg"] != first["0.jpg"]
+
+
+def test_killed_run_resumes(tiny_model, tmp_path):
+    args = ["generate", "--model", tiny_model, "--classes", "airplane,cat", "--per-class", "8", "--steps", "3",
+            "--size", "64", "--batch-size", "1", "-q"]
+    cifake(*args, "--out", tmp_path / "whole")
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "cifake", *map(str, args), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list((out / "FAKE").glob("*.jpg"))) < 3:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    made = len(list((out / "FAKE").glob("*.jpg")))
+    assert 0 < made < 16 and not list((out / "FAKE").glob(".*"))  # no half-written file is visible
+    resumed = cifake(*args, "--out", out)
+    assert f"{16 - made} made, {made} already there" in resumed.stdout
+    assert files_of(out) == files_of(tmp_path / "whole")
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {m["file"] for m in manifest} == {f"FAKE/{n}" for n in files_of(out)}
+
+
+def test_shards_split_without_overlap(tiny_model, tmp_path):
+    for shard in ("0/2", "1/2"):
+        cifake("generate", "--model", tiny_model, "--out", tmp_path / "s", *FAST, "--shard", shard)
+    cifake("generate", "--model", tiny_model, "--out", tmp_path / "one", *FAST)
+    assert files_of(tmp_path / "s") == files_of(tmp_path / "one")
+    lines = (tmp_path / "s" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and len({json.loads(line)["file"] for line in lines}) == 6
+
+
+def test_no_weights_fails_at_once_with_instructions(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    started = time.time()
+    proc = cifake("generate", "--out", tmp_path / "x", "--per-class", "1", check=False, env=env)
+    assert proc.returncode == 2 and time.time() - started < 60
+    assert "huggingface-cli download CompVis/stable-diffusion-v1-4" in proc.stderr and "--model" in proc.stderr
+    assert not (tmp_path / "x" / "FAKE").exists() or not any((tmp_path / "x" / "FAKE").iterdir())
+    (tmp_path / "empty").mkdir()
+    proc = cifake("generate", "--out", tmp_path / "y", "--model", tmp_path / "empty", check=False)
+    assert proc.returncode == 2 and "no model_index.json" in proc.stderr
+
+
+def test_like_and_build_make_a_cifake_dataset(tiny_model, tmp_path):
+    real = write_tree(tmp_path / "real", tree_files({"x": 20}, split_dirs=False))  # 20 REAL: 2 per class
+    (real / "REAL" / "1 (3).jpg").unlink()
+    names, counts = counts_like(real)
+    assert names[:3] == ["airplane", "automobile", "bird"] and counts == [2, 2, 1, 2, 2, 2, 2, 2, 2, 2]
+    (real / "REAL" / "1 (3).jpg").write_bytes((real / "REAL" / "0 (3).jpg").read_bytes())
+    twin = tmp_path / "twin"
+    cifake("generate", "--model", tiny_model, "--out", twin, "--like", real, "--steps", "2", "--size", "64", "-q")
+    assert len(files_of(twin)) == 20
+    built = tmp_path / "built"
+    proc = cifake("data", "build", "--real", real, "--fake", twin, "--out", built, "--test-fraction", "0.5")
+    data = load_dataset(built, progress=False)
+    assert set(data.splits) == {"train", "test"}
+    for split in ("train", "test"):
+        counts = data[split].counts()
+        assert counts["REAL"]["total"] == counts["FAKE"]["total"] == 10, proc.stdout
+        assert counts["REAL"]["airplane"] == counts["FAKE"]["truck"] == 1
+    origins = json.loads((built / "build.json").read_text())["files"]
+    assert len(origins) == 40 and all(":" in v for v in origins.values())
+    again = cifake("data", "build", "--real", real, "--fake", twin, "--out", built, check=False)
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_ray_fans_shards_out(tiny_model, tmp_path):
+    pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    from cifake.generate.distributed import generate_on_ray
+
+    config = GenerateConfig(out=str(tmp_path / "ray"), classes=["airplane", "cat"], per_class=3, model=str(tiny_model),
+                            steps=2, size=64, batch_size=2)
+    summaries = generate_on_ray(config, "local", shards=2, gpus_per_shard=0)
+    assert sorted(s["planned"] for s in summaries) == [3, 3] and sum(s["generated"] for s in summaries) == 6
+    assert len(list((tmp_path / "ray" / "FAKE").glob("*.jpg"))) == 6
