@@ -6,7 +6,7 @@ CIFAKE_DATA ?= ../shared/data/cifake
 RUN ?= runs/paper
 export CIFAKE_DATA
 
-.PHONY: install test reproduce bench clean
+.PHONY: install browser test reproduce bundle bench clean
 
 install: $(VENV)/.installed
 
@@ -17,7 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-test: install
+# Debian's Chromium for the end-to-end test of the web page (needs root to install; CI runs as root)
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
+	  || echo "chromium is missing and could not be installed: the browser test will be skipped"
+
+test: install browser
 	$(BIN)/python -m pytest
 
 # The main job, for now: train and evaluate the study's chosen CNN on CIFAKE (resumes a killed run),
@@ -27,11 +32,19 @@ reproduce: install
 	$(BIN)/cifake evaluate $(RUN) --data $(CIFAKE_DATA) --exclude-leaked
 	$(BIN)/cifake explain $(RUN) --data $(CIFAKE_DATA) --split test --sample 1000 --out $(RUN)/explain
 
+# The bundled default model: trained with the study's settings on the full train split, evaluated, carded.
+bundle: install
+	$(BIN)/cifake train --data $(CIFAKE_DATA) --topology paper --out runs/bundled --resume
+	$(BIN)/cifake evaluate runs/bundled --data $(CIFAKE_DATA) --exclude-leaked
+	$(BIN)/python tools/bundle_model.py runs/bundled
+
 bench: install
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_generate.py
+	$(BIN)/python benchmarks/bench_predict.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -102,6 +102,10 @@ def test_deletion_beats_random_order_on_the_known_model():
     assert result["deletion_map"]["auc"] < result["deletion_random"]["auc"] - 0.1
     assert result["insertion_map"]["auc"] > result["insertion_random"]["auc"]
     assert len(result["deletion_map"]["curve"]) == 9
+    in_chunks = deletion_insertion(model, images, maps, targets, steps=8, sigma=4.0, chunk=3)
+    for key in ("deletion_map", "deletion_random", "insertion_map", "insertion_random"):  # chunks change no result
+        assert in_chunks[key]["auc"] == pytest.approx(result[key]["auc"], rel=1e-5)
+        assert in_chunks[key]["curve"] == pytest.approx(result[key]["curve"], rel=1e-5)
 
 
 def test_explain_dataset_report(learnable_zip, tmp_path):

@@ -22,6 +22,8 @@ _API = {
     "evaluate": "cifake.metrics",
     "train_run": "cifake.experiment",
     "evaluate_run": "cifake.experiment",
+    "Detector": "cifake.predict",
+    "Prediction": "cifake.predict",
 }
 
 __all__ = ["__version__", *_API]

@@ -1,4 +1,4 @@
-"""The `cifake` command line: data info/audit/build, train, evaluate, explain, generate. Thin: it parses, calls the library, prints."""
+"""The `cifake` command line: data info/audit/build, train, evaluate, explain, generate, predict, serve. Thin: it parses, calls the library, prints."""
 
 from __future__ import annotations
 
@@ -271,6 +271,89 @@ def explain(
         err.print(f"{path}: {reason}", markup=False)
     if explained.failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    model: Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")] = None,
+    threshold: Annotated[float, typer.Option(help="Call an image FAKE when P(FAKE) >= this.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    explain_dir: Annotated[Optional[Path], typer.Option("--explain", help="Write Grad-CAM overlays into this folder.")] = None,
+) -> None:
+    """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
+    import csv
+
+    from cifake.predict import Detector, expand_paths
+
+    try:
+        detector = Detector.load(model)
+        results = detector.iter_predict(expand_paths(paths), threshold)
+        failed = 0
+        table = Table(title=f"model {detector.model_id}; FAKE when P(FAKE) >= {threshold}") if not (as_json or as_csv) else None
+        writer = None
+        if table is not None:
+            for column in ("path", "P(FAKE)", "verdict"):
+                table.add_column(column, justify="right" if column == "P(FAKE)" else "left")
+        if as_csv:
+            writer = csv.DictWriter(sys.stdout, ["path", "prob_fake", "verdict", "threshold", "model_id"])
+            writer.writeheader()
+        explained: list[str] = []
+        for result in results:
+            if result.error:
+                failed += 1
+                err.print(f"{result.source}: {result.error}", markup=False, highlight=False)
+                continue
+            row = {"path": result.source, "prob_fake": round(result.prob_fake, 6), "verdict": result.verdict,
+                   "threshold": threshold, "model_id": result.model_id}
+            if as_json:
+                print(json.dumps(row), flush=False)
+            elif writer:
+                writer.writerow(row)
+            else:
+                table.add_row(result.source, f"{result.prob_fake:.4f}", result.verdict)
+            if explain_dir:
+                explained.append(result.source)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if table is not None:
+        console.print(table)
+    if explain_dir and explained:
+        from cifake.explain.run import explain_files
+
+        explain_files(model or _bundled(), [Path(p) for p in explained], explain_dir)
+        err.print(f"Grad-CAM overlays: {explain_dir}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    model: Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")] = None,
+    max_file_mb: Annotated[float, typer.Option(help="Largest upload, in MB.")] = 20,
+    max_pixels: Annotated[int, typer.Option(help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
+    max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
+) -> None:
+    """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
+    import uvicorn
+
+    from cifake.predict import Detector
+    from cifake.serve import Limits, create_app
+
+    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_pixels=max_pixels, max_files=max_files)
+    application = create_app(Detector.load(model), limits, model)
+    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _bundled() -> Path:
+    from cifake.predict import bundled_model_dir
+
+    return bundled_model_dir()
 
 
 def _parse_dense(text: str | None) -> tuple[int, ...] | None:

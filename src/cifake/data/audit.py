@@ -31,21 +31,29 @@ def image_keys(images: ImageSet, kind: str) -> list[bytes]:
     raise ValueError(f"unknown duplicate kind {kind!r}; expected one of {KINDS}")
 
 
-def find_duplicates(data: CifakeData, kind: str) -> list[DuplicateGroup]:
+def split_keys(data: CifakeData, kind: str) -> dict[str, list[bytes]]:
+    """image_keys of every split (hashing all pixels takes a second or two: compute once, pass around)."""
+    return {split: image_keys(images, kind) for split, images in data.splits.items()}
+
+
+def find_duplicates(data: CifakeData, kind: str, keys: dict[str, list[bytes]] | None = None) -> list[DuplicateGroup]:
     """Groups of two or more images sharing a key, over every split of the source."""
+    keys = keys or split_keys(data, kind)
     groups: dict[bytes, list[tuple[str, str, str]]] = defaultdict(list)
     for split, images in data.splits.items():
-        for key, label, name in zip(image_keys(images, kind), images.labels, images.names):
+        for key, label, name in zip(keys[split], images.labels, images.names):
             groups[key].append((split, LABEL_NAMES[int(label)], str(name)))
     return [DuplicateGroup(kind, sorted(m)) for m in groups.values() if len(m) > 1]
 
 
-def leaked_mask(data: CifakeData, split: str = "test", kind: str = "pixels", reference: str = "train") -> np.ndarray:
+def leaked_mask(data: CifakeData, split: str = "test", kind: str = "pixels", reference: str = "train",
+                keys: dict[str, list[bytes]] | None = None) -> np.ndarray:
     """True for each image of `split` that also occurs in `reference` (the train split): a leaked item."""
     if reference not in data.splits:
         return np.zeros(len(data[split]), bool)
-    seen = set(image_keys(data[reference], kind))
-    return np.array([key in seen for key in image_keys(data[split], kind)], bool)
+    keys = keys or {s: image_keys(data[s], kind) for s in (split, reference)}
+    seen = set(keys[reference])
+    return np.array([key in seen for key in keys[split]], bool)
 
 
 def _pair_counts(groups: list[DuplicateGroup]) -> dict[str, int]:
@@ -63,16 +71,16 @@ def audit(data: CifakeData) -> dict:
     """The full audit as plain data: duplicate groups and pair counts of each kind, and the leaked test items."""
     report: dict = {"source": data.source, "splits": {s: len(v) for s, v in data.splits.items()}}
     for kind in KINDS:
-        groups = find_duplicates(data, kind)
+        keys = split_keys(data, kind)
+        groups = find_duplicates(data, kind, keys)
         report[kind] = {
             "groups": len(groups),
             "images_in_groups": sum(len(g.members) for g in groups),
             "pairs": _pair_counts(groups),
             "members": [[list(m) for m in g.members] for g in groups],
         }
-    if "test" in data.splits:
-        for kind in KINDS:
-            mask = leaked_mask(data, "test", kind)
+        if "test" in data.splits:
+            mask = leaked_mask(data, "test", kind, keys=keys)
             report[f"leaked_test_{kind}"] = sorted(str(n) for n in data["test"].names[mask])
     return report
 

@@ -38,19 +38,27 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXE
         return pixels, False
     try:
         image = Image.open(io.BytesIO(data))
-        width, height = image.size
-        if width * height > max_pixels:
-            raise Image.DecompressionBombError(f"{width}x{height} is over the limit of {max_pixels} pixels")
-        converted = image.size != (size, size) or image.mode != "RGB"
-        if image.format == "JPEG":
-            image.draft("RGB", (size, size))  # let libjpeg scale big photos down while decoding
-        image = _upright_rgb(image)
+        return image_to_pixels(image, size, max_pixels)
+    except BadImage:
+        raise
     except Image.DecompressionBombError as exc:
         raise BadImage(f"too many pixels, refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
         raise BadImage("not an image (format not recognised)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"truncated or corrupt image data ({exc})") from None
+
+
+def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, bool]:
+    """A Pillow image (any mode and size) to (size x size x 3 uint8 array, whether it was converted)."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImage(f"too many pixels, refused as a possible decompression bomb "
+                       f"({width}x{height} is over the limit of {max_pixels:,} pixels)")
+    converted = image.size != (size, size) or image.mode != "RGB"
+    if image.format == "JPEG":
+        image.draft("RGB", (size, size))  # let libjpeg scale big photos down while decoding
+    image = _upright_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8), converted

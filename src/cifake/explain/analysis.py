@@ -70,33 +70,39 @@ def deletion_insertion(
     steps: int = 16,
     sigma: float = 4.0,
     seed: int = 1,
+    chunk: int = 1000,
 ) -> dict:
-    """Deletion and insertion curves and AUCs, in the maps' order and in a random order."""
+    """Deletion and insertion curves and AUCs, in the maps' order and in a random order.
+
+    Images are processed `chunk` at a time, so memory stays bounded however many there are.
+    """
     n, height, width = maps.shape
-    base = blurred(images, sigma)
-    original = images.astype(np.float32)
-    rng = np.random.default_rng(seed)
-    orders = {
-        "map": np.argsort(-maps.reshape(n, -1), axis=1, kind="stable"),
-        "random": np.argsort(rng.random((n, height * width)), axis=1),
-    }
     fractions = np.linspace(0, 1, steps + 1)
-    sign = np.where(targets == 1, 1.0, -1.0).astype(np.float32)  # probability of each image's target label
+    random_keys = np.random.default_rng(seed).random((n, height * width))
+    probabilities = {(curve, order): np.empty((steps + 1, n), np.float32)
+                     for curve in ("deletion", "insertion") for order in ("map", "random")}
+    for start in range(0, n, chunk):
+        part = slice(start, start + chunk)
+        original = images[part].astype(np.float32)
+        base = blurred(images[part], sigma)
+        sign = np.where(targets[part] == 1, 1.0, -1.0).astype(np.float32)  # probability of the target label
+        orders = {"map": np.argsort(-maps[part].reshape(len(original), -1), axis=1, kind="stable"),
+                  "random": np.argsort(random_keys[part], axis=1)}
+        for order_name, order in orders.items():
+            rank = np.empty_like(order)
+            np.put_along_axis(rank, order, np.broadcast_to(np.arange(height * width), order.shape), axis=1)
+            rank = rank.reshape(len(original), height, width, 1)
+            for curve in ("deletion", "insertion"):
+                begin, end = (original, base) if curve == "deletion" else (base, original)
+                for step, fraction in enumerate(fractions):
+                    changed = rank < round(fraction * height * width)
+                    mixed = np.rint(np.where(changed, end, begin)).clip(0, 255).astype(np.uint8)
+                    probabilities[curve, order_name][step, part] = sigmoid(sign * predict_logits(model, mixed))
     result: dict = {"fractions": fractions.tolist(), "sigma": sigma, "images": n}
-    for order_name, order in orders.items():
-        rank = np.empty_like(order)
-        np.put_along_axis(rank, order, np.arange(height * width)[None, :].repeat(n, 0), axis=1)
-        rank = rank.reshape(n, height, width, 1)
-        for curve in ("deletion", "insertion"):
-            probabilities = np.empty((steps + 1, n), np.float32)
-            for step, fraction in enumerate(fractions):
-                changed = rank < round(fraction * height * width)
-                start, end = (original, base) if curve == "deletion" else (base, original)
-                mixed = np.rint(np.where(changed, end, start)).clip(0, 255).astype(np.uint8)
-                probabilities[step] = sigmoid(sign * predict_logits(model, mixed))
-            auc = np.trapezoid(probabilities, fractions, axis=0)
-            result[f"{curve}_{order_name}"] = {"curve": probabilities.mean(1).tolist(), "auc": float(auc.mean()),
-                                               "auc_std": float(auc.std())}
+    for (curve, order_name), values in probabilities.items():
+        auc = np.trapezoid(values, fractions, axis=0)
+        result[f"{curve}_{order_name}"] = {"curve": values.mean(1).tolist(), "auc": float(auc.mean()),
+                                           "auc_std": float(auc.std())}
     return result
 
 

@@ -125,10 +125,12 @@ def faithfulness_figure(result: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save(fig, path):
+    """Save to a path (folders made as needed) or to a binary file object, as PNG."""
+    if isinstance(path, (str, Path)):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=fig.dpi)
+    fig.savefig(path, dpi=fig.dpi, format="png")
     plt.close(fig)
     return path

@@ -26,11 +26,16 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
     """
     import ray
 
-    ray.init(address=None if address in (None, "local") else address, ignore_reinit_error=True,
-             include_dashboard=False, log_to_driver=False)
-    count = shards or int(ray.cluster_resources().get("GPU", 0))
-    if count < 1:
-        raise RuntimeError("the Ray cluster has no GPUs; pass shards (and gpus_per_shard=0 to run on CPUs)")
-    task = ray.remote(num_gpus=gpus_per_shard, max_retries=2)(_generate_shard)
-    device = "cuda" if gpus_per_shard > 0 and config.device == "cpu" else config.device
-    return ray.get([task.remote(replace(config, shard=(i, count), device=device)) for i in range(count)])
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        ray.init(address=None if address in (None, "local") else address, include_dashboard=False, log_to_driver=False)
+    try:
+        count = shards or int(ray.cluster_resources().get("GPU", 0))
+        if count < 1:
+            raise RuntimeError("the Ray cluster has no GPUs; pass shards (and gpus_per_shard=0 to run on CPUs)")
+        task = ray.remote(num_gpus=gpus_per_shard, max_retries=2)(_generate_shard)
+        device = "cuda" if gpus_per_shard > 0 and config.device == "cpu" else config.device
+        return ray.get([task.remote(replace(config, shard=(i, count), device=device)) for i in range(count)])
+    finally:
+        if connected_here:
+            ray.shutdown()  # a local instance started here stops here; a cluster connection is let go

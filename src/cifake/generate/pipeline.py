@@ -88,8 +88,9 @@ def generate(config: GenerateConfig, pipe=None, progress: bool = True) -> dict:
     jobs = plan_jobs(config)
     folder = out / "FAKE"
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs if not (folder / job.file_name).exists()]
-    _recover_manifest(out, config, [j for j in jobs if j not in todo])
+    done = {job.file_name for job in jobs if (folder / job.file_name).exists()}
+    todo = [job for job in jobs if job.file_name not in done]
+    _recover_manifest(out, config, [job for job in jobs if job.file_name in done])
     summary = {"planned": len(jobs), "skipped_existing": len(jobs) - len(todo), "generated": 0, "seconds": 0.0}
     if not todo:
         return summary

@@ -1,0 +1,63 @@
+"""`cifake predict` over the official test split as files on disk: files/s, and accuracy against `evaluate`.
+
+`python benchmarks/bench_predict.py [--model RUN_DIR]` extracts the 20,000 test JPEGs to a temporary folder,
+times the Detector over the folder (read + decode + predict, in-process, after start-up) and the whole
+`cifake predict FOLDER --csv` command (start-up included), and compares the accuracy of its verdicts with the
+accuracy `evaluate` computes from the decoded dataset for the same model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from common import data_path
+
+from cifake.data import load_dataset
+from cifake.metrics import evaluate
+from cifake.predict import Detector, expand_paths
+
+
+def accuracy(rows: list[tuple[str, str]]) -> str:
+    correct = sum((verdict == "FAKE") == ("/FAKE/" in path) for path, verdict in rows)
+    return f"{correct:,} of {len(rows):,} right ({correct / len(rows):.5f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, help="run folder (default: the bundled model)")
+    args = parser.parse_args()
+    source = data_path()
+    detector = Detector.load(args.model)
+    with tempfile.TemporaryDirectory() as folder:
+        with zipfile.ZipFile(source / "test.zip") as archive:
+            archive.extractall(folder)
+        started = time.perf_counter()
+        rows = [(r.source, r.verdict) for r in detector.iter_predict(expand_paths([folder]))]
+        seconds = time.perf_counter() - started
+        print(f"Detector over {len(rows):,} files: {seconds:.2f} s, {len(rows) / seconds:,.0f} files/s; "
+              f"accuracy {accuracy(rows)}")
+        command = [sys.executable, "-m", "cifake", "predict", folder, "--csv"]
+        if args.model:
+            command += ["--model", str(args.model)]
+        started = time.perf_counter()
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        seconds = time.perf_counter() - started
+        cli_rows = [(r["path"], r["verdict"]) for r in csv.DictReader(io.StringIO(output))]
+        print(f"`cifake predict FOLDER --csv` (start-up included): {seconds:.2f} s, "
+              f"{len(cli_rows) / seconds:,.0f} files/s; accuracy {accuracy(cli_rows)}")
+    metrics, _ = evaluate(detector.model, load_dataset(source, progress=False)["test"])
+    right = round(metrics["accuracy"] * metrics["n"])
+    print(f"`evaluate` on the decoded test split, same model: accuracy {right:,} of {metrics['n']:,} right "
+          f"({right / metrics['n']:.5f})")
+
+
+if __name__ == "__main__":
+    main()

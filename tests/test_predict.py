@@ -1,0 +1,106 @@
+"""The Detector API and `cifake predict`, on the bundled model and on the bad-input corpus."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bad_inputs import corpus
+from cifake import Detector
+from cifake.predict import bundled_model_dir, expand_paths
+from conftest import jpeg_bytes, synthetic_image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector.load()
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    for name, (data, _) in corpus().items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_bundled_model_is_small_and_carded():
+    folder = bundled_model_dir()
+    assert (folder / "model.safetensors").stat().st_size < 10_000_000
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert "REAL = 1 is the positive class" in card and "Limits" in card and "Intended use" in card
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.9 and metrics["test_without_leaked"]["excluded_leaked"] == 378
+
+
+def test_every_kind_of_input_gives_the_same_score(detector, tmp_path):
+    pixels = synthetic_image(0, 5)
+    data = jpeg_bytes(pixels)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data)
+    decoded = np.asarray(Image.open(path).convert("RGB"))
+    results = detector.predict([path, str(path), data, Image.open(path), decoded])
+    assert len({r.prob_fake for r in results}) == 1 and results[0].error is None
+    assert results[0].source == str(path) and results[2].source == "<input 2>"
+    assert results[0].verdict == ("FAKE" if results[0].prob_fake >= 0.5 else "REAL")
+    assert results[0].model_id.startswith("bundled-f32-c2-d64-")
+
+
+def test_threshold_decides_the_verdict(detector):
+    image = synthetic_image(1, 9)
+    p = detector.predict([image])[0].prob_fake
+    assert detector.predict([image], threshold=p)[0].verdict == "FAKE"
+    assert detector.predict([image], threshold=min(1.0, p + 1e-6))[0].verdict == "REAL"
+    with pytest.raises(ValueError, match="threshold"):
+        detector.predict([image], threshold=1.5)
+
+
+def test_bad_inputs_are_reported_and_never_stop_the_batch(detector, corpus_dir):
+    expected = corpus()
+    results = {r.source.split("/")[-1]: r for r in detector.predict(sorted(corpus_dir.iterdir()))}
+    assert set(results) == set(expected)
+    for name, (_, problem) in expected.items():
+        if problem is None:
+            assert results[name].error is None and 0 <= results[name].prob_fake <= 1, name
+        else:
+            assert problem in results[name].error and results[name].prob_fake is None, name
+    odd = detector.predict([np.zeros((5, 5, 2), np.uint8), 42, tmp := "/nonexistent/file.jpg"])
+    assert "array must be uint8" in odd[0].error and "cannot read a int" in odd[1].error
+    assert odd[2].source == tmp and "unreadable file" in odd[2].error
+
+
+def test_explain_gives_a_map_per_good_input(detector):
+    explained = detector.explain([synthetic_image(1, 1), b"junk"])
+    assert explained[0][1].shape == (32, 32) and explained[1][1] is None and explained[1][0].error
+    png = detector.overlay_png(synthetic_image(0, 2))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(__import__("io").BytesIO(png)).width >= 512
+
+
+def test_expand_paths(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/1.jpg", "a/b/2.PNG", "a/notes.txt", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in expand_paths([tmp_path / "a"])] == ["1.jpg", "2.PNG"]
+    assert [p.name for p in expand_paths([str(tmp_path / "*.jpg")])] == ["c.jpg"]
+    assert [p.name for p in expand_paths([tmp_path / "a" / "notes.txt", tmp_path / "gone.jpg"])] == ["notes.txt", "gone.jpg"]
+
+
+def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir), "--json", "--explain",
+                           str(tmp_path / "overlays")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    expected = corpus()
+    assert {r["path"].split("/")[-1] for r in rows} == {n for n, (_, problem) in expected.items() if problem is None}
+    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "model_id"} for r in rows)
+    for name, (_, problem) in expected.items():
+        if problem:
+            assert any(line.endswith(f"{name}: " + line.split(f"{name}: ", 1)[-1]) and problem in line
+                       for line in proc.stderr.splitlines()), name
+    assert len(list((tmp_path / "overlays").glob("*_gradcam.png"))) == 4
+    csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
+                             capture_output=True, text=True, timeout=300)
+    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,model_id"
