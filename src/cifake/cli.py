@@ -350,6 +350,80 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(part) for part in text.split(","))
+
+
+@app.command()
+def search(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Search folder: trials/*.json, models, search.json.")],
+    profile: Annotated[str, typer.Option(help="quick (reduced budget) or paper (the full protocol).")] = "paper",
+    filters: Annotated[Optional[str], typer.Option(help="Stage-1 filters, e.g. 16,32,64,128.")] = None,
+    conv_layers: Annotated[Optional[str], typer.Option(help="Stage-1 conv layers, e.g. 1,2,3.")] = None,
+    dense_units: Annotated[Optional[str], typer.Option(help="Stage-2 units, e.g. 32,64,...,4096.")] = None,
+    dense_layers: Annotated[Optional[str], typer.Option(help="Stage-2 dense layers, e.g. 1,2,3.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs per trial.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience per trial.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Images per label (data fraction); default: the profile's.")] = None,
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")] = True,
+    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
+    threads_per_trial: Annotated[int, typer.Option(help="Torch threads per trial; trials run cores/threads at once.")] = 1,
+    quiet: Quiet = False,
+) -> None:
+    """The study's search: 12 feature extractors, then dense heads on the best; resumable, Ray-distributed."""
+    from dataclasses import replace
+
+    from cifake.search import PROFILES, run_search
+
+    try:
+        space, budget = PROFILES[profile]
+    except KeyError:
+        err.print(f"[red]error:[/] unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        raise typer.Exit(2) from None
+    space = replace(space, **{k: v for k, v in (("filters", _ints(filters)), ("conv_layers", _ints(conv_layers)),
+                                                ("dense_units", _ints(dense_units)),
+                                                ("dense_layers", _ints(dense_layers))) if v})
+    budget = replace(budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
+                                                  ("limit_per_label", limit)) if v is not None})
+    try:
+        summary = run_search(data, out, space, budget, use_ray=ray, ray_address=ray_address,
+                             threads_per_trial=threads_per_trial, progress=not quiet)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    from cifake.search.tables import markdown_table, stage1_rows, within
+
+    console.print(markdown_table(*stage1_rows(summary["stage1"], "accuracy")), markup=False)
+    close, compared = within(summary["stage1"])
+    console.print(f"Best extractor {summary['best_extractor']}; best overall {summary['best']} (validation loss). "
+                  f"Stage-1 test accuracy within 1 point of the paper in {close} of {compared} cells.")
+
+
+@app.command()
+def reproduce(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/reproduce"),
+    profile: Annotated[str, typer.Option(help="quick (<= 15 min on 2 cores) or paper (the full protocol).")] = "quick",
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")] = True,
+    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
+    from cifake.search.reproduce import reproduce as run_reproduce
+
+    try:
+        result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    close, compared = result["within_1_point"]
+    console.print(f"Best model {result['best']}: test accuracy {result['test']['accuracy']:.4f} "
+                  f"({result['test_without_leaked']['accuracy']:.4f} without leaked duplicates); stage-1 accuracy within "
+                  f"1 point of the paper in {close} of {compared} cells; {result['seconds']:,.0f} s.")
+    console.print(f"Report: {out / 'report.md'} and {out / 'report.html'}")
+
+
 def _bundled() -> Path:
     from cifake.predict import bundled_model_dir
 

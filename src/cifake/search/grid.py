@@ -1,0 +1,50 @@
+"""The study's search space: 12 feature extractors, then dense heads on the best one (36 topologies)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cifake.models import Topology
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    conv_layers: tuple[int, ...] = (1, 2, 3)
+    dense_units: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096)
+    dense_layers: tuple[int, ...] = (1, 2, 3)
+
+    def stage1(self) -> list[Topology]:
+        """Feature extractors, flattened straight into the output."""
+        return [Topology(f, c, ()) for f in self.filters for c in self.conv_layers]
+
+    def stage2(self, extractor: Topology) -> list[Topology]:
+        """Dense heads of `units` x `layers` on the chosen extractor."""
+        return [Topology(extractor.filters, extractor.conv_layers, (units,) * layers)
+                for units in self.dense_units for layers in self.dense_layers]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How hard each trial trains: the same settings for every topology, as in the study."""
+
+    epochs: int = 10
+    patience: int = 2
+    limit_per_label: int | None = None  # images per label of train (before validation is carved) and of test
+    batch_size: int = 64
+    seed: int = 1
+    val_fraction: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES = {
+    # quick: a reduced budget that runs on 2 CPU cores in about a quarter of an hour
+    "quick": (SearchSpace(dense_units=(32, 128, 512), dense_layers=(1, 2)), Budget(epochs=2, limit_per_label=4000)),
+    # paper: the full protocol, all 36 topologies on the whole train split
+    "paper": (SearchSpace(), Budget(epochs=10, patience=2)),
+}

@@ -1,0 +1,99 @@
+"""`cifake reproduce`: the study's whole experiment as one command, reported next to the paper's tables.
+
+Data audit -> two-stage search -> the best model (lowest validation loss) on the official test split with and
+without the leaked duplicates -> Grad-CAM analysis -> report.md + a self-contained report.html.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from cifake.data import load_dataset
+from cifake.data.audit import audit, write_audit
+from cifake.experiment import evaluate_run
+from cifake.explain.run import explain_dataset
+from cifake.report import Report
+from cifake.search.grid import PROFILES
+from cifake.search.runner import run_search
+from cifake.search.tables import METRICS, TITLES, stage1_rows, stage2_rows, within, write_tables
+
+
+def reproduce(source: str | os.PathLike, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
+              ray_address: str | None = None, progress: bool = True) -> dict:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    space, budget = PROFILES[profile]
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = load_dataset(source, progress=progress)
+
+    audit_report = audit(data)
+    write_audit(audit_report, folder / "audit")
+    summary = run_search(source, folder / "search", space, budget, use_ray=use_ray, ray_address=ray_address,
+                         progress=progress)
+    best_dir = folder / "search" / "trials" / summary["best"]
+    evaluations = {leaked: evaluate_run(best_dir, source, "test", leaked, folder / "best", progress=False, data=data)
+                   for leaked in (False, True)}
+    explained = explain_dataset(best_dir, source, folder / "explain", "test",
+                                sample_per_label=1000 if profile == "paper" else 250, progress=False, data=data)
+    tables = write_tables(summary, folder / "tables")
+    result = {"profile": profile, "best": summary["best"], "best_extractor": summary["best_extractor"],
+              "test": evaluations[False], "test_without_leaked": evaluations[True],
+              "within_1_point": within(summary["stage1"]), "seconds": round(time.perf_counter() - started, 1)}
+    (folder / "reproduce.json").write_text(json.dumps(result, indent=1))
+    _report(result, summary, audit_report, explained, folder, tables).write(folder, "report")
+    return result
+
+
+def _report(result: dict, summary: dict, audit_report: dict, explained: dict, folder: Path, tables: dict) -> Report:
+    report = Report("CIFAKE reproduction: the study's search, next to the paper")
+    budget = summary["budget"]
+    close, compared = result["within_1_point"]
+    report.paragraph(
+        f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, then {len(summary['stage2'])} dense "
+        f"heads on the extractor of lowest validation loss (`{summary['best_extractor']}`). Each trial: at most "
+        f"{budget['epochs']} epochs, early stopping on validation loss (patience {budget['patience']}), batch "
+        f"{budget['batch_size']}, seed {budget['seed']}, "
+        + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"] else "the whole train split")
+        + f" ({budget['val_fraction']:.0%} of it for validation). Models are chosen on validation only; the tables "
+        f"show test metrics, as the paper's do. Wall time {result['seconds']:,.0f} s (trials {summary['trial_seconds']:,.0f} s).")
+    report.heading("Data audit")
+    pairs = audit_report["bytes"]["pairs"]
+    report.table(["byte-identical pairs", "count"], [[k, v] for k, v in pairs.items()])
+    report.paragraph(f"Leaked test images (pixel-identical to a train image): {len(audit_report.get('leaked_test_pixels', [])):,}.")
+    report.heading("Stage 1: feature extractors (the paper's Tables 1-5)")
+    report.paragraph(f"Each cell: the paper's value / ours / our minus the paper's. Test accuracy within 1.0 point of "
+                     f"the paper's in {close} of {compared} cells.")
+    for metric in METRICS:
+        report.heading(TITLES[metric].capitalize(), 3)
+        report.table(*stage1_rows(summary["stage1"], metric))
+        report.image(folder / "tables" / f"stage1_{metric}.png", f"Stage 1 test {TITLES[metric]} (paper in brackets).")
+    report.heading("Stage 2: dense layers on the best extractor")
+    for metric in METRICS:
+        report.heading(TITLES[metric].capitalize(), 3)
+        report.table(*stage2_rows(summary["stage2"], metric))
+    report.image(folder / "tables" / "stage2_accuracy.png", "Stage 2 test accuracy (%).")
+    report.heading("The chosen model on the official test split")
+    rows = []
+    for label, metrics in (("all test images", result["test"]), ("without leaked duplicates", result["test_without_leaked"])):
+        rows.append([label, f"{metrics['n']:,}", *(metrics[k] for k in ("accuracy", "loss", "precision", "recall", "f1", "roc_auc"))])
+    report.paragraph(f"`{result['best']}`, the trial of lowest validation loss over both stages.")
+    report.table(["", "n", "accuracy", "loss", "precision", "recall", "F1", "ROC-AUC"], rows)
+    report.image(folder / "best" / "eval-test_confusion_matrix.png", "Confusion matrix on the test split.")
+    report.image(folder / "best" / "eval-test_per_class.png", "Accuracy per CIFAR-10 class, REAL and FAKE.")
+    report.heading("Grad-CAM: where the chosen model looks")
+    shares = explained["centre_share"]
+    faith = explained["faithfulness"]
+    report.paragraph(
+        f"{explained['images']:,} test images. Share of map mass in the centre 16x16 square (an even spread gives 0.25): "
+        f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f}. Deletion AUC {faith['deletion_map']['auc']:.3f} "
+        f"(random order {faith['deletion_random']['auc']:.3f}); insertion AUC {faith['insertion_map']['auc']:.3f} (random "
+        f"{faith['insertion_random']['auc']:.3f}); randomisation check: mean Spearman rho "
+        f"{explained['randomisation']['full']['mean']:.3f}. The full analysis is in explain/explain.html.")
+    report.image(folder / "explain" / "gradcam_grid.png", "Grad-CAM per class, REAL and FAKE examples.")
+    report.image(folder / "explain" / "mean_maps.png", "Mean Grad-CAM of REAL and of FAKE images.")
+    return report

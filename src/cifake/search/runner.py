@@ -1,0 +1,105 @@
+"""Run the two-stage search, in-process or through Ray Tune (a local instance or an existing cluster).
+
+Each finished trial is a JSON file; a rerun of the same command skips those, so a killed search loses at most
+the trials that were running (and those resume from their last epoch checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cifake.data import load_dataset
+from cifake.models import Topology
+from cifake.models.io import atomic_write
+from cifake.progress import progress_bar
+from cifake.search.grid import Budget, SearchSpace
+from cifake.search.trial import result_path, run_trial
+
+
+def run_search(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    space: SearchSpace = SearchSpace(),
+    budget: Budget = Budget(),
+    *,
+    use_ray: bool = True,
+    ray_address: str | None = None,
+    threads_per_trial: int = 1,
+    concurrency: int | None = None,
+    cache_root: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Stage 1 (feature extractors), then stage 2 (dense heads on the extractor of lowest validation loss)."""
+    folder = Path(out).resolve()
+    source = str(Path(source).resolve())
+    settings = {"space": space.to_dict(), "budget": budget.to_dict()}
+    _check_settings(folder, settings)
+    load_dataset(source, cache_root=cache_root, progress=progress)  # decode once, before trials start in parallel
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    concurrency = concurrency or max(1, cores // threads_per_trial)  # never more threads than cores
+    runner = dict(source=source, out=folder, budget=budget, threads=threads_per_trial, concurrency=concurrency,
+                  use_ray=use_ray, address=ray_address, cache_root=cache_root, progress=progress)
+
+    stage1 = _run_stage("stage 1: feature extractors", space.stage1(), **runner)
+    extractor = min(stage1, key=lambda r: r["validation"]["loss"])
+    stage2 = _run_stage("stage 2: dense heads", space.stage2(Topology.from_dict(extractor["topology"])), **runner)
+    best = min(stage1 + stage2, key=lambda r: r["validation"]["loss"])
+    summary = {**settings, "stage1": stage1, "stage2": stage2, "best_extractor": extractor["name"],
+               "best": best["name"], "selection": "lowest validation loss (the test split is never used to choose)",
+               "trial_seconds": round(sum(r["seconds"] for r in stage1 + stage2), 1)}
+    atomic_write(folder / "search.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    return summary
+
+
+def _check_settings(folder: Path, settings: dict) -> None:
+    path = folder / "search_settings.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved != json.loads(json.dumps(settings)):
+            raise ValueError(f"{folder} holds a search with other settings ({saved}); choose another --out")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=1))
+
+
+def _run_stage(title: str, topologies: list[Topology], *, source, out: Path, budget, threads, concurrency, use_ray,
+               address, cache_root, progress) -> list[dict]:
+    pending = [t for t in topologies if not result_path(out, t).exists()]
+    if pending and use_ray:
+        _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root)
+    elif pending:
+        with progress_bar(progress) as bar:
+            task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
+            for topology in pending:
+                run_trial(topology, budget, source, str(out), threads, cache_root)
+                bar.advance(task)
+    return [json.loads(result_path(out, t).read_text()) for t in topologies]
+
+
+def _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root) -> None:
+    import ray
+    from ray import tune
+
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        def trainable(config: dict) -> None:
+            result = run_trial(Topology.from_dict(config["topology"]), budget, source, str(out), threads, cache_root)
+            tune.report({"val_loss": result["validation"]["loss"], "val_accuracy": result["validation"]["accuracy"]})
+
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": threads}),
+            param_space={"topology": tune.grid_search([t.to_dict() for t in pending])},
+            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(out / "ray"),
+                                      verbose=1),
+        )
+        errors = [str(r.error) for r in tuner.fit() if r.error]
+        if errors:
+            raise RuntimeError(f"{len(errors)} trial(s) failed under Ray: {errors[0]}")
+    finally:
+        if connected_here:
+            ray.shutdown()

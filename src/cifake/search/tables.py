@@ -1,0 +1,150 @@
+"""The study's tables (rows: filters; columns: 1, 2, 3 conv layers) with the paper's value, ours and the
+difference in every cell; the same layout for the dense stage (rows: units; columns: dense layers)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("accuracy", "loss", "precision", "recall", "f1")
+TITLES = {"accuracy": "accuracy (%)", "loss": "loss", "precision": "precision", "recall": "recall", "f1": "F1"}
+
+
+def paper_tables() -> dict:
+    """The published values of the study's Tables 1-5 (stage 1), stored in the package."""
+    return json.loads((resources.files("cifake.search") / "paper_tables.json").read_text())
+
+
+def _ours(value: float, metric: str) -> float:
+    return 100 * value if metric == "accuracy" else value  # the paper gives accuracy in %
+
+
+def stage1_grid(results: list[dict], metric: str, split: str = "test") -> tuple[list[int], list[int], np.ndarray]:
+    """(filters, conv layers, our values) for a stage-1 metric; NaN where a cell was not run."""
+    filters = sorted({r["topology"]["filters"] for r in results})
+    layers = sorted({r["topology"]["conv_layers"] for r in results})
+    grid = np.full((len(filters), len(layers)), np.nan)
+    for r in results:
+        grid[filters.index(r["topology"]["filters"]), layers.index(r["topology"]["conv_layers"])] = \
+            _ours(r[split][metric], metric)
+    return filters, layers, grid
+
+
+def stage2_grid(results: list[dict], metric: str, split: str = "test") -> tuple[list[int], list[int], np.ndarray]:
+    units = sorted({r["topology"]["dense"][0] for r in results})
+    layers = sorted({len(r["topology"]["dense"]) for r in results})
+    grid = np.full((len(units), len(layers)), np.nan)
+    for r in results:
+        grid[units.index(r["topology"]["dense"][0]), layers.index(len(r["topology"]["dense"]))] = \
+            _ours(r[split][metric], metric)
+    return units, layers, grid
+
+
+def paper_value(metric: str, filters: int, conv_layers: int) -> float | None:
+    paper = paper_tables()
+    if filters not in paper["filters"] or conv_layers not in paper["conv_layers"]:
+        return None
+    return paper[metric][paper["filters"].index(filters)][paper["conv_layers"].index(conv_layers)]
+
+
+def stage1_rows(results: list[dict], metric: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per filters, for each layer count 'paper / ours / difference'."""
+    filters, layers, grid = stage1_grid(results, metric)
+    digits = 2 if metric == "accuracy" else 3
+    header = ["filters"] + [f"{n} layer{'s' if n > 1 else ''} (paper / ours / diff)" for n in layers]
+    rows = []
+    for i, f in enumerate(filters):
+        row = [str(f)]
+        for j, n in enumerate(layers):
+            paper, ours = paper_value(metric, f, n), grid[i, j]
+            if np.isnan(ours):
+                row.append("-")
+            elif paper is None:
+                row.append(f"- / {ours:.{digits}f} / -")
+            else:
+                row.append(f"{paper:.{digits}f} / {ours:.{digits}f} / {ours - paper:+.{digits}f}")
+        rows.append(row)
+    return header, rows
+
+
+def stage2_rows(results: list[dict], metric: str) -> tuple[list[str], list[list[str]]]:
+    units, layers, grid = stage2_grid(results, metric)
+    digits = 2 if metric == "accuracy" else 3
+    header = ["dense units"] + [f"{n} dense layer{'s' if n > 1 else ''}" for n in layers]
+    rows = [[str(u)] + ["-" if np.isnan(v) else f"{v:.{digits}f}" for v in grid[i]] for i, u in enumerate(units)]
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def csv_table(header: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def within(results: list[dict], points: float = 1.0) -> tuple[int, int]:
+    """Stage-1 accuracy cells within `points` percentage points of the paper's, and cells compared."""
+    filters, layers, grid = stage1_grid(results, "accuracy")
+    close = compared = 0
+    for i, f in enumerate(filters):
+        for j, n in enumerate(layers):
+            paper = paper_value("accuracy", f, n)
+            if paper is not None and not np.isnan(grid[i, j]):
+                compared += 1
+                close += abs(grid[i, j] - paper) <= points
+    return close, compared
+
+
+def heatmap(results: list[dict], metric: str, stage: int, path: str | Path) -> Path:
+    """Our values as a heatmap; stage-1 cells also show the paper's value in brackets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols, grid = (stage1_grid if stage == 1 else stage2_grid)(results, metric)
+    fig, ax = plt.subplots(figsize=(1.6 * len(cols) + 2.5, 0.55 * len(rows) + 1.8))
+    shown = ax.imshow(grid, cmap="viridis_r" if metric == "loss" else "viridis", aspect="auto")
+    digits = 2 if metric == "accuracy" else 3
+    for (i, j), value in np.ndenumerate(grid):
+        if np.isnan(value):
+            continue
+        paper = paper_value(metric, rows[i], cols[j]) if stage == 1 else None
+        text = f"{value:.{digits}f}" + (f"\n({paper:.{digits}f})" if paper is not None else "")
+        ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white")
+    ax.set(xticks=range(len(cols)), xticklabels=cols, yticks=range(len(rows)), yticklabels=rows,
+           xlabel="conv layers" if stage == 1 else "dense layers", ylabel="filters" if stage == 1 else "dense units",
+           title=f"Stage {stage}: test {TITLES[metric]}" + (" (paper in brackets)" if stage == 1 else ""))
+    fig.colorbar(shown, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_tables(summary: dict, folder: str | Path) -> dict[str, list[Path]]:
+    """Markdown, CSV and heatmap PNG of every metric of both stages; returns the files by kind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[Path]] = {"markdown": [], "csv": [], "png": []}
+    for stage, results, rows_of in ((1, summary["stage1"], stage1_rows), (2, summary["stage2"], stage2_rows)):
+        for metric in METRICS:
+            header, rows = rows_of(results, metric)
+            stem = folder / f"stage{stage}_{metric}"
+            stem.with_suffix(".md").write_text(markdown_table(header, rows) + "\n")
+            stem.with_suffix(".csv").write_text(csv_table(header, rows))
+            written["markdown"].append(stem.with_suffix(".md"))
+            written["csv"].append(stem.with_suffix(".csv"))
+            written["png"].append(heatmap(results, metric, stage, stem.with_suffix(".png")))
+    return written

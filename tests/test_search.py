@@ -1,0 +1,105 @@
+"""The search: a tiny grid through Ray Tune and in-process, resume after a kill, tables, and reproduce."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cifake.search import Budget, SearchSpace, run_search
+from cifake.search.tables import csv_table, markdown_table, paper_value, stage1_rows, stage2_rows, within
+
+TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
+BUDGET = Budget(epochs=2, patience=2, limit_per_label=200)
+
+
+def _scores(summary):
+    return {r["name"]: (r["validation"], r["test"], r["epochs_run"]) for r in summary["stage1"] + summary["stage2"]}
+
+
+def test_space_sizes_match_the_study():
+    space = SearchSpace()
+    assert len(space.stage1()) == 12 and all(t.dense == () for t in space.stage1())
+    heads = space.stage2(space.stage1()[4])
+    assert len(heads) == 24 and {t.filters for t in heads} == {32} and heads[-1].dense == (4096, 4096, 4096)
+
+
+def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path):
+    pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    local = run_search(learnable_zip, tmp_path / "local", TINY, BUDGET, use_ray=False, progress=False)
+    distributed = run_search(learnable_zip, tmp_path / "ray", TINY, BUDGET, use_ray=True, progress=False)
+    assert _scores(local) == _scores(distributed)
+    assert len(local["stage1"]) == 2 and len(local["stage2"]) == 1
+    best = min(local["stage1"], key=lambda r: r["validation"]["loss"])
+    assert local["best_extractor"] == best["name"] and local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]
+    for r in local["stage1"]:
+        assert set(r["test"]) == {"accuracy", "loss", "precision", "recall", "f1", "roc_auc"} and r["parameters"] > 0
+    assert (tmp_path / "local" / "trials" / f"{local['best']}" / "model.safetensors").is_file()
+
+
+def test_rerun_skips_finished_trials_and_refuses_other_settings(learnable_zip, tmp_path):
+    first = run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trials").glob("*.json")}
+    again = run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
+    assert _scores(first) == _scores(again)
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trials").glob("*.json")}
+    with pytest.raises(ValueError, match="other settings"):
+        run_search(learnable_zip, tmp_path, TINY, Budget(epochs=3), use_ray=False, progress=False)
+
+
+def test_killed_search_resumes_without_retraining_finished_trials(learnable_zip, tmp_path):
+    args = [sys.executable, "-m", "cifake", "search", "--data", str(learnable_zip), "--out", str(tmp_path),
+            "--filters", "4,8,16", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1",
+            "--epochs", "6", "--limit", "300", "--no-ray", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((tmp_path / "trials").glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the search ended before it could be killed"
+    finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trials").glob("*.json")}
+    assert 1 <= len(finished) < 4
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert all((tmp_path / "trials" / name).stat().st_mtime_ns == stamp for name, stamp in finished.items())
+    assert len(json.loads((tmp_path / "search.json").read_text())["stage1"]) == 3
+
+
+def _result(filters, layers, accuracy, dense=()):
+    metrics = {"accuracy": accuracy, "loss": 0.2, "precision": 0.9, "recall": 0.9, "f1": 0.9, "roc_auc": 0.95}
+    return {"topology": {"filters": filters, "conv_layers": layers, "dense": list(dense)}, "test": metrics,
+            "validation": metrics}
+
+
+def test_tables_show_paper_ours_and_difference():
+    assert paper_value("accuracy", 128, 2) == 92.98 and paper_value("loss", 16, 1) == 0.254
+    results = [_result(32, 2, 0.9300), _result(128, 2, 0.9100), _result(16, 1, 0.9006)]
+    header, rows = stage1_rows(results, "accuracy")
+    assert header[0] == "filters" and header[2].startswith("2 layers")
+    assert rows == [["16", "90.06 / 90.06 / +0.00", "-"], ["32", "-", "92.93 / 93.00 / +0.07"],
+                    ["128", "-", "92.98 / 91.00 / -1.98"]]
+    assert within(results) == (2, 3)
+    assert markdown_table(header, rows).splitlines()[2].startswith("| 16 | 90.06 / 90.06 / +0.00 |")
+    assert csv_table(header, rows).splitlines()[1] == "16,90.06 / 90.06 / +0.00,-"
+    heads = [_result(32, 2, 0.91, (64,)), _result(32, 2, 0.92, (64, 64)), _result(32, 2, 0.93, (128,))]
+    header, rows = stage2_rows(heads, "accuracy")
+    assert rows == [["64", "91.00", "92.00"], ["128", "93.00", "-"]] and header[1] == "1 dense layer"
+
+
+def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, tmp_path, monkeypatch):
+    from cifake.search import grid
+    from cifake.search.reproduce import reproduce
+
+    monkeypatch.setitem(grid.PROFILES, "quick", (TINY, BUDGET))
+    result = reproduce(learnable_zip, tmp_path, "quick", use_ray=False, progress=False)
+    assert result["test"]["n"] == 200 and result["within_1_point"][1] == 0  # tiny filters: no paper cell to compare
+    page = (tmp_path / "report.html").read_text()
+    markdown = (tmp_path / "report.md").read_text()
+    assert "src='http" not in page and page.count("data:image/png;base64,") >= 10
+    for title in ("Data audit", "Stage 1", "Stage 2", "official test split", "Grad-CAM"):
+        assert title in markdown, title
+    assert len(list((tmp_path / "tables").glob("*.csv"))) == 10 and len(list((tmp_path / "tables").glob("*.png"))) == 10
+    assert np.isclose(result["test_without_leaked"]["accuracy"], result["test"]["accuracy"])  # no leaks in tiny data
