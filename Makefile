@@ -6,7 +6,7 @@ CIFAKE_DATA ?= ../shared/data/cifake
 RUN ?= runs/paper
 export CIFAKE_DATA
 
-.PHONY: install browser test reproduce bundle bench clean
+.PHONY: install browser test reproduce paper-model bundle bench clean
 
 install: $(VENV)/.installed
 
@@ -25,9 +25,14 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest
 
-# The main job, for now: train and evaluate the study's chosen CNN on CIFAKE (resumes a killed run),
-# then explain it with Grad-CAM over 2,000 test images.
+# The main job: the study's whole experiment on a reduced budget (audit, 18-topology search, best model on
+# test, Grad-CAM, report); rerunning resumes. PROFILE=paper runs the full 36-topology protocol.
+PROFILE ?= quick
 reproduce: install
+	$(BIN)/cifake reproduce --data $(CIFAKE_DATA) --out reports/$(PROFILE) --profile $(PROFILE)
+
+# The study's chosen CNN alone: train, evaluate with and without leaked duplicates, explain.
+paper-model: install
 	$(BIN)/cifake train --data $(CIFAKE_DATA) --topology paper --out $(RUN) --resume
 	$(BIN)/cifake evaluate $(RUN) --data $(CIFAKE_DATA) --exclude-leaked
 	$(BIN)/cifake explain $(RUN) --data $(CIFAKE_DATA) --split test --sample 1000 --out $(RUN)/explain

@@ -81,7 +81,7 @@ def test_tables_show_paper_ours_and_difference():
     assert header[0] == "filters" and header[2].startswith("2 layers")
     assert rows == [["16", "90.06 / 90.06 / +0.00", "-"], ["32", "-", "92.93 / 93.00 / +0.07"],
                     ["128", "-", "92.98 / 91.00 / -1.98"]]
-    assert within(results) == (2, 3)
+    assert within(results) == (2, 3) and all(type(n) is int for n in within(results))  # JSON-ready
     assert markdown_table(header, rows).splitlines()[2].startswith("| 16 | 90.06 / 90.06 / +0.00 |")
     assert csv_table(header, rows).splitlines()[1] == "16,90.06 / 90.06 / +0.00,-"
     heads = [_result(32, 2, 0.91, (64,)), _result(32, 2, 0.92, (64, 64)), _result(32, 2, 0.93, (128,))]

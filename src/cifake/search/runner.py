@@ -30,8 +30,12 @@ def run_search(
     concurrency: int | None = None,
     cache_root: str | None = None,
     progress: bool = True,
+    stages: int = 2,
 ) -> dict:
-    """Stage 1 (feature extractors), then stage 2 (dense heads on the extractor of lowest validation loss)."""
+    """Stage 1 (feature extractors), then stage 2 (dense heads on the extractor of lowest validation loss).
+
+    `stages=1` stops after stage 1; running again with 2 later continues from the finished trials.
+    """
     folder = Path(out).resolve()
     source = str(Path(source).resolve())
     settings = {"space": space.to_dict(), "budget": budget.to_dict()}
@@ -44,7 +48,8 @@ def run_search(
 
     stage1 = _run_stage("stage 1: feature extractors", space.stage1(), **runner)
     extractor = min(stage1, key=lambda r: r["validation"]["loss"])
-    stage2 = _run_stage("stage 2: dense heads", space.stage2(Topology.from_dict(extractor["topology"])), **runner)
+    heads = space.stage2(Topology.from_dict(extractor["topology"])) if stages > 1 else []
+    stage2 = _run_stage("stage 2: dense heads", heads, **runner)
     best = min(stage1 + stage2, key=lambda r: r["validation"]["loss"])
     summary = {**settings, "stage1": stage1, "stage2": stage2, "best_extractor": extractor["name"],
                "best": best["name"], "selection": "lowest validation loss (the test split is never used to choose)",
@@ -95,7 +100,7 @@ def _run_with_ray(title, pending, source, out, budget, threads, concurrency, add
             param_space={"topology": tune.grid_search([t.to_dict() for t in pending])},
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(out / "ray"),
-                                      verbose=1),
+                                      verbose=0),
         )
         errors = [str(r.error) for r in tuner.fit() if r.error]
         if errors:

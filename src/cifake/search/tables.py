@@ -102,7 +102,7 @@ def within(results: list[dict], points: float = 1.0) -> tuple[int, int]:
             paper = paper_value("accuracy", f, n)
             if paper is not None and not np.isnan(grid[i, j]):
                 compared += 1
-                close += abs(grid[i, j] - paper) <= points
+                close += int(abs(grid[i, j] - paper) <= points)
     return close, compared
 
 
