@@ -63,7 +63,7 @@ class Detector:
         model, config = load_model(folder)
         digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
         name = "bundled" if run_dir is None else folder.name
-        return cls(model, config, f"{name}-{_topology_name(config)}-{digest}", **options)
+        return cls(model, config, f"{name}-{model.topology.name}-{digest}", **options)
 
     def pixels(self, item: Item) -> np.ndarray:
         """One input as 32 x 32 x 3 uint8 pixels; raises BadImage with the reason."""
@@ -149,8 +149,3 @@ class Detector:
         overlay_figure(self.pixels(item), heatmap, title, buffer)
         return buffer.getvalue()
 
-
-def _topology_name(config: dict) -> str:
-    topology = config["topology"]
-    dense = "-".join(map(str, topology["dense"])) or "none"
-    return f"f{topology['filters']}-c{topology['conv_layers']}-d{dense}"
