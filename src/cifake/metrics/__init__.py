@@ -6,7 +6,7 @@ import numpy as np
 from torch import nn
 
 from cifake.data.dataset import ImageSet
-from cifake.metrics.scores import SUMMARY_KEYS, compute_metrics
+from cifake.metrics.scores import compute_metrics
 from cifake.models.inference import predict_logits
 
 
@@ -16,4 +16,4 @@ def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 64) -> tuple[
     return compute_metrics(logits, images.labels, images.classes), logits
 
 
-__all__ = ["SUMMARY_KEYS", "compute_metrics", "evaluate"]
+__all__ = ["compute_metrics", "evaluate"]

@@ -65,6 +65,3 @@ def _per_class_accuracy(pred_real: torch.Tensor, target: torch.Tensor, classes: 
             row[name] = float(correct[chosen].mean()) if chosen.any() else None
         out[LABEL_NAMES[label]] = row
     return out
-
-
-SUMMARY_KEYS = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")
