@@ -106,11 +106,12 @@ def load_dataset(
     key = f"{fingerprint(source)}-d{DECODER_VERSION}-s{IMAGE_SIZE}"
     cache = Path(cache_root or default_cache_root()) / key
     if refresh or not (cache / "manifest.json").exists():
-        _build_cache(find_members(source), Path(source), cache, workers or _cpu_count(), progress)
+        _build_cache(find_members(source), Path(source), cache, workers or available_cores(), progress)
     return _open_cache(cache, str(source))
 
 
-def _cpu_count() -> int:
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, where the platform has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from cifake.data import load_dataset
+from cifake.data.dataset import available_cores
 from cifake.models import Topology
 from cifake.models.io import atomic_write
 from cifake.progress import progress_bar
@@ -41,8 +42,7 @@ def run_search(
     settings = {"space": space.to_dict(), "budget": budget.to_dict()}
     _check_settings(folder, settings)
     load_dataset(source, cache_root=cache_root, progress=progress)  # decode once, before trials start in parallel
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    concurrency = concurrency or max(1, cores // threads_per_trial)  # never more threads than cores
+    concurrency = concurrency or max(1, available_cores() // threads_per_trial)  # never more threads than cores
     runner = dict(source=source, out=folder, budget=budget, threads=threads_per_trial, concurrency=concurrency,
                   use_ray=use_ray, address=ray_address, cache_root=cache_root, progress=progress)
 
