@@ -101,15 +101,19 @@ class Detector:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
         batch: list[tuple[str, np.ndarray | None, str | None]] = []
         for n, item in enumerate(items):
-            source = str(item) if isinstance(item, (str, os.PathLike)) else f"<input {n}>"
-            try:
-                batch.append((source, self.pixels(item), None))
-            except BadImage as exc:
-                batch.append((source, None, str(exc)))
+            batch.append(self._read(n, item))
             if len(batch) == chunk:
                 yield from self._score(batch, threshold)
                 batch = []
         yield from self._score(batch, threshold)
+
+    def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None]:
+        """(source name, pixels or None, error or None) of the n-th input."""
+        source = str(item) if isinstance(item, (str, os.PathLike)) else f"<input {n}>"
+        try:
+            return source, self.pixels(item), None
+        except BadImage as exc:
+            return source, None, str(exc)
 
     def _score(self, batch, threshold: float) -> Iterator[Prediction]:
         good = [pixels for _, pixels, _ in batch if pixels is not None]
@@ -124,28 +128,30 @@ class Detector:
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
         """(prediction, 32 x 32 Grad-CAM map or None) per input; maps explain the verdict by default."""
+        return [(prediction, heatmap) for prediction, _, heatmap in self._explain(items, target, layer)]
+
+    def _explain(self, items: Iterable[Item], target: str, layer: str | None):
+        """(prediction, pixels, map) per input; each input is read and decoded once."""
         from cifake.explain.gradcam import GradCam
 
-        items = list(items)
-        predictions = self.predict(items)
-        good = [i for i, p in enumerate(predictions) if p.error is None]
-        maps = [None] * len(items)
+        read = [self._read(n, item) for n, item in enumerate(items)]
+        predictions = list(self._score(read, 0.5))
+        good = [i for i, (_, pixels, _) in enumerate(read) if pixels is not None]
+        maps: list[np.ndarray | None] = [None] * len(read)
         if good:
-            pixels = np.stack([self.pixels(items[i]) for i in good])
-            heatmaps, _ = GradCam(self.model, layer)(pixels, target)
+            heatmaps, _ = GradCam(self.model, layer)(np.stack([read[i][1] for i in good]), target)
             for i, heatmap in zip(good, heatmaps):
                 maps[i] = heatmap
-        return list(zip(predictions, maps))
+        return [(prediction, pixels, heatmap) for prediction, (_, pixels, _), heatmap in zip(predictions, read, maps)]
 
     def overlay_png(self, item: Item, target: str = "predicted") -> bytes:
         """The Grad-CAM overlay figure of one input as PNG bytes (raises BadImage for a bad input)."""
         from cifake.explain.figures import overlay_figure
 
-        ((prediction, heatmap),) = self.explain([item], target)
+        ((prediction, pixels, heatmap),) = self._explain([item], target, None)
         if prediction.error:
             raise BadImage(prediction.error)
         title = f"{prediction.verdict}: P(FAKE) = {prediction.prob_fake:.3f}"
         buffer = io.BytesIO()
-        overlay_figure(self.pixels(item), heatmap, title, buffer)
+        overlay_figure(pixels, heatmap, title, buffer)
         return buffer.getvalue()
-
