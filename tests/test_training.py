@@ -58,12 +58,27 @@ def test_resume_continues_exactly_where_the_checkpoint_left(splits, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_finished_run_can_be_extended_with_more_epochs_and_patience(splits, tmp_path):
+    train, val, _ = splits
+    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)  # stops early at patience 1
+    def run(epochs, patience):
+        seed_everything(1)
+        return fit(build_model("paper"), train, flipped, TrainConfig(epochs=epochs, patience=patience), tmp_path,
+                   resume=True, progress=False)
+    first = run(epochs=4, patience=1)
+    assert first.stopped_early and len(first.history) == 2
+    extended = run(epochs=4, patience=3)  # the larger patience lets the stopped run go on from epoch 3
+    assert extended.resumed_from_epoch == 2 and len(extended.history) == 4 and not extended.stopped_early
+
+
 def test_resume_refuses_changed_settings(splits, tmp_path):
     _fit(splits, epochs=1, run_dir=tmp_path)
     with pytest.raises(ValueError, match="batch_size"):
         seed_everything(1)
         fit(build_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64), tmp_path, resume=True,
             progress=False)
+    with pytest.raises(ValueError, match="fused_adam"):
+        _fit(splits, epochs=2, run_dir=tmp_path, resume=True, fused_adam=False)
 
 
 def test_early_stopping_restores_the_best_weights(splits):

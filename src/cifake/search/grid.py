@@ -45,7 +45,8 @@ class Budget:
 PROFILES = {
     # quick: a reduced budget that runs on 2 CPU cores in about a quarter of an hour
     "quick": (SearchSpace(dense_units=(32, 128, 512), dense_layers=(1, 2)), Budget(epochs=3, limit_per_label=8000)),
-    # paper: the full protocol, all 36 topologies on the whole train split, each for at most 5 epochs (the
-    # study's chosen model reaches its accuracy within 5; early stopping ends most trials sooner or there)
-    "paper": (SearchSpace(), Budget(epochs=5, patience=2)),
+    # paper: the full protocol, all 36 topologies on the whole train split. 5 epochs with patience 2 left 11 of
+    # the 12 extractors below the paper's accuracy: most were still improving at epoch 5, and validation loss is
+    # noisy enough from epoch to epoch that patience 2 stopped some after one unlucky epoch.
+    "paper": (SearchSpace(), Budget(epochs=10, patience=3)),
 }
