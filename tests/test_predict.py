@@ -95,7 +95,7 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     expected = corpus()
     assert {r["path"].split("/")[-1] for r in rows} == {n for n, (_, problem) in expected.items() if problem is None}
-    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "model_id"} for r in rows)
+    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "real_below", "model_id"} for r in rows)
     for name, (_, problem) in expected.items():
         if problem:
             assert any(line.endswith(f"{name}: " + line.split(f"{name}: ", 1)[-1]) and problem in line
@@ -103,4 +103,4 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     assert len(list((tmp_path / "overlays").glob("*_gradcam.png"))) == 4
     csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
                              capture_output=True, text=True, timeout=300)
-    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,model_id"
+    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id"

@@ -231,6 +231,46 @@ def evaluate(
 
 
 @app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    data: DataOption,
+    max_real_flagged: Annotated[float, typer.Option(
+        help="Target share of REAL images called FAKE (false accusations), on validation.")] = 0.01,
+    max_fake_passed: Annotated[float, typer.Option(
+        help="Target share of FAKE images called REAL, on validation.")] = 0.05,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Fit temperature scaling and REAL / UNSURE / FAKE thresholds on validation; store them in config.json."""
+    from cifake.calibration.run import calibrate_run
+
+    dataset = _load(data, cache, quiet)
+    try:
+        report = calibrate_run(run_dir, data, max_real_flagged, max_fake_passed, progress=not quiet, data=dataset)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    rule = report["decision"]
+    console.print(f"Temperature {report['temperature']:.4f}; FAKE when P(FAKE) >= {rule['fake_at']:.4g}, "
+                  f"REAL below {rule['real_at']:.4g}, UNSURE between")
+    table = Table("split", "images", "ECE before", "ECE after", "unsure", "REAL called FAKE", "FAKE called REAL",
+                  "accuracy when decided")
+    for split in ("validation", "test", "test_without_leaked"):
+        if split in report:
+            row, outcome = report[split], report[split]["decision"]
+            table.add_row(split, f"{row['images']:,}", f"{row['ece_before']:.4f}", f"{row['ece_after']:.4f}",
+                          f"{outcome['unsure']:.2%}", f"{outcome['real_flagged_fake']:.2%}",
+                          f"{outcome['fake_passed_real']:.2%}", f"{outcome['accuracy_when_decided']:.4f}")
+    console.print(table)
+    console.print(f"Stored in {run_dir / 'config.json'}; report {run_dir / 'calibration.json'}, "
+                  f"diagram {run_dir / 'reliability.png'}")
+
+
+@app.command()
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders to explain.")] = None,
@@ -277,7 +317,9 @@ def explain(
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     model: Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")] = None,
-    threshold: Annotated[float, typer.Option(help="Call an image FAKE when P(FAKE) >= this.")] = 0.5,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Call an image FAKE when P(FAKE) >= this, else REAL (default: the model's calibrated decision, "
+             "which may say UNSURE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     explain_dir: Annotated[Optional[Path], typer.Option("--explain", help="Write Grad-CAM overlays into this folder.")] = None,
@@ -291,13 +333,13 @@ def predict(
         detector = Detector.load(model)
         results = detector.iter_predict(expand_paths(paths), threshold)
         failed = 0
-        table = Table(title=f"model {detector.model_id}; FAKE when P(FAKE) >= {threshold}") if not (as_json or as_csv) else None
+        table = Table(title=f"model {detector.model_id}; {_rule(detector, threshold)}") if not (as_json or as_csv) else None
         writer = None
         if table is not None:
             for column in ("path", "P(FAKE)", "verdict"):
                 table.add_column(column, justify="right" if column == "P(FAKE)" else "left")
         if as_csv:
-            writer = csv.DictWriter(sys.stdout, ["path", "prob_fake", "verdict", "threshold", "model_id"])
+            writer = csv.DictWriter(sys.stdout, ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id"])
             writer.writeheader()
         explained: list[str] = []
         for result in results:
@@ -306,7 +348,7 @@ def predict(
                 err.print(f"{result.source}: {result.error}", markup=False, highlight=False)
                 continue
             row = {"path": result.source, "prob_fake": round(result.prob_fake, 6), "verdict": result.verdict,
-                   "threshold": threshold, "model_id": result.model_id}
+                   "threshold": result.threshold, "real_below": result.real_below, "model_id": result.model_id}
             if as_json:
                 print(json.dumps(row), flush=False)
             elif writer:
@@ -429,6 +471,15 @@ def _bundled() -> Path:
     from cifake.predict import bundled_model_dir
 
     return bundled_model_dir()
+
+
+def _rule(detector, threshold: float | None) -> str:
+    if threshold is not None:
+        return f"FAKE when P(FAKE) >= {threshold}"
+    rule = detector.decision
+    if rule.real_at == rule.fake_at:
+        return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}"
+    return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}, REAL below {rule.real_at:.4g}, UNSURE between"
 
 
 def _parse_dense(text: str | None) -> tuple[int, ...] | None:

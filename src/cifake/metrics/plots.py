@@ -75,3 +75,21 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_reliability(curves: dict[str, dict], path: str | Path, title: str = "Reliability diagram") -> Path:
+    """Observed REAL rate against mean predicted P(REAL) per bin (from calibration.reliability_bins), per curve."""
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    for name, bins in curves.items():
+        counts = np.asarray(bins["count"])
+        used = counts > 0
+        ax.plot(np.asarray(bins["predicted"])[used], np.asarray(bins["observed"])[used], "o-", label=name)
+        centres = (np.asarray(bins["edges"][:-1]) + np.asarray(bins["edges"][1:])) / 2
+        hist.plot(centres, counts, "o-", label=name)
+    ax.set(ylabel="observed share of REAL images", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    hist.set(xlabel="predicted P(REAL)", ylabel="images", yscale="log")
+    hist.grid(alpha=0.3)
+    return _save(fig, path)

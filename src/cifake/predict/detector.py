@@ -3,7 +3,7 @@
     from cifake import Detector
     detector = Detector.load()                    # or Detector.load("runs/paper")
     for result in detector.predict(["a.jpg", pil_image, array]):
-        print(result.source, result.verdict, result.prob_fake)
+        print(result.source, result.verdict, result.prob_fake)   # verdict: REAL, FAKE or UNSURE
 
 Inputs may be paths, raw bytes, Pillow images or uint8 arrays (H x W x 3 or H x W), any size and mode;
 everything is brought to 32 x 32 RGB exactly as the training data was. A bad input gives a result with
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cifake.calibration import Decision, apply_temperature
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.models import load_model
 from cifake.models.inference import predict_logits, sigmoid
@@ -33,9 +34,10 @@ Item = str | os.PathLike | bytes | Image.Image | np.ndarray
 @dataclass(frozen=True)
 class Prediction:
     source: str  # the path, or "<input N>" for images passed in memory
-    prob_fake: float | None  # P(FAKE) = 1 - sigmoid(logit); None when the input could not be read
-    verdict: str | None  # "FAKE" when prob_fake >= threshold, else "REAL"
+    prob_fake: float | None  # P(FAKE) = 1 - sigmoid(logit / T), T from calibration; None for an unreadable input
+    verdict: str | None  # FAKE when prob_fake >= threshold, REAL when prob_fake < real_below, else UNSURE
     threshold: float
+    real_below: float  # equal to threshold when there is no unsure band
     model_id: str
     error: str | None = None
 
@@ -52,6 +54,9 @@ class Detector:
     def __init__(self, model, config: dict, model_id: str, max_pixels: int = MAX_PIXELS, batch_size: int = 64):
         self.model = model.eval()
         self.config = config
+        calibration = config.get("calibration") or {}  # written by `cifake calibrate`
+        self.temperature = float(calibration.get("temperature", 1.0))
+        self.decision = Decision(**calibration["decision"]) if "decision" in calibration else Decision.single(0.5)
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.batch_size = batch_size
@@ -89,23 +94,26 @@ class Detector:
         return image_to_pixels(Image.fromarray(array), max_pixels=self.max_pixels)[0]
 
     def prob_fake(self, pixels: np.ndarray) -> np.ndarray:
-        """P(FAKE) of (N, 32, 32, 3) uint8 images."""
-        return 1.0 - sigmoid(predict_logits(self.model, pixels, self.batch_size))
+        """Calibrated P(FAKE) of (N, 32, 32, 3) uint8 images."""
+        return 1.0 - sigmoid(apply_temperature(predict_logits(self.model, pixels, self.batch_size), self.temperature))
 
-    def predict(self, items: Iterable[Item], threshold: float = 0.5) -> list[Prediction]:
+    def predict(self, items: Iterable[Item], threshold: float | None = None) -> list[Prediction]:
         return list(self.iter_predict(items, threshold))
 
-    def iter_predict(self, items: Iterable[Item], threshold: float = 0.5, chunk: int = 256) -> Iterator[Prediction]:
-        """Predictions in input order, read and scored `chunk` at a time (bounded memory for any count)."""
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+    def iter_predict(self, items: Iterable[Item], threshold: float | None = None, chunk: int = 256
+                     ) -> Iterator[Prediction]:
+        """Predictions in input order, read and scored `chunk` at a time (bounded memory for any count).
+
+        With no threshold the model's calibrated decision applies (REAL / UNSURE / FAKE); a threshold gives a
+        plain two-way verdict, FAKE when P(FAKE) >= threshold."""
+        decision = self.decision if threshold is None else Decision.single(threshold)
         batch: list[tuple[str, np.ndarray | None, str | None]] = []
         for n, item in enumerate(items):
             batch.append(self._read(n, item))
             if len(batch) == chunk:
-                yield from self._score(batch, threshold)
+                yield from self._score(batch, decision)
                 batch = []
-        yield from self._score(batch, threshold)
+        yield from self._score(batch, decision)
 
     def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None]:
         """(source name, pixels or None, error or None) of the n-th input."""
@@ -115,15 +123,13 @@ class Detector:
         except BadImage as exc:
             return source, None, str(exc)
 
-    def _score(self, batch, threshold: float) -> Iterator[Prediction]:
+    def _score(self, batch, decision: Decision) -> Iterator[Prediction]:
         good = [pixels for _, pixels, _ in batch if pixels is not None]
         probs = iter(self.prob_fake(np.stack(good)).tolist()) if good else iter(())
         for source, pixels, error in batch:
-            if pixels is None:
-                yield Prediction(source, None, None, threshold, self.model_id, error)
-                continue
-            p = next(probs)
-            yield Prediction(source, p, "FAKE" if p >= threshold else "REAL", threshold, self.model_id)
+            p = None if pixels is None else next(probs)
+            verdict = None if p is None else decision.verdict(p)
+            yield Prediction(source, p, verdict, decision.fake_at, decision.real_at, self.model_id, error)
 
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
@@ -135,7 +141,7 @@ class Detector:
         from cifake.explain.gradcam import GradCam
 
         read = [self._read(n, item) for n, item in enumerate(items)]
-        predictions = list(self._score(read, 0.5))
+        predictions = list(self._score(read, self.decision))
         good = [i for i, (_, pixels, _) in enumerate(read) if pixels is not None]
         maps: list[np.ndarray | None] = [None] * len(read)
         if good:

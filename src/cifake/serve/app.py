@@ -90,14 +90,17 @@ def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | 
         }
 
     @app.post("/v1/predict")
-    async def predict(files: list[UploadFile], threshold: float = 0.5) -> JSONResponse:
-        """Scores one or more images (multipart field `files`); per-file errors are reported, not fatal."""
-        if not 0 <= threshold <= 1:
+    async def predict(files: list[UploadFile], threshold: float | None = None) -> JSONResponse:
+        """Scores one or more images (multipart field `files`); per-file errors are reported, not fatal.
+
+        Verdicts follow the model's calibrated decision (REAL, UNSURE or FAKE) unless a threshold is given."""
+        if threshold is not None and not 0 <= threshold <= 1:
             raise HTTPException(422, f"threshold must lie in [0, 1], got {threshold}")
         uploads = await read_uploads(files)
         predictions = await run_in_threadpool(locked(detector.predict), [data for _, data in uploads], threshold)
         results = [{**p.to_dict(), "source": name} for (name, _), p in zip(uploads, predictions)]
-        body = {"model_id": detector.model_id, "threshold": threshold, "results": results}
+        decision = detector.decision.to_dict() if threshold is None else {"fake_at": threshold, "real_at": threshold}
+        body = {"model_id": detector.model_id, "decision": decision, "results": results}
         if all(r["error"] for r in results):
             return JSONResponse({"error": "no image could be read", **body}, status_code=422)
         return JSONResponse(body)

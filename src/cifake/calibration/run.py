@@ -1,0 +1,89 @@
+"""Calibrate a saved model: temperature and decision thresholds fitted on its validation split, stored in its
+config.json; ECE and the decision's error rates on the test split (with and without the leaked duplicates)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cifake.calibration.decision import UNSURE, Decision, choose_decision
+from cifake.calibration.temperature import apply_temperature, calibration_error, fit_temperature, reliability_bins
+from cifake.data import CifakeData, load_dataset, train_val_split
+from cifake.data.audit import leaked_mask
+from cifake.data.dataset import ImageSet
+from cifake.metrics.plots import plot_reliability
+from cifake.models import load_model
+from cifake.models.inference import predict_logits, sigmoid
+from cifake.models.io import CONFIG, atomic_write
+
+
+def validation_split(config: dict, data: CifakeData) -> ImageSet:
+    """The validation images the model was trained against, carved again exactly as training carved them."""
+    training = config.get("training", {})
+    if "budget" in training:  # a search trial
+        settings = training["budget"]
+        seed, fraction, limit = settings["seed"], settings["val_fraction"], settings["limit_per_label"]
+    elif "data" in training:
+        seed, fraction = training["config"]["seed"], training["data"]["val_fraction"]
+        limit = training["data"]["limit_per_label"]
+    else:
+        raise ValueError("the model's config.json does not say how its validation split was made")
+    return train_val_split(data.training_split().limit(limit, seed), fraction, seed)[1]
+
+
+def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decision) -> dict:
+    """How a decision fares: unsure share, real photos flagged FAKE, FAKE images passed as REAL, accuracy of the rest."""
+    verdicts = decision.verdicts(prob_fake)
+    real, fake, decided = labels == 1, labels == 0, verdicts != UNSURE
+    right = ((verdicts == "REAL") & real) | ((verdicts == "FAKE") & fake)
+    return {
+        "images": int(len(labels)),
+        "unsure": float(np.mean(~decided)),
+        "real_flagged_fake": float(np.mean(verdicts[real] == "FAKE")) if real.any() else None,
+        "fake_passed_real": float(np.mean(verdicts[fake] == "REAL")) if fake.any() else None,
+        "accuracy_when_decided": float(right[decided].mean()) if decided.any() else None,
+    }
+
+
+def calibrate_run(run_dir: str | os.PathLike, source: str | os.PathLike, max_real_flagged: float = 0.01,
+                  max_fake_passed: float = 0.05, progress: bool = True, data: CifakeData | None = None) -> dict:
+    """Fit, store and report; returns the report (also written to RUN_DIR/calibration.json)."""
+    folder = Path(run_dir)
+    model, config = load_model(folder)
+    data = data or load_dataset(source, progress=progress)
+    val = validation_split(config, data)
+    val_logits = predict_logits(model, val.images)
+    temperature = fit_temperature(val_logits, val.labels)
+    val_prob_fake = 1.0 - sigmoid(apply_temperature(val_logits, temperature))
+    decision = choose_decision(val_prob_fake, val.labels, max_real_flagged, max_fake_passed)
+
+    report = {"temperature": temperature, "decision": decision.to_dict(),
+              "targets": {"max_real_flagged": max_real_flagged, "max_fake_passed": max_fake_passed},
+              "validation": _scores(val_logits, val.labels, temperature, decision)}
+    if "test" in data.splits:
+        test = data["test"]
+        test_logits = predict_logits(model, test.images)
+        report["test"] = _scores(test_logits, test.labels, temperature, decision)
+        keep = ~leaked_mask(data, "test")
+        report["test_without_leaked"] = _scores(test_logits[keep], test.labels[keep], temperature, decision)
+        plot_reliability({"before": reliability_bins(sigmoid(test_logits), test.labels),
+                          f"after (T = {temperature:.3f})": reliability_bins(
+                              sigmoid(apply_temperature(test_logits, temperature)), test.labels)},
+                         folder / "reliability.png", "Reliability of P(REAL) on the test split")
+
+    config["calibration"] = {"temperature": temperature, "decision": decision.to_dict(), "targets": report["targets"],
+                             "fitted_on": f"validation split ({len(val):,} images)",
+                             "ece_validation": report["validation"]["ece_after"]}
+    atomic_write(folder / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
+    atomic_write(folder / "calibration.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+    return report
+
+
+def _scores(logits: np.ndarray, labels: np.ndarray, temperature: float, decision: Decision) -> dict:
+    calibrated = sigmoid(apply_temperature(logits, temperature))
+    return {"images": int(len(labels)), "ece_before": calibration_error(sigmoid(logits), labels),
+            "ece_after": calibration_error(calibrated, labels),
+            "decision": decision_outcomes(1.0 - calibrated, labels, decision)}
