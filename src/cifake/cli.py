@@ -174,6 +174,8 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for everything (the study used 1).")] = 1,
     bf16: Annotated[bool, typer.Option(help="bf16 autocast while training.")] = True,
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
+    degrade: Annotated[float, typer.Option(
+        help="Robust training: share of training images given a random JPEG / rescale / blur / noise degradation.")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -186,7 +188,7 @@ def train(
     try:
         spec = resolve_topology(topology, filters, conv_layers, _parse_dense(dense))
         config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                             seed=seed, bf16=bf16, channels_last=channels_last)
+                             seed=seed, bf16=bf16, channels_last=channels_last, degrade=degrade)
         config.checks()
         dataset = _load(data, cache, quiet)
         console.print(f"Training {spec.name} on {data} -> {out}")
@@ -271,6 +273,39 @@ def calibrate(
 
 
 @app.command()
+def robustness(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    data: DataOption,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the table, plot and report (default: RUN_DIR/robustness).")] = None,
+    condition: Annotated[Optional[list[str]], typer.Option(help="A condition to run (repeatable; default: all).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Test images per label (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Accuracy and ROC-AUC under JPEG re-compression, down-then-up scaling, blur and noise."""
+    from cifake.robustness import evaluate_robustness
+
+    dataset = _load(data, cache, quiet)
+    folder = out or run_dir / "robustness"
+    try:
+        result = evaluate_robustness(run_dir, data, folder, condition, limit, progress=not quiet, data=dataset)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table("condition", "accuracy", "ROC-AUC", "REAL recall", "FAKE recall", "accuracy w/o leaked",
+                  "ROC-AUC w/o leaked", title=f"{result['images']:,} test images")
+    for row in result["rows"]:
+        table.add_row(row["condition"], *(f"{row[k]:.4f}" for k in ("accuracy", "roc_auc", "recall_real", "recall_fake",
+                                                                    "accuracy_without_leaked", "roc_auc_without_leaked")))
+    console.print(table)
+    console.print(f"Report: {folder / 'robustness.md'}, {folder / 'robustness.html'}; plot {folder / 'robustness.png'}")
+
+
+@app.command()
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
     images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders to explain.")] = None,
@@ -322,6 +357,7 @@ def predict(
              "which may say UNSURE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    backend: Annotated[str, typer.Option(help="auto (onnxruntime when installed), onnx or torch.")] = "auto",
     explain_dir: Annotated[Optional[Path], typer.Option("--explain", help="Write Grad-CAM overlays into this folder.")] = None,
 ) -> None:
     """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
@@ -330,7 +366,7 @@ def predict(
     from cifake.predict import Detector, expand_paths
 
     try:
-        detector = Detector.load(model)
+        detector = Detector.load(model, backend)
         results = detector.iter_predict(expand_paths(paths), threshold)
         failed = 0
         table = Table(title=f"model {detector.model_id}; {_rule(detector, threshold)}") if not (as_json or as_csv) else None
@@ -379,6 +415,7 @@ def serve(
     max_file_mb: Annotated[float, typer.Option(help="Largest upload, in MB.")] = 20,
     max_pixels: Annotated[int, typer.Option(help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
     max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
+    backend: Annotated[str, typer.Option(help="auto (onnxruntime when installed), onnx or torch.")] = "auto",
 ) -> None:
     """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
     import uvicorn
@@ -387,9 +424,34 @@ def serve(
     from cifake.serve import Limits, create_app
 
     limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_pixels=max_pixels, max_files=max_files)
-    application = create_app(Detector.load(model), limits, model)
-    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs)")
+    try:
+        detector = Detector.load(model, backend)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    application = create_app(detector, limits, model)
+    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="Where to write the ONNX model (e.g. RUN_DIR/model.onnx).")],
+) -> None:
+    """Export a model to ONNX: uint8 (N, 32, 32, 3) pixels in, one logit per image out (sigmoid = P(REAL))."""
+    from cifake.models.export import export_onnx
+
+    try:
+        path = export_onnx(run_dir, onnx)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except ImportError as exc:
+        err.print(f"[red]error:[/] export needs onnx and onnxscript ({exc}): pip install 'cifake[onnx]'")
+        raise typer.Exit(2) from None
+    console.print(f"Wrote {path} ({path.stat().st_size:,} bytes); predict and serve use a folder's model.onnx "
+                  "when it matches the weights")
 
 
 def _ints(text: str | None) -> tuple[int, ...] | None:

@@ -39,11 +39,13 @@ class ImageSet:
 
     def limit(self, per_label: int | None, seed: int = 1) -> ImageSet:
         """At most `per_label` images of each label, drawn at random (seeded), in their original order."""
-        if per_label is None:
-            return self
+        return self if per_label is None else self.take(self.limit_indices(per_label, seed))
+
+    def limit_indices(self, per_label: int, seed: int = 1) -> np.ndarray:
+        """The sorted indices `limit` keeps."""
         rng = np.random.default_rng(seed)
         keep = [rng.permutation(np.flatnonzero(self.labels == label))[:per_label] for label in (0, 1)]
-        return self.take(np.sort(np.concatenate(keep)))
+        return np.sort(np.concatenate(keep))
 
     def in_memory(self) -> ImageSet:
         """A copy held in RAM (the cache is memory-mapped), for loops that read every image many times."""

@@ -93,3 +93,18 @@ def plot_reliability(curves: dict[str, dict], path: str | Path, title: str = "Re
     hist.set(xlabel="predicted P(REAL)", ylabel="images", yscale="log")
     hist.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def plot_robustness(rows: list[dict], path: str | Path, title: str = "Robustness") -> Path:
+    """Accuracy and ROC-AUC per degradation condition, as horizontal bars (clean on top)."""
+    names = [row["condition"] for row in rows][::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.5), sharey=True)
+    for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "roc_auc", "ROC-AUC")):
+        values = [row[key] for row in rows][::-1]
+        ax.barh(names, values, color=["#4c72b0" if n != "clean" else "#55a868" for n in names])
+        for y, value in enumerate(values):
+            ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+        ax.set(xlabel=label, xlim=(min(0.5, min(values) - 0.02), 1.0))
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -75,7 +75,7 @@ def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | 
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model_id": detector.model_id}
+        return {"status": "ok", "model_id": detector.model_id, "backend": detector.backend}
 
     @app.get("/v1/model")
     def model_card() -> dict:
@@ -83,6 +83,7 @@ def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | 
         metrics = card_dir / "metrics.json"
         return {
             "model_id": detector.model_id,
+            "backend": detector.backend,
             "config": detector.config,
             "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
             "model_card": card.read_text() if card.is_file() else None,

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cifake.data.dataset import ImageSet
+from cifake.data.degrade import random_degradations
 from cifake.models.inference import predict_logits, to_model_input
 from cifake.models.io import atomic_write
 from cifake.progress import progress_bar
@@ -40,11 +41,13 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast: uses AMX/AVX-512-BF16 where the CPU has them (benchmarks/bench_train.py)
     channels_last: bool = True  # NHWC convolutions, which oneDNN runs faster on CPU
     eval_batch_size: int = 64  # small batches keep activations in L2: 64 ran 2-3x faster than 1024 (bench_inference.py)
+    degrade: float = 0.0  # share of training images given a random JPEG / rescale / blur / noise degradation
     fused_adam: bool = True  # one kernel per step: 95 ms against 574 ms for a 52M-weight dense head (same maths,
     # other rounding, so a run is resumed only with the same setting)
 
     def checks(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0:
+        if (self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0
+                or not 0 <= self.degrade <= 1):
             raise ValueError(f"invalid training settings: {self}")
 
 
@@ -119,7 +122,11 @@ def _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task
     correct = torch.zeros((), dtype=torch.int64)
     for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
         index = order[start : start + config.batch_size]
-        x = to_model_input(images[index], config.channels_last)
+        batch = images[index]
+        if config.degrade > 0:  # seeded by (seed, epoch, batch), so a resumed run degrades the same images alike
+            rng = np.random.default_rng([config.seed, epoch, batch_number])
+            batch = torch.from_numpy(random_degradations(batch.numpy(), config.degrade, rng))
+        x = to_model_input(batch, config.channels_last)
         y = targets[index]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x)
@@ -167,7 +174,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig):
     with safe_open(path, "pt") as file:
         state = json.loads(file.metadata()["cifake_checkpoint"])
     saved = state["config"]
-    for key in ("batch_size", "learning_rate", "seed", "bf16", "channels_last", "fused_adam"):
+    for key in ("batch_size", "learning_rate", "seed", "bf16", "channels_last", "fused_adam", "degrade"):
         if saved.get(key, False) != getattr(config, key):
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
     result = TrainResult(**state["result"])

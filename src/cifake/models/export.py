@@ -1,0 +1,85 @@
+"""ONNX export of a saved model, and an onnxruntime runner with the same interface as predict_logits.
+
+The exported graph takes what the data layer holds, (N, 32, 32, 3) uint8 pixels, and returns (N,) logits, so the
+uint8 -> float conversion and the NHWC -> NCHW view run inside onnxruntime rather than in NumPy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cifake.data.decode import IMAGE_SIZE
+from cifake.models.io import WEIGHTS, atomic_write, load_model
+
+ONNX_NAME = "model.onnx"
+OPSET = 18
+
+
+class _PixelsToLogits(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixels.permute(0, 3, 1, 2).float())
+
+
+def weights_digest(run_dir: str | os.PathLike) -> str:
+    """SHA-256 of model.safetensors: ties an exported graph to the weights it came from."""
+    return hashlib.sha256((Path(run_dir) / WEIGHTS).read_bytes()).hexdigest()
+
+
+def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write the run's model as ONNX (dynamic batch); default path RUN_DIR/model.onnx."""
+    import onnx
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # silence notes on torchvision ops we do not use
+    model, _ = load_model(run_dir)
+    path = Path(out) if out else Path(run_dir) / ONNX_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():  # the exporter's own deprecation notices are not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(_PixelsToLogits(model.float()).eval(), (example,), dynamo=True, opset_version=OPSET,
+                                    input_names=["pixels"], output_names=["logits"],
+                                    dynamic_shapes={"pixels": {0: batch}}, optimize=True, verbose=False)
+    proto = program.model_proto
+    onnx.helper.set_model_props(proto, {"cifake_weights_sha256": weights_digest(run_dir),
+                                        "cifake_output": "logit; sigmoid(logit) = P(REAL)"})
+    onnx.checker.check_model(proto)
+    atomic_write(path, lambda tmp: onnx.save(proto, tmp))
+    return path
+
+
+class OnnxRunner:
+    """predict_logits on onnxruntime's CPU provider."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable or invalid graphs
+            raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from None
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+
+    def __call__(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        out = np.empty(len(images), np.float32)
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.uint8)
+            out[start : start + len(batch)] = self.session.run(None, {"pixels": batch})[0].reshape(-1)
+        return out

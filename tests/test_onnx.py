@@ -1,0 +1,80 @@
+"""ONNX export, the onnxruntime path of the Detector, and parity with torch."""
+
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from cifake import Detector
+from cifake.data import load_dataset
+from cifake.models import load_model
+from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
+from cifake.models.inference import predict_logits, sigmoid
+from cifake.predict import bundled_model_dir
+from conftest import synthetic_image
+from test_cli import cifake
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    for name in ("model.safetensors", "config.json"):
+        shutil.copy(bundled_model_dir() / name, folder / name)
+    return folder
+
+
+def test_exported_graph_matches_torch_at_any_batch_size(run):
+    path = export_onnx(run, run / "exported.onnx")
+    runner = OnnxRunner(path, threads=1)
+    assert runner.metadata["cifake_weights_sha256"] == weights_digest(run)
+    model, _ = load_model(run)
+    images = np.stack([synthetic_image(n % 2, n) for n in range(300)])
+    expected = predict_logits(model, images)
+    for batch in (1, 7, 300):
+        assert np.abs(runner(images, batch) - expected).max() < 1e-4
+
+
+def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
+    export_onnx(run, run / ONNX_NAME)
+    images = [synthetic_image(n % 2, n) for n in range(20)]
+    by_torch = Detector.load(run, backend="torch")
+    by_onnx = Detector.load(run, backend="onnx")
+    assert by_torch.backend == "torch" and by_onnx.backend == "onnx" and by_onnx.onnx.path == run / ONNX_NAME
+    a = np.array([p.prob_fake for p in by_torch.predict(images)])
+    b = np.array([p.prob_fake for p in by_onnx.predict(images)])
+    assert np.abs(a - b).max() < 1e-5
+    stale = tmp_path / "stale"  # other weights next to the old model.onnx: that graph must not be used
+    shutil.copytree(run, stale)
+    weights = load_file(stale / "model.safetensors")
+    weights["head.3.bias"] = weights["head.3.bias"] + 1.0  # the output logit
+    save_file(weights, stale / "model.safetensors")
+    fresh = Detector.load(stale, backend="onnx")
+    assert fresh.onnx.path.parent == tmp_path / "cache" / "onnx"
+    expected = np.array([p.prob_fake for p in Detector.load(stale, backend="torch").predict(images)])
+    assert np.abs(np.array([p.prob_fake for p in fresh.predict(images)]) - expected).max() < 1e-5
+    assert np.abs(expected - a).max() > 1e-3
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / ONNX_NAME).write_bytes(b"not an onnx graph")
+    assert Detector.load(broken, backend="onnx").onnx.path.parent == tmp_path / "cache" / "onnx"
+    with pytest.raises(ValueError, match="backend"):
+        Detector.load(run, backend="tpu")
+
+
+def test_export_command(run, tmp_path):
+    out = tmp_path / "m.onnx"
+    proc = cifake("export", run, "--onnx", out)
+    assert out.is_file() and "Wrote" in proc.stdout
+    bad = cifake("export", tmp_path / "missing", "--onnx", out, check=False)
+    assert bad.returncode == 2 and "missing" in bad.stderr
+
+
+@pytest.mark.integration
+def test_onnx_parity_on_1000_real_test_images(cifake_data, run):
+    test = load_dataset(cifake_data, progress=False)["test"].limit(500, seed=1)
+    model, _ = load_model(run)
+    runner = OnnxRunner(export_onnx(run, run / "parity.onnx"))
+    difference = np.abs(sigmoid(predict_logits(model, test.images)) - sigmoid(runner(test.images)))
+    assert len(test) == 1000 and difference.max() < 1e-4
