@@ -134,3 +134,16 @@ def test_claim_verdict_follows_the_numbers():
     assert "do not concentrate" in claim_verdict(table(0.253, 0.283))
     assert "leaning towards the centre" in claim_verdict(table(0.26, 0.28))
     assert "leaning" not in claim_verdict(table(0.24, 0.28))
+
+
+def test_gradcam_runs_on_the_residual_family():
+    from cifake.explain.gradcam import GradCam
+    from cifake.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet-s").eval()
+    method = GradCam(model)
+    assert method.layer_name == "features.2.2.out"  # the last residual block's output
+    images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    maps, targets = method(images, "REAL")
+    assert maps.shape == (5, 32, 32) and (maps >= 0).all() and set(targets) == {1}

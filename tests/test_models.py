@@ -69,3 +69,46 @@ def test_model_scales_pixels_itself():
     torch.nn.init.zeros_(model.features[0].bias)
     x = torch.full((1, 3, 32, 32), 255.0)
     assert torch.allclose(model.features[0](x / 255), model.features[0]((x - model.mean) / model.std))
+
+
+# --- the residual family beyond the study ------------------------------------------------------------------
+
+from cifake.models import ResidualCNN, ResNetTopology  # noqa: E402
+
+
+def test_named_residual_topologies_build_and_refuse_cnn_overrides():
+    model = build_model("resnet")
+    assert isinstance(model, ResidualCNN) and model.topology.name == "res32-64-128-b1-hp"
+    assert model(torch.rand(3, 3, 32, 32) * 255).shape == (3,)
+    with pytest.raises(ValueError, match="shape the study's CNN"):
+        resolve_topology("resnet", filters=8)
+    with pytest.raises(ValueError, match="invalid topology"):
+        ResNetTopology(widths=())
+
+
+def test_test_time_flips_average_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = build_model(ResNetTopology(widths=(8, 16), blocks=1)).eval()
+    for module in model.modules():  # random BN statistics, so the mirror gives another logit
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+    pixels = torch.rand(4, 3, 32, 32) * 255
+    with torch.no_grad():
+        single, mirrored, both = model.single_view(pixels), model.single_view(pixels.flip(3)), model(pixels)
+    assert not torch.allclose(single, mirrored)
+    assert torch.allclose(both, (single + mirrored) / 2, atol=1e-5)
+    assert torch.allclose(model(pixels.flip(3)), both, atol=1e-5)  # flip-averaged: a mirror gives the same verdict
+
+
+def test_residual_model_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ResNetTopology(widths=(8, 16), blocks=1, high_pass=False))
+    model.train()
+    model(torch.rand(8, 3, 32, 32) * 255)  # move BN statistics away from their initial values
+    save_model(model.eval(), tmp_path)
+    loaded, config = load_model(tmp_path)
+    assert config["topology"]["family"] == "resnet" and loaded.topology == model.topology
+    pixels = torch.rand(2, 3, 32, 32) * 255
+    with torch.no_grad():
+        assert torch.equal(loaded(pixels), model(pixels))

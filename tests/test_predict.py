@@ -104,3 +104,12 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
                              capture_output=True, text=True, timeout=300)
     assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id"
+
+
+def test_bundled_model_scores_on_onnxruntime_with_the_same_probabilities(detector):
+    assert detector.backend == "onnx" and detector.onnx.path == bundled_model_dir() / "model.onnx"
+    images = [synthetic_image(n % 2, n) for n in range(32)]
+    by_torch = Detector.load(backend="torch")
+    assert by_torch.backend == "torch"
+    differences = [abs(a.prob_fake - b.prob_fake) for a, b in zip(detector.predict(images), by_torch.predict(images))]
+    assert max(differences) < 1e-5

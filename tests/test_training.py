@@ -93,3 +93,52 @@ def test_early_stopping_restores_the_best_weights(splits):
     logits = torch.from_numpy(predict_logits(model, flipped.images))
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(flipped.labels.astype(np.float32)))
     assert loss.item() == pytest.approx(best["val_loss"], rel=1e-5)
+
+
+def test_onecycle_rises_then_falls_to_zero():
+    from cifake.training.trainer import _learning_rate
+
+    config = TrainConfig(epochs=4, learning_rate=0.01, schedule="onecycle", warmup_epochs=1)
+    rates = [_learning_rate(config, step, 10) for step in range(40)]
+    assert rates[0] == pytest.approx(0.001) and rates[9] == pytest.approx(0.01) and max(rates) == pytest.approx(0.01)
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:])) and rates[-1] == pytest.approx(0.01 / 30)
+    assert _learning_rate(TrainConfig(learning_rate=0.01), 7, 10) == 0.01
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
+    """SGD, one-cycle, label smoothing, weight averaging, flips and degradations: a run killed after its first
+    epoch and resumed ends exactly where an unbroken run does."""
+    from cifake.models import ResNetTopology
+    from cifake.training import trainer
+
+    recipe = TrainConfig(epochs=3, batch_size=32, patience=5, optimizer="sgd", learning_rate=0.02, weight_decay=5e-4,
+                         schedule="onecycle", warmup_epochs=0.5, label_smoothing=0.1, ema=0.9, flip=True, degrade=0.2)
+
+    def run(run_dir=None, resume=False, config=recipe):
+        seed_everything(1)
+        model = build_model(ResNetTopology(widths=(8, 16), blocks=1))
+        return model, fit(model, splits[0], splits[1], config, run_dir, resume=resume, progress=False)
+
+    whole, whole_result = run()
+    assert whole_result.history[-1]["val_accuracy"] > 0.8
+    save = trainer._save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        save(*args, **kwargs)
+        raise _Killed
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(_Killed):
+        run(tmp_path)
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    resumed, resumed_result = run(tmp_path, resume=True)
+    assert resumed_result.resumed_from_epoch == 1
+    assert [r["val_loss"] for r in resumed_result.history] == [r["val_loss"] for r in whole_result.history]
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="ema"):
+        run(tmp_path, resume=True, config=TrainConfig(**{**recipe.__dict__, "ema": 0.5}))

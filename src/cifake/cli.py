@@ -161,7 +161,8 @@ def generate(
 def train(
     data: DataOption,
     out: Annotated[Path, typer.Option(help="Run folder to write.")],
-    topology: Annotated[Optional[str], typer.Option(help="Named topology (paper: 2 conv x 32 filters, dense 64).")] = None,
+    topology: Annotated[Optional[str], typer.Option(
+        help="Named topology: paper (2 conv x 32 filters, dense 64), or resnet-s / resnet / resnet-l.")] = None,
     filters: Annotated[Optional[int], typer.Option(help="Filters per conv layer.")] = None,
     conv_layers: Annotated[Optional[int], typer.Option(help="Number of conv layers.")] = None,
     dense: Annotated[Optional[str], typer.Option(help="Dense layer sizes, e.g. 64 or 128,64; 'none' for none.")] = None,
@@ -176,6 +177,13 @@ def train(
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
     degrade: Annotated[float, typer.Option(
         help="Robust training: share of training images given a random JPEG / rescale / blur / noise degradation.")] = 0.0,
+    optimizer: Annotated[str, typer.Option(help="adam (the study), adamw, or sgd (Nesterov momentum 0.9).")] = "adam",
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    schedule: Annotated[str, typer.Option(help="constant, or onecycle (linear warm-up, then linear decay to 0).")] = "constant",
+    warmup_epochs: Annotated[float, typer.Option(help="Warm-up length of the onecycle schedule, in epochs.")] = 0.0,
+    label_smoothing: Annotated[float, typer.Option(help="Pull targets towards 0.5 by this much.")] = 0.0,
+    ema: Annotated[float, typer.Option(help="Decay of a moving average of the weights (e.g. 0.999); 0: off.")] = 0.0,
+    flip: Annotated[bool, typer.Option(help="Mirror a random half of each batch.")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -188,7 +196,9 @@ def train(
     try:
         spec = resolve_topology(topology, filters, conv_layers, _parse_dense(dense))
         config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
-                             seed=seed, bf16=bf16, channels_last=channels_last, degrade=degrade)
+                             seed=seed, bf16=bf16, channels_last=channels_last, degrade=degrade, optimizer=optimizer,
+                             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                             label_smoothing=label_smoothing, ema=ema, flip=flip)
         config.checks()
         dataset = _load(data, cache, quiet)
         console.print(f"Training {spec.name} on {data} -> {out}")

@@ -26,7 +26,8 @@ class TwoScores(nn.Module):
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logit = self.model(pixels)
+        # A model with test-time flips is explained on the image as given, so the map lines up with its pixels.
+        logit = self.model.single_view(pixels) if hasattr(self.model, "single_view") else self.model(pixels)
         return torch.stack([-logit, logit], dim=1)
 
 

@@ -1,9 +1,11 @@
-"""The study's CNN family, built from a topology spec, saved as safetensors + JSON config."""
+"""Model families (the study's CNN; a residual CNN beyond it), built from a topology spec, saved as safetensors + JSON."""
 
-from cifake.models.cnn import TOPOLOGIES, CifakeCNN, Topology, build_model, count_parameters, resolve_topology
+from cifake.models.cnn import (TOPOLOGIES, CifakeCNN, Topology, build_model, count_parameters, resolve_topology,
+                               topology_from_dict)
 from cifake.models.io import load_model, save_model
+from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 __all__ = [
-    "TOPOLOGIES", "CifakeCNN", "Topology", "build_model", "count_parameters", "load_model", "resolve_topology",
-    "save_model",
+    "TOPOLOGIES", "CifakeCNN", "ResNetTopology", "ResidualCNN", "Topology", "build_model", "count_parameters",
+    "load_model", "resolve_topology", "save_model", "topology_from_dict",
 ]

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
+from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 
 def _feature_size(size: int, conv_layers: int) -> int:
@@ -49,18 +50,26 @@ class Topology:
         return cls(**values)
 
 
-TOPOLOGIES = {
+TOPOLOGIES: dict[str, Topology | ResNetTopology] = {
     # The study's chosen model: two conv layers of 32 filters and one dense layer of 64 units.
     "paper": Topology(filters=32, conv_layers=2, dense=(64,)),
+    # Beyond the study: residual CNNs with batch norm, a high-pass input branch and test-time flips.
+    "resnet-s": ResNetTopology(widths=(16, 32, 64), blocks=1),
+    "resnet": ResNetTopology(widths=(32, 64, 128), blocks=1),
+    "resnet-l": ResNetTopology(widths=(64, 128, 256), blocks=1),
 }
 
 
 def resolve_topology(name: str | None = None, filters: int | None = None, conv_layers: int | None = None,
-                     dense: tuple[int, ...] | None = None) -> Topology:
+                     dense: tuple[int, ...] | None = None) -> Topology | ResNetTopology:
     """A named topology, with any explicitly given field overriding it (default: ``paper``)."""
     if name is not None and name not in TOPOLOGIES:
         raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
     base = TOPOLOGIES[name or "paper"]
+    if isinstance(base, ResNetTopology):
+        if (filters, conv_layers, dense) != (None, None, None):
+            raise ValueError(f"--filters, --conv-layers and --dense shape the study's CNN, not {name!r}")
+        return base
     return Topology(
         filters=base.filters if filters is None else filters,
         conv_layers=base.conv_layers if conv_layers is None else conv_layers,
@@ -103,9 +112,17 @@ class CifakeCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-def build_model(topology: Topology | str = "paper") -> CifakeCNN:
+def build_model(topology: Topology | ResNetTopology | str = "paper") -> CifakeCNN | ResidualCNN:
     """A freshly initialised model (call torch.manual_seed first for reproducible weights)."""
-    return CifakeCNN(resolve_topology(topology) if isinstance(topology, str) else topology)
+    topology = resolve_topology(topology) if isinstance(topology, str) else topology
+    return ResidualCNN(topology) if isinstance(topology, ResNetTopology) else CifakeCNN(topology)
+
+
+def topology_from_dict(values: dict) -> Topology | ResNetTopology:
+    """The topology a model config describes (configs without a family are the study's CNN)."""
+    if values.get("family") == "resnet":
+        return ResNetTopology.from_dict(values)
+    return Topology.from_dict(values)
 
 
 def count_parameters(model: nn.Module) -> int:

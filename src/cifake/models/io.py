@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cifake.data.decode import IMAGE_SIZE
-from cifake.models.cnn import CifakeCNN, Topology
+from cifake.models.cnn import CifakeCNN, build_model, topology_from_dict
+from cifake.models.resnet import ResidualCNN
 
 FORMAT = "cifake-model"
 FORMAT_VERSION = 1
@@ -22,7 +23,7 @@ LABEL_CONVENTION = {
 }
 
 
-def model_config(model: CifakeCNN, training: dict | None = None) -> dict:
+def model_config(model: CifakeCNN | ResidualCNN, training: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -40,7 +41,7 @@ def model_config(model: CifakeCNN, training: dict | None = None) -> dict:
     }
 
 
-def save_model(model: CifakeCNN, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
+def save_model(model: CifakeCNN | ResidualCNN, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
     """Write model.safetensors and config.json into run_dir (atomically: temporary files, then rename)."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ def save_model(model: CifakeCNN, run_dir: str | os.PathLike, training: dict | No
     return out
 
 
-def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN, dict]:
+def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN | ResidualCNN, dict]:
     """Load (model in eval mode, config) from a run folder holding model.safetensors and config.json."""
     folder = Path(run_dir)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS
@@ -65,7 +66,12 @@ def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN, dict]:
         raise ValueError(f"{config_path}: not a cifake model config (format is {config.get('format')!r})")
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{config_path}: format version {config['format_version']} is newer than this cifake")
-    model = CifakeCNN(Topology.from_dict(config["topology"]), config["input"]["mean"], config["input"]["std"])
+    try:
+        model = build_model(topology_from_dict(config["topology"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{config_path}: invalid topology {config['topology']} ({exc})") from None
+    model.mean.fill_(config["input"]["mean"])
+    model.std.fill_(config["input"]["std"])
     try:
         model.load_state_dict(load_file(weights_path))
     except (RuntimeError, OSError) as exc:

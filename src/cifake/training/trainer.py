@@ -44,11 +44,28 @@ class TrainConfig:
     degrade: float = 0.0  # share of training images given a random JPEG / rescale / blur / noise degradation
     fused_adam: bool = True  # one kernel per step: 95 ms against 574 ms for a 52M-weight dense head (same maths,
     # other rounding, so a run is resumed only with the same setting)
+    # --- the recipe beyond the study (defaults keep the study's plain Adam) ---
+    optimizer: str = "adam"  # "adam" (the study), "adamw", or "sgd" (Nesterov momentum 0.9)
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # or "onecycle": linear warm-up over warmup_epochs, then linear decay to zero
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0  # targets pulled towards 0.5 by this much
+    ema: float = 0.0  # decay of a moving average of the weights, used for validation and the saved model (0: off)
+    flip: bool = False  # mirror a random half of each batch (a photo and its mirror image are equally real)
 
     def checks(self) -> None:
         if (self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0
-                or not 0 <= self.degrade <= 1):
+                or not 0 <= self.degrade <= 1 or self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES
+                or self.weight_decay < 0 or self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1
+                or not 0 <= self.ema < 1):
             raise ValueError(f"invalid training settings: {self}")
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle")
+# Settings a checkpoint must share with the run that resumes it (the others, e.g. epochs, may change).
+RESUME_KEYS = ("batch_size", "learning_rate", "seed", "bf16", "channels_last", "fused_adam", "degrade", "optimizer",
+               "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "flip")
 
 
 @dataclass
@@ -81,11 +98,13 @@ def fit(
     targets = torch.from_numpy(np.asarray(train_set.labels, np.float32))
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, fused=config.fused_adam or None)
-    result, best_state, since_best = TrainResult(), copy.deepcopy(model.state_dict()), 0
+    optimizer = _make_optimizer(model, config)
+    averaged = _Ema(model, config.ema) if config.ema else None
+    scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
+    result, best_state, since_best = TrainResult(), copy.deepcopy(scored.state_dict()), 0
     folder = Path(run_dir) if run_dir else None
     if resume and folder and has_checkpoint(folder):
-        result, best_state, since_best = _load_checkpoint(folder, model, optimizer, config)
+        result, best_state, since_best = _load_checkpoint(folder, model, optimizer, config, averaged)
 
     with progress_bar(progress, "loss", "acc") as bar:
         for epoch in range(len(result.history) + 1, config.epochs + 1):
@@ -93,9 +112,10 @@ def fit(
                 break
             task = bar.add_task(f"Epoch {epoch}/{config.epochs}", total=len(images), loss="-", acc="-")
             started = time.perf_counter()
-            train_loss, train_acc = _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task)
+            train_loss, train_acc = _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch, bar,
+                                                     task)
             seconds = time.perf_counter() - started
-            val_loss, val_acc = _validate(model, val_set, config)
+            val_loss, val_acc = _validate(scored, val_set, config)
             result.history.append({
                 "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                 "val_loss": val_loss, "val_accuracy": val_acc,
@@ -104,18 +124,56 @@ def fit(
             bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
             if val_loss < result.best_val_loss:
                 result.best_val_loss, result.best_epoch, since_best = val_loss, epoch, 0
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(scored.state_dict())
             else:
                 since_best += 1
                 result.stopped_early = since_best >= config.patience and epoch < config.epochs
             if folder:
-                _save_checkpoint(folder, model, optimizer, best_state, result, since_best, config)
+                _save_checkpoint(folder, model, optimizer, best_state, result, since_best, config, averaged)
     model.load_state_dict(best_state)
     return result
 
 
-def _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task) -> tuple[float, float]:
+def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, fused = model.parameters(), config.fused_adam or None
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, nesterov=True,
+                               weight_decay=config.weight_decay)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
+
+
+def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate at a global step: constant, or one cycle (linear up, then linear down to zero)."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    warm = max(1.0, config.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return config.learning_rate * (step + 1) / warm
+    total = config.epochs * steps_per_epoch
+    return config.learning_rate * max(0.0, (total - step) / max(1.0, total - warm))
+
+
+class _Ema:
+    """An exponential moving average of the weights and batch-norm statistics, kept in a copy of the model."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model, self.decay, self.updates = copy.deepcopy(model).eval(), decay, 0
+        self.model.requires_grad_(False)
+
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))  # short memory at the start
+        ours, theirs = self.model.state_dict(), model.state_dict()
+        floats = [k for k, v in ours.items() if v.is_floating_point()]
+        torch._foreach_lerp_([ours[k] for k in floats], [theirs[k].detach() for k in floats], 1 - decay)
+        for key in ours.keys() - set(floats):  # integer counters are copied
+            ours[key].copy_(theirs[key])
+
+
+def _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch, bar, task) -> tuple[float, float]:
     model.train()
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
     # The order depends on (seed, epoch) only, so a resumed run sees the same batches as an unbroken one.
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
     loss_sum = torch.zeros((), dtype=torch.float64)
@@ -127,13 +185,24 @@ def _train_one_epoch(model, optimizer, images, targets, config, epoch, bar, task
             rng = np.random.default_rng([config.seed, epoch, batch_number])
             batch = torch.from_numpy(random_degradations(batch.numpy(), config.degrade, rng))
         x = to_model_input(batch, config.channels_last)
+        if config.flip:  # mirror a seeded random half of the batch
+            mirrored = torch.rand(len(x), generator=torch.Generator().manual_seed(
+                config.seed * 1_000_003 + epoch * 100_003 + batch_number)) < 0.5
+            x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
         y = targets[index]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+        smoothed = y * (1 - config.label_smoothing) + 0.5 * config.label_smoothing if config.label_smoothing else y
+        loss = F.binary_cross_entropy_with_logits(logits.float(), smoothed)
+        if config.schedule != "constant":
+            rate = _learning_rate(config, (epoch - 1) * steps_per_epoch + batch_number, steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if averaged:
+            averaged.update(model)
         loss_sum += loss.detach() * len(index)
         correct += ((logits.detach() > 0) == (y > 0.5)).sum()
         if batch_number % 50 == 49:  # refreshing the display every batch would cost more than tiny batches
@@ -153,9 +222,12 @@ def _validate(model, val_set: ImageSet, config: TrainConfig) -> tuple[float, flo
 # --- checkpoints: one safetensors file, tensors plus a JSON state in its metadata (no pickle) ---------------
 # One file written atomically: a kill at any moment leaves either the previous checkpoint or the new one.
 
-def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainResult, since_best, config) -> None:
+def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainResult, since_best, config,
+                     averaged: _Ema | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if averaged:
+        tensors |= {f"ema.{k}": v for k, v in averaged.model.state_dict().items()}
     tensors |= {f"best.{k}": v for k, v in best_state.items()}
     optim = optimizer.state_dict()
     for index, state in optim["state"].items():
@@ -163,19 +235,20 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     state = {
         "result": asdict(result), "since_best": since_best, "config": asdict(config),
+        "ema_updates": averaged.updates if averaged else 0,
         "param_groups": optim["param_groups"],
     }
     metadata = {"cifake_checkpoint": json.dumps(state)}
     atomic_write(folder / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig):
+def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averaged: _Ema | None = None):
     path = folder / CHECKPOINT
     with safe_open(path, "pt") as file:
         state = json.loads(file.metadata()["cifake_checkpoint"])
     saved = state["config"]
-    for key in ("batch_size", "learning_rate", "seed", "bf16", "channels_last", "fused_adam", "degrade"):
-        if saved.get(key, False) != getattr(config, key):
+    for key in RESUME_KEYS:
+        if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(config, key):
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
@@ -184,6 +257,9 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig):
     tensors = load_file(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    if averaged:
+        averaged.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+        averaged.updates = state.get("ema_updates", 0)
     optim_state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
