@@ -2,7 +2,7 @@
 
 `python benchmarks/bench_onnx.py [--run RUN_DIR]` (default: the bundled model) exports the model to a temporary
 ONNX file, checks the largest |difference in P(REAL)| over all 20,000 test images, and times both paths from
-decoded uint8 arrays at several batch sizes (best of 3).
+decoded uint8 arrays at several batch sizes (best of --repeats passes).
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def best_rate(fn, n: int, repeats: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", type=Path, default=None, help="run folder (default: the bundled model)")
+    parser.add_argument("--batch-sizes", default="1,16,64,256,1024")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per setting (best is reported)")
     args = parser.parse_args()
     run = args.run or bundled_model_dir()
     test = load_dataset(data_path(), progress=False)["test"].in_memory()
@@ -52,10 +54,10 @@ def main() -> None:
         print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime, {available_cores()} cores")
         print("| batch | torch fp32 images/s | onnxruntime images/s |")
         print("| ---: | ---: | ---: |")
-        for batch in (1, 16, 64, 256, 1024):
+        for batch in map(int, args.batch_sizes.split(",")):
             images = test.images[: 2000 if batch == 1 else len(test)]
-            t = best_rate(lambda: predict_logits(model, images, batch), len(images))
-            o = best_rate(lambda: runner(images, batch), len(images))
+            t = best_rate(lambda: predict_logits(model, images, batch), len(images), args.repeats)
+            o = best_rate(lambda: runner(images, batch), len(images), args.repeats)
             print(f"| {batch} | {t:,.0f} | {o:,.0f} |", flush=True)
 
 

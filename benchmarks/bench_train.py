@@ -1,4 +1,4 @@
-"""Training throughput of the `paper` CNN: precision x memory format x batch size, through the real trainer.
+"""Training throughput through the real trainer: precision x memory format x batch size (default model: `paper`).
 
 `python benchmarks/bench_train.py` times one epoch over a 20,000-image subset of CIFAKE train for each setting.
 `--full` also trains each precision for 5 epochs on the full train split and reports test accuracy, to check
@@ -19,13 +19,15 @@ from cifake.models import build_model
 from cifake.training import TrainConfig, fit, seed_everything
 
 
-def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int) -> float:
+def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int,
+               fused_adam: bool = True, topology: str = "paper") -> float:
     """Best epoch rate of `repeats` one-epoch runs: the best is the least disturbed by other work on the machine."""
     rates = []
     for _ in range(repeats):
         seed_everything(1)
-        config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
-        rates.append(fit(build_model("paper"), train, val, config, progress=False).history[0]["images_per_second"])
+        config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last,
+                             fused_adam=fused_adam)
+        rates.append(fit(build_model(topology), train, val, config, progress=False).history[0]["images_per_second"])
     return max(rates)
 
 
@@ -35,6 +37,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="32,64,128,256")
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs per setting (best is reported)")
     parser.add_argument("--full", action="store_true", help="also train 5 epochs per precision and test")
+    parser.add_argument("--topology", default="paper", help="named topology, e.g. paper or resnet")
+    parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both")
+    parser.add_argument("--formats", default="NCHW,channels_last", help="NCHW, channels_last or both")
+    parser.add_argument("--no-fused-adam", action="store_true",
+                        help="Adam's foreach implementation (the default before fused Adam; the README's figures)")
     args = parser.parse_args()
     data = load_dataset(data_path(), progress=False)
     train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
@@ -43,9 +50,11 @@ def main() -> None:
     print("| batch | precision | memory format | train images/s |")
     print("| ---: | --- | --- | ---: |")
     for batch_size, bf16, channels_last in itertools.product(
-        map(int, args.batch_sizes.split(",")), (False, True), (False, True)
+        map(int, args.batch_sizes.split(",")), [p == "bf16" for p in args.precisions.split(",")],
+        [f == "channels_last" for f in args.formats.split(",")],
     ):
-        rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats)
+        rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats,
+                          not args.no_fused_adam, args.topology)
         print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
               f"| {rate:,.0f} |", flush=True)
     if args.full:
@@ -54,7 +63,7 @@ def main() -> None:
         for bf16 in (False, True):
             seed_everything(1)
             model = build_model("paper")
-            config = TrainConfig(epochs=5, bf16=bf16)  # default batch size and channels_last
+            config = TrainConfig(epochs=5, bf16=bf16, fused_adam=not args.no_fused_adam)  # default batch, channels_last
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])
             rates = sorted(row["images_per_second"] for row in result.history)

@@ -69,6 +69,7 @@ def test_decision_rejects_bad_settings():
 
 def test_detector_applies_the_stored_temperature_and_band():
     model, config = load_model(bundled_model_dir())
+    config = {k: v for k, v in config.items() if k != "calibration"}  # the raw model, whatever the bundle carries
     plain = Detector(model, config, "plain")
     image = synthetic_image(1, 3)
     p = plain.predict([image])[0].prob_fake
@@ -105,3 +106,17 @@ def test_calibrate_command_stores_what_predict_then_uses(learnable_zip, tmp_path
         assert row["threshold"] == report["decision"]["fake_at"] and row["real_below"] == report["decision"]["real_at"]
         assert row["verdict"] == detector.decision.verdict(row["prob_fake"]) or abs(
             row["prob_fake"] - report["decision"]["fake_at"]) < 1e-5  # printed probabilities are rounded
+
+
+def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, tmp_path):
+    from cifake.calibration.run import validation_split
+    from cifake.data import load_dataset, train_val_split
+
+    data = load_dataset(learnable_zip, cache_root=tmp_path, progress=False)
+    expected = train_val_split(data["train"].limit(100, 3), 0.2, 3)[1]
+    run_config = {"training": {"config": {"seed": 3}, "data": {"val_fraction": 0.2, "limit_per_label": 100}}}
+    trial_config = {"training": {"budget": {"seed": 3, "val_fraction": 0.2, "limit_per_label": 100}}}
+    for config in (run_config, trial_config):
+        assert list(validation_split(config, data).names) == list(expected.names)
+    with pytest.raises(ValueError, match="validation split"):
+        validation_split({"training": {}}, data)

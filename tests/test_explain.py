@@ -147,3 +147,18 @@ def test_gradcam_runs_on_the_residual_family():
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     maps, targets = method(images, "REAL")
     assert maps.shape == (5, 32, 32) and (maps >= 0).all() and set(targets) == {1}
+
+
+def test_randomisation_check_handles_bias_free_convolutions():
+    from cifake.explain.analysis import randomisation_check
+    from cifake.explain.gradcam import GradCam
+    from cifake.models import ResNetTopology, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ResNetTopology(widths=(8, 16), blocks=1)).eval()
+    images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    maps, targets = GradCam(model)(images, "REAL")
+    result = randomisation_check(model, images, maps, targets, lambda m: GradCam(m))
+    convolutions = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert [row["randomised_down_to"] for row in result["cascading"]] == convolutions[::-1]
+    assert "mean" in result["full"]

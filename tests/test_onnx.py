@@ -4,6 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from cifake import Detector
@@ -48,7 +49,8 @@ def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_pat
     stale = tmp_path / "stale"  # other weights next to the old model.onnx: that graph must not be used
     shutil.copytree(run, stale)
     weights = load_file(stale / "model.safetensors")
-    weights["head.3.bias"] = weights["head.3.bias"] + 1.0  # the output logit
+    output_bias = [key for key in weights if key.startswith("head.") and key.endswith("bias")][-1]
+    weights[output_bias] = weights[output_bias] + 1.0  # shifts the output logit
     save_file(weights, stale / "model.safetensors")
     fresh = Detector.load(stale, backend="onnx")
     assert fresh.onnx.path.parent == tmp_path / "cache" / "onnx"
@@ -78,3 +80,18 @@ def test_onnx_parity_on_1000_real_test_images(cifake_data, run):
     runner = OnnxRunner(export_onnx(run, run / "parity.onnx"))
     difference = np.abs(sigmoid(predict_logits(model, test.images)) - sigmoid(runner(test.images)))
     assert len(test) == 1000 and difference.max() < 1e-4
+
+
+def test_residual_model_exports_with_its_test_time_flips(tmp_path):
+    from cifake.models import ResNetTopology, build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model(ResNetTopology(widths=(8, 16), blocks=1))
+    model.train()
+    model(torch.rand(16, 3, 32, 32) * 255)  # batch-norm statistics away from their start
+    save_model(model.eval(), tmp_path)
+    runner = OnnxRunner(export_onnx(tmp_path))
+    images = np.stack([synthetic_image(n % 2, n) for n in range(40)])
+    loaded, _ = load_model(tmp_path)
+    assert np.abs(runner(images) - predict_logits(loaded, images)).max() < 1e-4
+    assert np.abs(runner(images) - runner(images[:, :, ::-1].copy())).max() < 1e-4  # flip-averaged in the graph

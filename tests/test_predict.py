@@ -45,8 +45,8 @@ def test_every_kind_of_input_gives_the_same_score(detector, tmp_path):
     results = detector.predict([path, str(path), data, Image.open(path), decoded])
     assert len({r.prob_fake for r in results}) == 1 and results[0].error is None
     assert results[0].source == str(path) and results[2].source == "<input 2>"
-    assert results[0].verdict == ("FAKE" if results[0].prob_fake >= 0.5 else "REAL")
-    assert results[0].model_id.startswith("bundled-f32-c2-d64-")
+    assert results[0].verdict == detector.decision.verdict(results[0].prob_fake)
+    assert results[0].model_id.startswith(f"bundled-{detector.model.topology.name}-")
 
 
 def test_threshold_decides_the_verdict(detector):

@@ -34,11 +34,32 @@ def test_health_model_card_and_docs(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_health_reports_the_backend(client):
+    assert client.get("/healthz").json()["backend"] == client.get("/v1/model").json()["backend"] == "onnx"
+
+
+def test_calibrated_model_answers_unsure_inside_its_band():
+    from cifake.models import load_model
+    from cifake.predict import bundled_model_dir
+
+    model, config = load_model(bundled_model_dir())
+    config = {k: v for k, v in config.items() if k != "calibration"}
+    image = jpeg_bytes(synthetic_image(1, 3))
+    p = Detector(model, config, "plain").predict([image])[0].prob_fake
+    band = {"fake_at": min(1.0, p + 0.2), "real_at": max(0.0, p - 0.2)}
+    app = TestClient(create_app(Detector(model, config | {"calibration": {"temperature": 1.0, "decision": band}}, "c")))
+    body = app.post("/v1/predict", files=[("files", ("a.jpg", image, "image/jpeg"))]).json()
+    assert body["decision"] == band and body["results"][0]["verdict"] == "UNSURE"
+    assert body["results"][0]["real_below"] == band["real_at"]
+    forced = app.post("/v1/predict?threshold=0.0", files=[("files", ("a.jpg", image, "image/jpeg"))]).json()
+    assert forced["decision"] == {"fake_at": 0.0, "real_at": 0.0} and forced["results"][0]["verdict"] == "FAKE"
+
+
 def test_predict_many_files(client):
     files = [("files", (f"{i}.jpg", jpeg_bytes(synthetic_image(i % 2, i)), "image/jpeg")) for i in range(3)]
     body = client.post("/v1/predict", files=files).json()
     assert [r["source"] for r in body["results"]] == ["0.jpg", "1.jpg", "2.jpg"]
-    assert all(r["verdict"] in ("REAL", "FAKE") and r["error"] is None for r in body["results"])
+    assert all(r["verdict"] in ("REAL", "FAKE", "UNSURE") and r["error"] is None for r in body["results"])
     direct = Detector.load().predict([synthetic_image(0, 0)])  # the API scores as the Python API does
     assert body["results"][0]["prob_fake"] == pytest.approx(
         Detector.load().predict([jpeg_bytes(synthetic_image(0, 0))])[0].prob_fake)
@@ -50,7 +71,7 @@ def test_bad_input_corpus_through_the_api(client, name):
     data, problem = corpus()[name]
     response = client.post("/v1/predict", files=[("files", (name, data, "application/octet-stream"))])
     if problem is None:
-        assert response.status_code == 200 and response.json()["results"][0]["verdict"] in ("REAL", "FAKE")
+        assert response.status_code == 200 and response.json()["results"][0]["verdict"] in ("REAL", "FAKE", "UNSURE")
     else:
         assert response.status_code == 422 and problem in response.json()["results"][0]["error"]
     overlay = client.post("/v1/explain", files={"file": (name, data)})

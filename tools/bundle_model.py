@@ -2,9 +2,10 @@
 
     python tools/bundle_model.py RUN_DIR    (`make bundle` trains, evaluates and runs this)
 
-Writes src/cifake/models/bundled/{model.safetensors, config.json, metrics.json, MODEL_CARD.md}. Every number in
-the card is read from the run's metrics.json and eval-test-no-leaked.json, which `cifake train` and
-`cifake evaluate --exclude-leaked` wrote.
+Writes src/cifake/models/bundled/{model.safetensors, model.onnx, config.json, metrics.json, MODEL_CARD.md}. Every
+number in the card is read from files the run's commands wrote: metrics.json (`cifake train`),
+eval-test-no-leaked.json (`cifake evaluate --exclude-leaked`), calibration.json (`cifake calibrate`) and
+robustness/robustness.json (`cifake robustness`).
 """
 
 from __future__ import annotations
@@ -21,27 +22,50 @@ ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("pre
         ("average_precision", "average precision")]
 
 
-def card(config: dict, test: dict, no_leaks: dict) -> str:
+def describe(config: dict) -> str:
     topology, training = config["topology"], config["training"]
+    if topology.get("family") == "resnet":
+        return (f"A residual CNN (`cifake.models.resnet`, {topology['family']} "
+                f"{'-'.join(map(str, topology['widths']))}, {topology['blocks']} residual block(s) per stage, batch "
+                f"norm, {'a high-pass input branch, ' if topology['high_pass'] else ''}"
+                f"{'test-time flip averaging, ' if topology['flip_tta'] else ''}global average + max pooling), "
+                f"one logit; {training['parameters']:,} parameters.")
+    return (f"The CIFAKE study's CNN: {topology['conv_layers']} conv layers (3x3, ReLU, 2x2 max-pool) of "
+            f"{topology['filters']} filters, dense {topology['dense']}, one logit; {training['parameters']:,} parameters.")
+
+
+def recipe(config: dict) -> str:
+    c = config["training"]["config"]
+    parts = [f"{c.get('optimizer', 'adam')} lr {c['learning_rate']}", f"batch {c['batch_size']}",
+             f"{c['epochs']} epochs at most (best epoch {config['training']['best_epoch']} of "
+             f"{config['training']['epochs_run']} by validation loss)"]
+    if c.get("schedule", "constant") != "constant":
+        parts.append(f"{c['schedule']} schedule ({c.get('warmup_epochs', 0)} warm-up epochs)")
+    for key, text in (("weight_decay", "weight decay {}"), ("label_smoothing", "label smoothing {}"),
+                      ("ema", "weight averaging (EMA {})"), ("degrade", "random degradations on {} of images")):
+        if c.get(key):
+            parts.append(text.format(c[key]))
+    if c.get("flip"):
+        parts.append("random flips")
+    return ", ".join(parts) + f", seed {c['seed']}, bf16 autocast on CPU"
+
+
+def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None) -> str:
+    training = config["training"]
     lines = [
         "# Model card: cifake bundled detector",
         "",
         "## Model",
-        f"The CIFAKE study's CNN, topology `paper`: {topology['conv_layers']} conv layers (3x3, ReLU, 2x2 max-pool) of "
-        f"{topology['filters']} filters, dense {topology['dense']}, one logit; {training['parameters']:,} parameters. "
-        "Input: a 32x32 RGB image (any other size is resized bilinearly, as in the study). "
-        "Output: one logit, the evidence for REAL; P(REAL) = sigmoid(logit), P(FAKE) = 1 - P(REAL).",
+        describe(config) + " Input: a 32x32 RGB image (any other size is resized bilinearly, as in the study). "
+        "Output: one logit, the evidence for REAL; P(REAL) = sigmoid(logit / T), P(FAKE) = 1 - P(REAL), with T the "
+        "calibration temperature (1 when uncalibrated). Scored with onnxruntime (`model.onnx`) when it is installed, "
+        "else with torch; both give the same probabilities to within 1e-5.",
         "",
-        "**Label convention:** REAL = 1 is the positive class (as in the study), FAKE = 0. `cifake predict` reports "
-        "P(FAKE) and calls an image FAKE when P(FAKE) >= the threshold (0.5 by default).",
+        "**Label convention:** REAL = 1 is the positive class (as in the study), FAKE = 0.",
         "",
         "## Training",
         f"CIFAKE train split ({training['data']['train']:,} images for training, {training['data']['validation']:,} "
-        f"carved out for validation, seeded and stratified), Adam lr {training['config']['learning_rate']}, batch "
-        f"{training['config']['batch_size']}, at most {training['config']['epochs']} epochs with early stopping on "
-        f"validation loss (best epoch {training['best_epoch']} of {training['epochs_run']}), seed {training['config']['seed']}, "
-        "bf16 autocast on CPU. Command: `make bundle` (`cifake train --data $CIFAKE_DATA --topology paper "
-        "--out runs/bundled`, then `cifake evaluate runs/bundled --data $CIFAKE_DATA --exclude-leaked`).",
+        f"carved out for validation, seeded and stratified): {recipe(config)}. Command: `make bundle`.",
         "",
         "## Test metrics (official CIFAKE test split)",
         "",
@@ -49,6 +73,33 @@ def card(config: dict, test: dict, no_leaks: dict) -> str:
         "| --- | ---: | ---: |",
         *[f"| {label} | {test[key]:.4f} | {no_leaks[key]:.4f} |" for key, label in ROWS],
         "",
+    ]
+    if calibration:
+        rule, t, nl = calibration["decision"], calibration["test"], calibration["test_without_leaked"]
+        targets = calibration["targets"]
+        lines += [
+            "## Calibration and verdicts",
+            f"Temperature T = {calibration['temperature']:.4f}, fitted on the validation split (`cifake calibrate`). "
+            f"Verdicts: FAKE when P(FAKE) >= {rule['fake_at']:.4g}, REAL when P(FAKE) < {rule['real_at']:.4g}, "
+            f"UNSURE between; the thresholds hold, on validation, at most {targets['max_real_flagged']:.0%} of REAL "
+            f"images called FAKE and at most {targets['max_fake_passed']:.0%} of FAKE images called REAL.",
+            "",
+            "| on the test split | all | without leaked |",
+            "| --- | ---: | ---: |",
+            f"| expected calibration error, before / after | {t['ece_before']:.4f} / {t['ece_after']:.4f} | "
+            f"{nl['ece_before']:.4f} / {nl['ece_after']:.4f} |",
+            f"| UNSURE | {t['decision']['unsure']:.2%} | {nl['decision']['unsure']:.2%} |",
+            f"| REAL images called FAKE | {t['decision']['real_flagged_fake']:.2%} | {nl['decision']['real_flagged_fake']:.2%} |",
+            f"| FAKE images called REAL | {t['decision']['fake_passed_real']:.2%} | {nl['decision']['fake_passed_real']:.2%} |",
+            f"| accuracy of the decided | {t['decision']['accuracy_when_decided']:.4f} | {nl['decision']['accuracy_when_decided']:.4f} |",
+            "",
+        ]
+    if robustness:
+        lines += ["## Robustness (`cifake robustness`, whole test split)", "",
+                  "| condition | accuracy | ROC-AUC | accuracy w/o leaked | ROC-AUC w/o leaked |", "| --- | ---: | ---: | ---: | ---: |",
+                  *[f"| {r['condition']} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | {r['accuracy_without_leaked']:.4f} | "
+                    f"{r['roc_auc_without_leaked']:.4f} |" for r in robustness["rows"]], ""]
+    lines += [
         "## Intended use",
         "Research and auditing on CIFAKE-like images: 32x32 thumbnails of the ten CIFAR-10 classes, real photographs "
         "against Stable Diffusion 1.4 renders, reproducing and extending the study.",
@@ -58,9 +109,9 @@ def card(config: dict, test: dict, no_leaks: dict) -> str:
         "resized to 32 px). Images of other generators (other diffusion models, GANs, newer SD versions, edited "
         "photos) are out of distribution; its verdicts on them are not validated.",
         "- Heavily resized inputs: everything is shrunk to 32x32 first. Large photographs lose the fine detail the "
-        "model reads, and re-compression, blur or noise shift its evidence.",
+        "model reads; the robustness table shows how re-compression, rescaling, blur and noise move its verdicts.",
         "- Ten object classes of CIFAR-10; other content is out of distribution.",
-        f"- The probability is not calibrated, and {100 * (1 - test['accuracy']):.1f} % of the test images are misclassified.",
+        f"- {100 * (1 - test['accuracy']):.1f} % of the test images are misclassified at P(FAKE) = 0.5.",
         "- Not a forensic tool: do not accuse anyone of faking an image on its verdict alone.",
         "",
     ]
@@ -73,12 +124,19 @@ def main(run_dir: str) -> None:
     config["training"]["data"].pop("cache", None)  # a path on the machine that trained it
     metrics = json.loads((run / "metrics.json").read_text())
     no_leaks = json.loads((run / "eval-test-no-leaked.json").read_text())
+    optional = {name: json.loads((run / path).read_text()) if (run / path).is_file() else None
+                for name, path in (("calibration", "calibration.json"), ("robustness", "robustness/robustness.json"))}
     BUNDLED.mkdir(parents=True, exist_ok=True)
+    for stale in ("model.onnx", "reliability.png", "robustness.png"):
+        (BUNDLED / stale).unlink(missing_ok=True)
     shutil.copyfile(run / "model.safetensors", BUNDLED / "model.safetensors")
+    if (run / "model.onnx").is_file():
+        shutil.copyfile(run / "model.onnx", BUNDLED / "model.onnx")
     (BUNDLED / "config.json").write_text(json.dumps(config, indent=2))
-    summary = {"test": metrics["test"], "test_without_leaked": no_leaks, "validation": metrics["validation"]}
+    summary = {"test": metrics["test"], "test_without_leaked": no_leaks, "validation": metrics["validation"],
+               **{k: v for k, v in optional.items() if v}}
     (BUNDLED / "metrics.json").write_text(json.dumps(summary, indent=2))
-    (BUNDLED / "MODEL_CARD.md").write_text(card(config, metrics["test"], no_leaks))
+    (BUNDLED / "MODEL_CARD.md").write_text(card(config, metrics["test"], no_leaks, **optional))
     print(f"bundled {run} into {BUNDLED}")
 
 

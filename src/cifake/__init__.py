@@ -12,6 +12,7 @@ _API = {
     "load_dataset": "cifake.data",
     "train_val_split": "cifake.data",
     "Topology": "cifake.models",
+    "ResNetTopology": "cifake.models",
     "build_model": "cifake.models",
     "load_model": "cifake.models",
     "save_model": "cifake.models",
@@ -24,6 +25,10 @@ _API = {
     "evaluate_run": "cifake.experiment",
     "Detector": "cifake.predict",
     "Prediction": "cifake.predict",
+    "Decision": "cifake.calibration",
+    "calibrate_run": "cifake.calibration.run",
+    "evaluate_robustness": "cifake.robustness",
+    "export_onnx": "cifake.models.export",
 }
 
 __all__ = ["__version__", *_API]

@@ -178,6 +178,7 @@ def train(
     degrade: Annotated[float, typer.Option(
         help="Robust training: share of training images given a random JPEG / rescale / blur / noise degradation.")] = 0.0,
     optimizer: Annotated[str, typer.Option(help="adam (the study), adamw, or sgd (Nesterov momentum 0.9).")] = "adam",
+    fused_adam: Annotated[bool, typer.Option(help="Adam/AdamW as one fused kernel (--no-fused-adam: multi-tensor).")] = True,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
     schedule: Annotated[str, typer.Option(help="constant, or onecycle (linear warm-up, then linear decay to 0).")] = "constant",
     warmup_epochs: Annotated[float, typer.Option(help="Warm-up length of the onecycle schedule, in epochs.")] = 0.0,
@@ -198,7 +199,7 @@ def train(
         config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                              seed=seed, bf16=bf16, channels_last=channels_last, degrade=degrade, optimizer=optimizer,
                              weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
-                             label_smoothing=label_smoothing, ema=ema, flip=flip)
+                             label_smoothing=label_smoothing, ema=ema, flip=flip, fused_adam=fused_adam)
         config.checks()
         dataset = _load(data, cache, quiet)
         console.print(f"Training {spec.name} on {data} -> {out}")
@@ -249,7 +250,7 @@ def calibrate(
     max_real_flagged: Annotated[float, typer.Option(
         help="Target share of REAL images called FAKE (false accusations), on validation.")] = 0.01,
     max_fake_passed: Annotated[float, typer.Option(
-        help="Target share of FAKE images called REAL, on validation.")] = 0.05,
+        help="Target share of FAKE images called REAL, on validation.")] = 0.02,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -267,8 +268,9 @@ def calibrate(
         print(json.dumps(report, indent=2))
         return
     rule = report["decision"]
-    console.print(f"Temperature {report['temperature']:.4f}; FAKE when P(FAKE) >= {rule['fake_at']:.4g}, "
-                  f"REAL below {rule['real_at']:.4g}, UNSURE between")
+    band = (f", REAL below {rule['real_at']:.4g}, UNSURE between" if rule["real_at"] < rule["fake_at"]
+            else ", else REAL (one threshold meets both targets: no unsure band)")
+    console.print(f"Temperature {report['temperature']:.4f}; FAKE when P(FAKE) >= {rule['fake_at']:.4g}{band}")
     table = Table("split", "images", "ECE before", "ECE after", "unsure", "REAL called FAKE", "FAKE called REAL",
                   "accuracy when decided")
     for split in ("validation", "test", "test_without_leaked"):

@@ -48,7 +48,7 @@ class Decision:
 
 
 def choose_decision(prob_fake: np.ndarray, labels: np.ndarray, max_real_flagged: float = 0.01,
-                    max_fake_passed: float = 0.05) -> Decision:
+                    max_fake_passed: float = 0.02) -> Decision:
     """Thresholds from validation P(FAKE) and labels (1 = REAL) that keep both error rates within their targets."""
     for name, rate in (("max_real_flagged", max_real_flagged), ("max_fake_passed", max_fake_passed)):
         if not 0 < rate < 1:

@@ -49,7 +49,7 @@ def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decis
 
 
 def calibrate_run(run_dir: str | os.PathLike, source: str | os.PathLike, max_real_flagged: float = 0.01,
-                  max_fake_passed: float = 0.05, progress: bool = True, data: CifakeData | None = None) -> dict:
+                  max_fake_passed: float = 0.02, progress: bool = True, data: CifakeData | None = None) -> dict:
     """Fit, store and report; returns the report (also written to RUN_DIR/calibration.json)."""
     folder = Path(run_dir)
     model, config = load_model(folder)

@@ -143,7 +143,8 @@ def randomisation_check(
 
 def _reinitialise(module: nn.Module) -> None:
     nn.init.xavier_uniform_(module.weight)
-    nn.init.uniform_(module.bias, -0.1, 0.1)  # non-zero, so ReLUs pass signal as in a trained net
+    if module.bias is not None:  # the residual family's convolutions have none (batch norm follows them)
+        nn.init.uniform_(module.bias, -0.1, 0.1)  # non-zero, so ReLUs pass signal as in a trained net
 
 
 def _correlation_summary(reference: np.ndarray, other: np.ndarray) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cifake.calibration import Decision, apply_temperature
 from cifake.data import BadImage, CifakeData, decode_image, load_dataset
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
@@ -31,7 +32,9 @@ class FileExplanations:
 def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.PathLike,
                   layer: str | None = None, target: str = "predicted") -> FileExplanations:
     """One overlay PNG per image file (folders are searched recursively); bad files are listed, not raised."""
-    model, _ = load_model(run_dir)
+    model, config = load_model(run_dir)
+    calibration = config.get("calibration") or {}  # verdicts as `cifake predict` gives them for this model
+    decision = Decision(**calibration["decision"]) if "decision" in calibration else Decision.single(0.5)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     explained = FileExplanations()
@@ -46,12 +49,12 @@ def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.P
     if not good:
         return explained
     pixels = np.stack(images)
-    prob_real = sigmoid(predict_logits(model, pixels))
+    prob_real = sigmoid(apply_temperature(predict_logits(model, pixels), calibration.get("temperature", 1.0)))
     maps, targets = GradCam(model, layer)(pixels, target)
     used: set[str] = set()
     for path, image, heatmap, p_real, label in zip(good, pixels, maps, prob_real, targets):
         name = _unique(f"{path.stem}_gradcam.png", used)
-        verdict = "REAL" if p_real > 0.5 else "FAKE"
+        verdict = decision.verdict(float(1 - p_real))
         title = f"{path.name}: {verdict} (P(FAKE) = {1 - p_real:.3f}); map for {LABEL_NAMES[int(label)]}"
         overlay_figure(image, heatmap, title, folder / name)
         explained.results.append({"path": str(path), "prob_fake": float(1 - p_real), "verdict": verdict,

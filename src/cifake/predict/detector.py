@@ -12,7 +12,6 @@ everything is brought to 32 x 32 RGB exactly as the training data was. A bad inp
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import os
@@ -28,7 +27,7 @@ from cifake.calibration import Decision, apply_temperature
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.data.dataset import available_cores, default_cache_root
 from cifake.models import load_model
-from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx
+from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
 
 log = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ class Detector:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         folder = Path(run_dir) if run_dir else bundled_model_dir()
         model, config = load_model(folder)
-        digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+        digest = weights_digest(folder)
         name = "bundled" if run_dir is None else folder.name
         runner = None if backend == "torch" else _onnx_runner(folder, digest, required=backend == "onnx")
         return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner, **options)
