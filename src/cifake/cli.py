@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,6 +26,16 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 def main() -> None:
     app()
+
+
+@contextmanager
+def _user_errors():
+    """A bad argument or file ends the command with its message on stderr and exit code 2, not a traceback."""
+    try:
+        yield
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
+        raise typer.Exit(2) from None
 
 
 def _load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
@@ -230,11 +241,8 @@ def evaluate(
     from cifake.experiment import evaluate_run
 
     dataset = _load(data, cache, quiet)
-    try:
+    with _user_errors():
         metrics = evaluate_run(run_dir, data, split, exclude_leaked, out, progress=not quiet, data=dataset)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(metrics, indent=2))
         return
@@ -259,11 +267,8 @@ def calibrate(
     from cifake.calibration.run import calibrate_run
 
     dataset = _load(data, cache, quiet)
-    try:
+    with _user_errors():
         report = calibrate_run(run_dir, data, max_real_flagged, max_fake_passed, progress=not quiet, data=dataset)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -300,11 +305,8 @@ def robustness(
 
     dataset = _load(data, cache, quiet)
     folder = out or run_dir / "robustness"
-    try:
+    with _user_errors():
         result = evaluate_robustness(run_dir, data, folder, condition, limit, progress=not quiet, data=dataset)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
-        raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -337,7 +339,7 @@ def explain(
     if bool(images) == bool(data):
         err.print("[red]error:[/] give image files, or --data SOURCE, not both or neither")
         raise typer.Exit(2)
-    try:
+    with _user_errors():
         if data:
             dataset = _load(data, cache, quiet)
             summary = explain_dataset(run_dir, data, out, split, sample, per_class, layer, progress=not quiet,
@@ -348,9 +350,6 @@ def explain(
             console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
             return
         explained = explain_files(run_dir, images, out, layer, target)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/] {exc.args[0] if isinstance(exc, KeyError) else exc}")
-        raise typer.Exit(2) from None
     for result in explained.results:
         console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> {out / result['overlay']}",
                       markup=False)
