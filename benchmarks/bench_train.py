@@ -2,25 +2,29 @@
 
 `python benchmarks/bench_train.py` times one epoch over a 20,000-image subset of CIFAKE train for each setting.
 `--full` also trains each precision for 5 epochs on the full train split and reports test accuracy, to check
-that the faster setting is as accurate.
+that the faster setting is as accurate. `--topology`, `--filters`, `--conv-layers` and `--dense` pick the model;
+run once more with CIFAKE_KEEP_FREED_MEMORY=0 to see what keeping freed memory gains (cifake/training/memory.py):
+
+    python benchmarks/bench_train.py --filters 32 --conv-layers 3 --dense 4096,4096,4096 --batch-sizes 64 --precisions bf16 --formats channels_last
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 
 import torch
 from common import data_path
 
 from cifake.data import load_dataset, train_val_split
 from cifake.metrics import evaluate
-from cifake.models import build_model
+from cifake.models import Topology, build_model, resolve_topology
 from cifake.training import TrainConfig, fit, seed_everything
 
 
 def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int,
-               fused_adam: bool = True, topology: str = "paper") -> float:
+               fused_adam: bool = True, topology: str | Topology = "paper") -> float:
     """Best epoch rate of `repeats` one-epoch runs: the best is the least disturbed by other work on the machine."""
     rates = []
     for _ in range(repeats):
@@ -38,15 +42,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs per setting (best is reported)")
     parser.add_argument("--full", action="store_true", help="also train 5 epochs per precision and test")
     parser.add_argument("--topology", default="paper", help="named topology, e.g. paper or resnet")
+    parser.add_argument("--filters", type=int, help="override the topology's filters (the study's CNN only)")
+    parser.add_argument("--conv-layers", type=int, help="override its conv layers")
+    parser.add_argument("--dense", help="override its dense layers, e.g. 4096,4096,4096 or none")
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both")
     parser.add_argument("--formats", default="NCHW,channels_last", help="NCHW, channels_last or both")
     parser.add_argument("--no-fused-adam", action="store_true",
                         help="Adam's foreach implementation (the default before fused Adam; the README's figures)")
     args = parser.parse_args()
+    dense = None if args.dense is None else tuple(int(u) for u in args.dense.split(",") if u not in ("", "none"))
+    topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense)
     data = load_dataset(data_path(), progress=False)
     train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
     subset = train.limit(args.images // 2)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(subset):,} images per timed epoch")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {topology.name}; {len(subset):,} images per "
+          f"timed epoch; keep freed memory: {os.environ.get('CIFAKE_KEEP_FREED_MEMORY', '1') != '0'}")
     print("| batch | precision | memory format | train images/s |")
     print("| ---: | --- | --- | ---: |")
     for batch_size, bf16, channels_last in itertools.product(
@@ -54,7 +64,7 @@ def main() -> None:
         [f == "channels_last" for f in args.formats.split(",")],
     ):
         rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats,
-                          not args.no_fused_adam, args.topology)
+                          not args.no_fused_adam, topology)
         print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
               f"| {rate:,.0f} |", flush=True)
     if args.full:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from cifake.search import Budget, SearchSpace, run_search
+from cifake.search.runner import SearchInterrupted, estimated_cost
+from cifake.search.trial import run_trial
 from cifake.search.tables import csv_table, markdown_table, paper_value, stage1_rows, stage2_rows, within
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
@@ -25,6 +27,14 @@ def test_space_sizes_match_the_study():
     assert len(space.stage1()) == 12 and all(t.dense == () for t in space.stage1())
     heads = space.stage2(space.stage1()[4])
     assert len(heads) == 24 and {t.filters for t in heads} == {32} and heads[-1].dense == (4096, 4096, 4096)
+
+
+def test_trials_are_scheduled_longest_first():
+    space = SearchSpace()
+    stage1 = sorted(space.stage1(), key=estimated_cost, reverse=True)
+    assert [t.name for t in stage1[:2]] == ["f128-c3-dnone", "f128-c2-dnone"] and stage1[-1].name == "f16-c1-dnone"
+    heads = sorted(space.stage2(space.stage1()[5]), key=estimated_cost, reverse=True)
+    assert heads[0].dense == (4096,) * 3 and heads[-1].dense == (32,)
 
 
 def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path):
@@ -66,6 +76,39 @@ def test_killed_search_resumes_without_retraining_finished_trials(learnable_zip,
     assert done.returncode == 0, done.stderr
     assert all((tmp_path / "trials" / name).stat().st_mtime_ns == stamp for name, stamp in finished.items())
     assert len(json.loads((tmp_path / "search.json").read_text())["stage1"]) == 3
+
+
+def test_a_resumed_trial_counts_the_epochs_of_earlier_runs(learnable_zip, tmp_path, monkeypatch):
+    topology, budget = TINY.stage1()[0], Budget(epochs=1, patience=2, limit_per_label=200)
+    clock = iter(range(0, 10**9, 100))  # the first run is timed by a clock that makes every step take 100 s
+    with monkeypatch.context() as patched:
+        patched.setattr(time, "perf_counter", lambda: float(next(clock)))
+        first = run_trial(topology, budget, str(learnable_zip), str(tmp_path))
+    assert first["seconds"] >= 100
+    (tmp_path / "trials" / f"{topology.name}.json").unlink()  # unfinished again: the rerun resumes at epoch 2
+    second = run_trial(topology, Budget(epochs=2, patience=2, limit_per_label=200), str(learnable_zip), str(tmp_path))
+    assert second["epochs_run"] == 2 and second["seconds"] >= 100  # epoch 1's 100+ s, from the checkpoint
+
+
+def test_ctrl_c_ends_a_search_with_how_to_resume_not_a_traceback(learnable_zip, tmp_path):
+    args = [sys.executable, "-m", "cifake", "search", "--data", str(learnable_zip), "--out", str(tmp_path),
+            "--filters", "4,8,16", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1",
+            "--epochs", "6", "--limit", "300", "--no-ray", "-q"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list((tmp_path / "trials").glob("*.json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+
+
+def test_a_stage_whose_trials_did_not_all_finish_is_reported_as_interrupted(learnable_zip, tmp_path, monkeypatch):
+    # Ray Tune returns normally when a signal stops it: the stage must notice the missing results itself.
+    monkeypatch.setattr("cifake.search.runner.run_trial", lambda *args: None)
+    with pytest.raises(SearchInterrupted, match="2 trial.s. did not finish .*run the same command again"):
+        run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
 
 
 def _result(filters, layers, accuracy, dense=()):

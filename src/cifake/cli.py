@@ -38,6 +38,18 @@ def _user_errors():
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _stoppable(how_to_resume: str):
+    """Ctrl-C or a stop signal ends a long command with how to resume it and exit code 130, not a traceback."""
+    from cifake.search.runner import SearchInterrupted
+
+    try:
+        yield
+    except (KeyboardInterrupt, SearchInterrupted) as exc:
+        err.print(f"[yellow]stopped:[/] {exc or 'interrupted'}. Finished work is kept; {how_to_resume}.")
+        raise typer.Exit(130) from None
+
+
 def _load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
     from cifake.data import SourceError, load_dataset
 
@@ -214,8 +226,9 @@ def train(
         config.checks()
         dataset = _load(data, cache, quiet)
         console.print(f"Training {spec.name} on {data} -> {out}")
-        result = train_run(data, out, spec, config, val_fraction=val_fraction, limit=limit, resume=resume,
-                           progress=not quiet, data=dataset)
+        with _stoppable("add --resume to the same command to continue from the last finished epoch"):
+            result = train_run(data, out, spec, config, val_fraction=val_fraction, limit=limit, resume=resume,
+                               progress=not quiet, data=dataset)
     except (ValueError, RunExists) as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -503,8 +516,9 @@ def search(
     budget = replace(budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
                                                   ("limit_per_label", limit)) if v is not None})
     try:
-        summary = run_search(data, out, space, budget, use_ray=ray, ray_address=ray_address,
-                             threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
+        with _stoppable("run the same command again to resume"):
+            summary = run_search(data, out, space, budget, use_ray=ray, ray_address=ray_address,
+                                 threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -529,7 +543,8 @@ def reproduce(
     from cifake.search.reproduce import reproduce as run_reproduce
 
     try:
-        result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
+        with _stoppable("run the same command again to resume"):
+            result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -27,6 +27,7 @@ from cifake.data.degrade import random_degradations
 from cifake.models.inference import predict_logits, to_model_input
 from cifake.models.io import atomic_write
 from cifake.progress import progress_bar
+from cifake.training.memory import keep_freed_memory
 
 CHECKPOINT = "checkpoint.safetensors"  # weights, optimizer state, best weights and history of the last epoch
 
@@ -94,6 +95,7 @@ def fit(
 ) -> TrainResult:
     """Train `model` in place; with a run_dir, checkpoint after every epoch and, with `resume`, continue one."""
     config.checks()
+    keep_freed_memory()
     images = torch.from_numpy(np.ascontiguousarray(train_set.images))
     targets = torch.from_numpy(np.asarray(train_set.labels, np.float32))
     if config.channels_last:
@@ -120,6 +122,7 @@ def fit(
                 "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                 "val_loss": val_loss, "val_accuracy": val_acc,
                 "seconds": round(seconds, 3), "images_per_second": round(len(images) / seconds, 1),
+                "wall_seconds": round(time.perf_counter() - started, 3),  # with validation
             })
             bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
             if val_loss < result.best_val_loss:
