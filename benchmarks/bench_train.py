@@ -5,7 +5,8 @@
 that the faster setting is as accurate. `--topology`, `--filters`, `--conv-layers` and `--dense` pick the model;
 run once more with CIFAKE_KEEP_FREED_MEMORY=0 to see what keeping freed memory gains (cifake/training/memory.py):
 
-    python benchmarks/bench_train.py --filters 32 --conv-layers 3 --dense 4096,4096,4096 --batch-sizes 64 --precisions bf16 --formats channels_last
+    python benchmarks/bench_train.py --filters 64 --conv-layers 2 --dense 4096,4096,4096 --batch-sizes 64 \
+        --precisions bf16 --formats channels_last --images 6000 --threads 1
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ def main() -> None:
     parser.add_argument("--filters", type=int, help="override the topology's filters (the study's CNN only)")
     parser.add_argument("--conv-layers", type=int, help="override its conv layers")
     parser.add_argument("--dense", help="override its dense layers, e.g. 4096,4096,4096 or none")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both")
     parser.add_argument("--formats", default="NCHW,channels_last", help="NCHW, channels_last or both")
     parser.add_argument("--no-fused-adam", action="store_true",
                         help="Adam's foreach implementation (the default before fused Adam; the README's figures)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dense = None if args.dense is None else tuple(int(u) for u in args.dense.split(",") if u not in ("", "none"))
     topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense)
     data = load_dataset(data_path(), progress=False)
