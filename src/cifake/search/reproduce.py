@@ -60,7 +60,9 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
         f"{budget['batch_size']}, seed {budget['seed']}, "
         + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"] else "the whole train split")
         + f" ({budget['val_fraction']:.0%} of it for validation). Models are chosen on validation only; the tables "
-        f"show test metrics, as the paper's do. Wall time {result['seconds']:,.0f} s (trials {summary['trial_seconds']:,.0f} s).")
+        f"show test metrics, as the paper's do. This run of the command took {result['seconds']:,.0f} s of wall time; "
+        f"the trials took {summary['trial_seconds']:,.0f} s in all, summed over every run that resumed the search "
+        "(several run at once).")
     report.heading("Data audit")
     pairs = audit_report["bytes"]["pairs"]
     report.table(["byte-identical pairs", "count"], [[k, v] for k, v in pairs.items()])
