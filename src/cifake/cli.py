@@ -45,8 +45,11 @@ def _stoppable(how_to_resume: str):
 
     try:
         yield
-    except (KeyboardInterrupt, SearchInterrupted) as exc:
-        err.print(f"[yellow]stopped:[/] {exc or 'interrupted'}. Finished work is kept; {how_to_resume}.")
+    except SearchInterrupted as exc:  # its message says how to resume
+        err.print(f"[yellow]stopped:[/] {exc}")
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        err.print(f"[yellow]stopped:[/] interrupted. Finished work is kept; {how_to_resume}.")
         raise typer.Exit(130) from None
 
 
