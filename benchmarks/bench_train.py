@@ -16,7 +16,7 @@ import itertools
 import os
 
 import torch
-from common import data_path
+from common import data_path, dense_units
 
 from cifake.data import load_dataset, train_val_split
 from cifake.metrics import evaluate
@@ -54,8 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dense = None if args.dense is None else tuple(int(u) for u in args.dense.split(",") if u not in ("", "none"))
-    topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense)
+    topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense_units(args.dense))
     data = load_dataset(data_path(), progress=False)
     train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
     subset = train.limit(args.images // 2)
@@ -76,7 +75,7 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: | ---: |")
         for bf16 in (False, True):
             seed_everything(1)
-            model = build_model("paper")
+            model = build_model(topology)
             config = TrainConfig(epochs=5, bf16=bf16, fused_adam=not args.no_fused_adam)  # default batch, channels_last
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])

@@ -17,6 +17,11 @@ def data_path() -> Path:
     return path
 
 
+def dense_units(text: str | None) -> tuple[int, ...] | None:
+    """A --dense option: "4096,4096" -> (4096, 4096); "none" or "" -> (); not given -> None."""
+    return None if text is None else tuple(int(u) for u in text.split(",") if u not in ("", "none"))
+
+
 @contextmanager
 def timed(label: str, results: dict):
     start = time.perf_counter()

@@ -1,21 +1,28 @@
-"""Where one training step's time goes: torch.profiler over the trainer's step (bf16 autocast, channels_last,
-fused Adam) on random pixels.
+"""Where a training step's time goes: torch.profiler over one epoch of the real trainer (`fit`, with its
+defaults: bf16 autocast, channels_last, fused Adam) on random pixels.
 
 `python benchmarks/profile_step.py --filters 64 --conv-layers 2 --dense 4096,4096,4096 --threads 1` prints the
-mean step time and the operators that took the most time, per step.
+time per step and the operators that took the most of it (per step, the epoch's fixed work included).
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
+import numpy as np
 import torch
-from torch.nn import functional as F
+from common import dense_units
 from torch.profiler import ProfilerActivity, profile
 
+from cifake.data.dataset import ImageSet
 from cifake.models import Topology, build_model
-from cifake.training.memory import keep_freed_memory
+from cifake.training import TrainConfig, fit
+
+
+def random_images(n: int) -> ImageSet:
+    rng = np.random.default_rng(1)
+    return ImageSet(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 2, n).astype(np.uint8),
+                    np.zeros(n, np.int8), np.array([f"random-{i}" for i in range(n)]), np.zeros((n, 32), np.uint8))
 
 
 def main() -> None:
@@ -25,35 +32,18 @@ def main() -> None:
     parser.add_argument("--dense", default="4096,4096,4096", help="units per dense layer, e.g. 4096,4096 or none")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30, help="steps in the profiled epoch")
     args = parser.parse_args()
-    keep_freed_memory()  # as fit() does
     torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
-    dense = tuple(int(u) for u in args.dense.split(",") if u not in ("", "none"))
-    model = build_model(Topology(args.filters, args.conv_layers, dense)).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    pixels = torch.randint(0, 256, (args.batch_size, 3, 32, 32)).float().contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 2, (args.batch_size,)).float()
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(pixels)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3):  # warm-up: oneDNN primitives, the allocator's heap
-        step()
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    print(f"{Topology(args.filters, args.conv_layers, dense).name}, batch {args.batch_size}, {args.threads} thread(s): "
-          f"{(time.perf_counter() - started) / args.steps * 1000:.1f} ms per step")
-    with profile(activities=[ProfilerActivity.CPU]) as profiler:
-        for _ in range(args.steps):
-            step()
+    topology = Topology(args.filters, args.conv_layers, dense_units(args.dense))
+    train, val = random_images(args.steps * args.batch_size), random_images(args.batch_size)
+    config = TrainConfig(epochs=1, batch_size=args.batch_size)
+    fit(build_model(topology), train, val, config, progress=False)  # warm-up: oneDNN primitives, the heap
+    model = build_model(topology)  # initialised outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:  # the epoch's fixed work (a copy of the weights,
+        epoch = fit(model, train, val, config, progress=False).history[0]  # validation) is spread over the steps
+    print(f"{topology.name}, batch {args.batch_size}, {args.threads} thread(s): "
+          f"{epoch['seconds'] / args.steps * 1000:.1f} ms per step (profiled)")
     print("| operator | ms per step |\n| --- | ---: |")
     for event in sorted(profiler.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:8]:
         print(f"| {event.key} | {event.self_cpu_time_total / 1000 / args.steps:.1f} |")

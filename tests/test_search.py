@@ -104,11 +104,14 @@ def test_ctrl_c_ends_a_search_with_how_to_resume_not_a_traceback(learnable_zip, 
     assert "run the same command again to resume" in stderr and "Traceback" not in stderr
 
 
-def test_a_stage_whose_trials_did_not_all_finish_is_reported_as_interrupted(learnable_zip, tmp_path, monkeypatch):
-    # Ray Tune returns normally when a signal stops it: the stage must notice the missing results itself.
-    monkeypatch.setattr("cifake.search.runner.run_trial", lambda *args: None)
-    with pytest.raises(SearchInterrupted, match="2 trial.s. did not finish .*run the same command again"):
-        run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
+def test_a_stage_runs_longest_first_and_notices_trials_that_did_not_finish(learnable_zip, tmp_path, monkeypatch):
+    # Trials that write no result, as when Ray Tune returns normally after a signal stopped it.
+    started = []
+    monkeypatch.setattr("cifake.search.runner.run_trial", lambda topology, *args: started.append(topology.filters))
+    space = SearchSpace(filters=(4, 16, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
+    with pytest.raises(SearchInterrupted, match="3 trial.s. did not finish .*run the same command again"):
+        run_search(learnable_zip, tmp_path, space, BUDGET, use_ray=False, progress=False)
+    assert started == [16, 8, 4]
 
 
 def _result(filters, layers, accuracy, dense=()):

@@ -518,13 +518,9 @@ def search(
                                                 ("dense_layers", _ints(dense_layers))) if v})
     budget = replace(budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
                                                   ("limit_per_label", limit)) if v is not None})
-    try:
-        with _stoppable("run the same command again to resume"):
-            summary = run_search(data, out, space, budget, use_ray=ray, ray_address=ray_address,
-                                 threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with _user_errors(), _stoppable("run the same command again to resume"):
+        summary = run_search(data, out, space, budget, use_ray=ray, ray_address=ray_address,
+                             threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
     from cifake.search.tables import markdown_table, stage1_rows, within
 
     console.print(markdown_table(*stage1_rows(summary["stage1"], "accuracy")), markup=False)
@@ -545,12 +541,8 @@ def reproduce(
     """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
     from cifake.search.reproduce import reproduce as run_reproduce
 
-    try:
-        with _stoppable("run the same command again to resume"):
-            result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
-    except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
+    with _user_errors(), _stoppable("run the same command again to resume"):
+        result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
     close, compared = result["within_1_point"]
     console.print(f"Best model {result['best']}: test accuracy {result['test']['accuracy']:.4f} "
                   f"({result['test_without_leaked']['accuracy']:.4f} without leaked duplicates); stage-1 accuracy within "

@@ -16,7 +16,8 @@ from cifake.data.decode import IMAGE_SIZE
 from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 
-def _feature_size(size: int, conv_layers: int) -> int:
+def feature_size(size: int, conv_layers: int) -> int:
+    """Side of the feature map after `conv_layers` blocks of 3x3 valid convolution and 2x2 pooling."""
     for _ in range(conv_layers):
         size = (size - 2) // 2  # 3x3 'valid' convolution, then 2x2 pooling
     return size
@@ -34,7 +35,7 @@ class Topology:
         object.__setattr__(self, "dense", tuple(int(d) for d in self.dense))
         if self.filters < 1 or self.conv_layers < 1 or any(d < 1 for d in self.dense):
             raise ValueError(f"invalid topology {self}: filters, conv layers and dense sizes must be positive")
-        if _feature_size(IMAGE_SIZE, self.conv_layers) < 1:
+        if feature_size(IMAGE_SIZE, self.conv_layers) < 1:
             raise ValueError(f"{self.conv_layers} conv layers shrink a {IMAGE_SIZE} px image to nothing")
 
     @property
@@ -92,7 +93,7 @@ class CifakeCNN(nn.Module):
             layers += [nn.Conv2d(channels, topology.filters, 3), nn.ReLU(), nn.MaxPool2d(2)]
             channels = topology.filters
         self.features = nn.Sequential(*layers)
-        width = channels * _feature_size(IMAGE_SIZE, topology.conv_layers) ** 2
+        width = channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2
         head: list[nn.Module] = [nn.Flatten()]
         for units in topology.dense:
             head += [nn.Linear(width, units), nn.ReLU()]

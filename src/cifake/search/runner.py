@@ -13,7 +13,7 @@ from pathlib import Path
 from cifake.data import load_dataset
 from cifake.data.dataset import available_cores
 from cifake.models import Topology
-from cifake.models.cnn import IMAGE_SIZE
+from cifake.models.cnn import IMAGE_SIZE, feature_size
 from cifake.models.io import atomic_write
 from cifake.progress import progress_bar
 from cifake.search.grid import Budget, SearchSpace
@@ -67,17 +67,15 @@ def estimated_cost(topology: Topology) -> float:
     """Rough training work per image, to schedule long trials first: conv multiply-adds plus 3x the dense weights.
 
     Dense weights count thrice because at batch 64 every step reads and rewrites each of them several times
-    (bf16 copy, gradient, Adam moments), which made a 3 x 4096 head about 4x slower than f128-c2's convolutions.
+    (bf16 copy, gradient, Adam moments): a 3 x 4096 head trains several times slower than f128-c2's convolutions.
     """
-    size, channels, work = IMAGE_SIZE, 3, 0.0
-    for _ in range(topology.conv_layers):
-        size -= 2  # 3x3 valid convolution
-        work += size * size * channels * topology.filters * 9
-        channels, size = topology.filters, size // 2
-    width, weights = channels * size * size, 0
-    for units in (*topology.dense, 1):
-        weights, width = weights + width * units, units
-    return work + 3 * weights
+    work, channels = 0.0, 3
+    for layer in range(topology.conv_layers):
+        convolved = feature_size(IMAGE_SIZE, layer) - 2  # 3x3 valid convolution, before pooling
+        work += convolved**2 * channels * topology.filters * 9
+        channels = topology.filters
+    widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
+    return work + 3 * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
 def _check_settings(folder: Path, settings: dict) -> None:

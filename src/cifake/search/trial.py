@@ -54,11 +54,11 @@ def run_trial(topology: Topology, budget: Budget, source: str, out: str, threads
         metrics = compute_metrics(predict_logits(model, images.images), images.labels)
         result[split] = {key: metrics[key] for key in RECORDED}
     save_model(model, run_dir, {"budget": budget.to_dict(), "search_trial": topology.name})
-    # Epochs trained in earlier runs of a resumed trial count too; rows written before validation was timed
-    # (wall_seconds) count their training time only.
-    epochs_now = history.history[history.resumed_from_epoch:]
-    result["seconds"] = round(time.perf_counter() - started - sum(row["wall_seconds"] for row in epochs_now)
-                              + sum(row.get("wall_seconds", row["seconds"]) for row in history.history), 2)
+    # A resumed trial also counts the epochs of its earlier runs (rows from before wall_seconds existed give
+    # their training time only).
+    earlier = history.history[:history.resumed_from_epoch]
+    result["seconds"] = round(time.perf_counter() - started
+                              + sum(row.get("wall_seconds", row["seconds"]) for row in earlier), 2)
     done.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(done, lambda tmp: Path(tmp).write_text(json.dumps(result, indent=1)))
     return result
