@@ -11,7 +11,9 @@ import pytest
 
 from cifake.search import Budget, SearchSpace, run_search
 from cifake.search.runner import SearchInterrupted, estimated_cost
-from cifake.search.trial import run_trial
+from cifake.models import Topology
+from cifake.search import search_status
+from cifake.search.trial import result_path, run_trial
 from cifake.search.tables import csv_table, markdown_table, paper_value, stage1_rows, stage2_rows, within
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
@@ -112,6 +114,48 @@ def test_a_stage_runs_longest_first_and_notices_trials_that_did_not_finish(learn
     with pytest.raises(SearchInterrupted, match="3 trial.s. did not finish .*run the same command again"):
         run_search(learnable_zip, tmp_path, space, BUDGET, use_ray=False, progress=False)
     assert started == [16, 8, 4]
+
+
+def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_path, monkeypatch):
+    with monkeypatch.context() as patched:  # a search whose trials never finish: every trial waits
+        patched.setattr("cifake.search.runner.run_trial", lambda *args: None)
+        with pytest.raises(SearchInterrupted):
+            run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
+    status = search_status(tmp_path)
+    assert [(t.name, t.state) for t in status.trials] == [("f4-c1-dnone", "waiting"), ("f8-c1-dnone", "waiting")]
+    assert status.heads_waiting_for_stage1 == 1 and status.total == 3 and status.seconds_left == 0  # nothing timed
+
+    first = run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False, stages=1)
+    status = search_status(tmp_path)
+    assert {t.name: t.best_val_loss for t in status.trials if t.stage == 1} == {
+        r["name"]: r["validation"]["loss"] for r in first["stage1"]}
+    extractor = min(first["stage1"], key=lambda r: r["validation"]["loss"])
+    (head,) = TINY.stage2(Topology.from_dict(extractor["topology"]))
+    assert [(t.name, t.state) for t in status.trials if t.stage == 2] == [(head.name, "waiting")]
+    assert status.heads_waiting_for_stage1 == 0 and status.seconds_left > 0
+
+    one_epoch = Budget(epochs=1, patience=2, limit_per_label=200)
+    run_trial(head, one_epoch, str(learnable_zip), str(tmp_path))
+    result_path(tmp_path, head).unlink()  # as if killed after its first epoch
+    (started,) = [t for t in search_status(tmp_path).trials if t.stage == 2]
+    assert started.state == "started" and started.epochs == 1 and started.best_val_loss is not None
+
+    run_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
+    status = search_status(tmp_path)
+    assert status.count("finished") == 3 and status.seconds_left == 0
+    (finished,) = [t for t in status.trials if t.stage == 2]
+    assert finished.epochs == 2 and finished.test_accuracy is not None  # the started trial was resumed, not redone
+    shown = subprocess.run([sys.executable, "-m", "cifake", "search-status", str(tmp_path)], capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0 and head.name in shown.stdout and "3 of 3 trials finished" in shown.stdout
+
+
+def test_status_of_a_folder_without_a_search_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}: not a search folder"):
+        search_status(tmp_path)
+    shown = subprocess.run([sys.executable, "-m", "cifake", "search-status", str(tmp_path)], capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 2 and "not a search folder" in shown.stderr and "Traceback" not in shown.stderr
 
 
 def _result(filters, layers, accuracy, dense=()):

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich import box
+from rich.table import Column, Table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split(":")[0] + ". Labels: REAL = 1 (positive), FAKE = 0.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and audit a CIFAKE source.")
@@ -527,6 +528,47 @@ def search(
     close, compared = within(summary["stage1"])
     console.print(f"Best extractor {summary['best_extractor']}; best searched {summary['best']} (validation loss). "
                   f"Stage-1 test accuracy within 1 point of the paper in {close} of {compared} cells.")
+
+
+@app.command("search-status")
+def search_status(
+    folder: Annotated[Path, typer.Argument(help="A search folder (cifake search --out) or a reproduce report folder.")],
+    concurrency: Annotated[Optional[int], typer.Option(help="Trials run at once, for the wall-time estimate "
+                                                               "(default: this machine's cores).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Where a search stands (safe while it runs): finished, started and waiting trials, and time left."""
+    from dataclasses import asdict
+
+    from cifake.data.dataset import available_cores
+    from cifake.search.status import search_status as read_status
+
+    with _user_errors():
+        status = read_status(folder)
+    if as_json:
+        trials = [asdict(t) for t in status.trials]
+        console.print_json(json.dumps({"folder": str(status.folder), "trials": trials, "total": status.total,
+                                       "heads_waiting_for_stage1": status.heads_waiting_for_stage1,
+                                       "seconds_left": round(status.seconds_left, 1)}))
+        return
+    headers = ("trial", "stage", "state", "epochs", "val loss", "time", "test acc")
+    table = Table(*(Column(h, no_wrap=True) for h in headers), box=box.SIMPLE_HEAD, pad_edge=False)
+    for t in status.trials:
+        table.add_row(t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.epochs}",
+                      "-" if t.best_val_loss is None else f"{t.best_val_loss:.4f}", _duration(t.seconds) if t.seconds else "-",
+                      "-" if t.test_accuracy is None else f"{t.test_accuracy:.4f}")
+    console.print(table)
+    at_once = concurrency or available_cores()
+    waiting = f"; {status.heads_waiting_for_stage1} dense heads wait for stage 1 (not in the estimate)" \
+        if status.heads_waiting_for_stage1 else ""
+    console.print(f"{status.count('finished')} of {status.total} trials finished, {status.count('started')} started"
+                  f"{waiting}. Time left: about {_duration(status.seconds_left)} of trial time, "
+                  f"{_duration(status.seconds_left / at_once)} with {at_once} at once (a rough estimate).")
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 @app.command()

@@ -2,5 +2,6 @@
 
 from cifake.search.grid import PROFILES, Budget, SearchSpace
 from cifake.search.runner import run_search
+from cifake.search.status import SearchStatus, search_status
 
-__all__ = ["PROFILES", "Budget", "SearchSpace", "run_search"]
+__all__ = ["PROFILES", "Budget", "SearchSpace", "SearchStatus", "run_search", "search_status"]

@@ -52,7 +52,7 @@ def run_search(
                   use_ray=use_ray, address=ray_address, cache_root=cache_root, progress=progress)
 
     stage1 = _run_stage("stage 1: feature extractors", space.stage1(), **runner)
-    extractor = min(stage1, key=lambda r: r["validation"]["loss"])
+    extractor = choose_extractor(stage1)
     heads = space.stage2(Topology.from_dict(extractor["topology"])) if stages > 1 else []
     stage2 = _run_stage("stage 2: dense heads", heads, **runner)
     best = min(stage1 + stage2, key=lambda r: r["validation"]["loss"])
@@ -61,6 +61,11 @@ def run_search(
                "trial_seconds": round(sum(r["seconds"] for r in stage1 + stage2), 1)}
     atomic_write(folder / "search.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     return summary
+
+
+def choose_extractor(stage1: list[dict]) -> dict:
+    """The study's rule: dense heads go on the feature extractor of lowest validation loss."""
+    return min(stage1, key=lambda r: r["validation"]["loss"])
 
 
 def estimated_cost(topology: Topology) -> float:

@@ -284,3 +284,12 @@ def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / CHECKPOINT).is_file()
+
+
+def checkpoint_progress(run_dir: str | os.PathLike) -> TrainResult | None:
+    """The history of a run's last checkpoint (its JSON header only, no tensors read); None without one."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    with safe_open(path, "pt") as file:
+        return TrainResult(**json.loads(file.metadata()["cifake_checkpoint"])["result"])

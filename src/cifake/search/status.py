@@ -1,0 +1,116 @@
+"""Where a search stands, read from its folder alone: finished, started and waiting trials, and time left.
+
+Safe to run while the search runs: it reads the finished trials' JSON and the header of each epoch checkpoint,
+never the tensors, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cifake.models import Topology
+from cifake.search.grid import Budget, SearchSpace
+from cifake.search.runner import choose_extractor, estimated_cost
+from cifake.search.trial import result_path
+from cifake.training import checkpoint_progress
+
+
+@dataclass
+class TrialStatus:
+    name: str
+    stage: int
+    state: str  # "finished", "started" (has an epoch checkpoint) or "waiting"
+    epochs: int  # epochs trained so far
+    best_val_loss: float | None
+    seconds: float  # wall time of the epochs so far (finished: the trial's recorded time)
+    cost: float  # estimated_cost of the topology, the scale of the time-left estimate
+    test_accuracy: float | None = None
+
+
+@dataclass
+class SearchStatus:
+    folder: Path
+    budget: Budget
+    trials: list[TrialStatus]
+    heads_waiting_for_stage1: int  # stage-2 heads not named yet: stage 1 picks their extractor
+    seconds_left: float  # estimated trial time still to run, summed over trials (divide by trials run at once)
+
+    def count(self, state: str) -> int:
+        return sum(t.state == state for t in self.trials)
+
+    @property
+    def total(self) -> int:
+        return len(self.trials) + self.heads_waiting_for_stage1
+
+
+def search_status(folder: str | os.PathLike) -> SearchStatus:
+    """The state of the search in `folder` (a `cifake search --out` folder, or a reproduce report holding one)."""
+    folder = _search_folder(Path(folder))
+    settings = json.loads((folder / "search_settings.json").read_text())
+    space = SearchSpace(**{key: tuple(value) for key, value in settings["space"].items()})
+    budget = Budget(**settings["budget"])
+    trials = [_trial_status(folder, topology, 1) for topology in space.stage1()]
+    waiting_heads = len(space.dense_units) * len(space.dense_layers)
+    if all(t.state == "finished" for t in trials):
+        extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
+        trials += [_trial_status(folder, head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
+        waiting_heads = 0
+    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(folder, trials, budget))
+
+
+def _search_folder(folder: Path) -> Path:
+    for candidate in (folder, folder / "search"):
+        if (candidate / "search_settings.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"{folder}: not a search folder (no search_settings.json in it or in {folder / 'search'})")
+
+
+def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
+    cost = estimated_cost(topology)
+    done = result_path(folder, topology)
+    if done.is_file():
+        result = json.loads(done.read_text())
+        return TrialStatus(topology.name, stage, "finished", result["epochs_run"], result["validation"]["loss"],
+                           result["seconds"], cost, result.get("test", {}).get("accuracy"))
+    progress = checkpoint_progress(folder / "trials" / topology.name)
+    if progress is None or not progress.history:
+        return TrialStatus(topology.name, stage, "waiting", 0, None, 0.0, cost)
+    seconds = sum(row.get("wall_seconds", row["seconds"]) for row in progress.history)
+    return TrialStatus(topology.name, stage, "started", len(progress.history), progress.best_val_loss, seconds, cost)
+
+
+def _epoch_seconds(folder: Path, trials: list[TrialStatus]) -> tuple[float, float]:
+    """Fit epoch wall time = a + b * cost to every epoch recorded in the folder's checkpoints."""
+    costs, seconds = [], []
+    for trial in trials:
+        progress = checkpoint_progress(folder / "trials" / trial.name)
+        for row in progress.history if progress else []:
+            costs.append(trial.cost)
+            seconds.append(row.get("wall_seconds", row["seconds"]))
+    if not seconds:
+        return 0.0, 0.0
+    costs_, seconds_ = np.asarray(costs), np.asarray(seconds)
+    if len(set(costs)) > 1:
+        slope, intercept = np.polyfit(costs_, seconds_, 1)
+        if slope >= 0 and intercept >= 0:
+            return float(intercept), float(slope)
+    return 0.0, float(seconds_.sum() / costs_.sum())  # too few points for a line: time in proportion to cost
+
+
+def _seconds_left(folder: Path, trials: list[TrialStatus], budget: Budget) -> float:
+    """Trial time still to run: each unfinished trial runs the mean epochs of the finished ones (the budget's
+    maximum before any has finished), at the fitted time per epoch. Heads not yet named are not counted."""
+    intercept, slope = _epoch_seconds(folder, trials)
+    finished = [t.epochs for t in trials if t.state == "finished"]
+    expected = float(np.mean(finished)) if finished else float(budget.epochs)
+    left = 0.0
+    for trial in trials:
+        if trial.state != "finished":
+            epochs = min(budget.epochs - trial.epochs, max(expected - trial.epochs, 1.0))
+            left += epochs * (intercept + slope * trial.cost)
+    return left
