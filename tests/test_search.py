@@ -39,11 +39,17 @@ def test_trials_are_scheduled_longest_first():
     assert heads[0].dense == (4096,) * 3 and heads[-1].dense == (32,)
 
 
-def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path):
+def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path, capsys):
     pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
-    local = run_search(learnable_zip, tmp_path / "local", TINY, BUDGET, use_ray=False, progress=False)
-    distributed = run_search(learnable_zip, tmp_path / "ray", TINY, BUDGET, use_ray=True, progress=False)
+    local = run_search(learnable_zip, tmp_path / "local", TINY, BUDGET, use_ray=False, progress=True)
+    in_process_log = capsys.readouterr().out
+    distributed = run_search(learnable_zip, tmp_path / "ray", TINY, BUDGET, use_ray=True, progress=True)
+    ray_log = capsys.readouterr().out
     assert _scores(local) == _scores(distributed)
+    for result in local["stage1"] + local["stage2"]:  # both paths log each trial as it ends
+        line = f"{result['name']}: {result['epochs_run']} epochs (best {result['best_epoch']}), validation loss " \
+               f"{result['validation']['loss']:.4f}, test accuracy {result['test']['accuracy']:.4f}"
+        assert line in in_process_log and line in ray_log
     assert len(local["stage1"]) == 2 and len(local["stage2"]) == 1
     best = min(local["stage1"], key=lambda r: r["validation"]["loss"])
     assert local["best_extractor"] == best["name"] and local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]

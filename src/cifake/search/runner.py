@@ -98,14 +98,20 @@ def _run_stage(title: str, topologies: list[Topology], *, source, out: Path, bud
                address, cache_root, progress) -> list[dict]:
     # Longest first: the last trials to start are then short ones, and no core idles while one long trial ends alone.
     pending = sorted((t for t in topologies if not result_path(out, t).exists()), key=estimated_cost, reverse=True)
-    if pending and use_ray:
-        _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root)
-    elif pending:
-        with progress_bar(progress) as bar:
-            task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
+    with progress_bar(progress and bool(pending)) as bar:
+        task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
+
+        def finished(topology: Topology) -> None:
+            bar.advance(task)
+            if progress and result_path(out, topology).exists():
+                bar.console.print(trial_summary(json.loads(result_path(out, topology).read_text())))
+
+        if pending and use_ray:
+            _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root, finished)
+        else:
             for topology in pending:
                 run_trial(topology, budget, source, str(out), threads, cache_root)
-                bar.advance(task)
+                finished(topology)
     unfinished = [t.name for t in topologies if not result_path(out, t).exists()]
     if unfinished:  # Ray Tune returns normally when it is stopped by a signal
         raise SearchInterrupted(f"{title}: {len(unfinished)} trial(s) did not finish ({', '.join(unfinished)}); run the "
@@ -113,9 +119,29 @@ def _run_stage(title: str, topologies: list[Topology], *, source, out: Path, bud
     return [json.loads(result_path(out, t).read_text()) for t in topologies]
 
 
-def _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root) -> None:
+def trial_summary(result: dict) -> str:
+    """One line per finished trial, for the log of a search that runs for hours."""
+    line = (f"{result['name']}: {result['epochs_run']} epochs (best {result['best_epoch']}), "
+            f"validation loss {result['validation']['loss']:.4f}")
+    if "test" in result:
+        line += f", test accuracy {result['test']['accuracy']:.4f}"
+    return line + f", {result['seconds'] / 60:.1f} min"
+
+
+def _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root, finished) -> None:
     import ray
     from ray import tune
+
+    class AnnounceFinished(tune.Callback):  # runs in this (driver) process as each trial ends
+        def __init__(self, announce) -> None:
+            self.announce = announce
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            if self.announce:
+                self.announce(Topology.from_dict(trial.config["topology"]))
+
+        def __getstate__(self) -> dict:  # Tune pickles its run config for restores; the progress bar stays here
+            return {"announce": None}
 
     connected_here = not ray.is_initialized()
     if connected_here:
@@ -130,7 +156,7 @@ def _run_with_ray(title, pending, source, out, budget, threads, concurrency, add
             param_space={"topology": tune.grid_search([t.to_dict() for t in pending])},
             tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
             run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(out / "ray"),
-                                      verbose=0),
+                                      verbose=0, callbacks=[AnnounceFinished(finished)]),
         )
         errors = [str(r.error) for r in tuner.fit() if r.error]
         if errors:
