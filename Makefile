@@ -6,7 +6,7 @@ CIFAKE_DATA ?= ../shared/data/cifake
 RUN ?= runs/paper
 export CIFAKE_DATA
 
-.PHONY: install browser test reproduce paper-model bundle bench clean
+.PHONY: install browser lint test reproduce paper-model bundle bench clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,11 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
 	  || echo "chromium is missing and could not be installed: the browser test will be skipped"
 
-test: install browser
+# Style and likely bugs (pyflakes, bugbear, pycodestyle; settings in pyproject.toml), then the tests
+lint: install
+	$(BIN)/ruff check src tests benchmarks tools
+
+test: install browser lint
 	$(BIN)/python -m pytest
 
 # The main job: the study's whole experiment on a reduced budget (audit, 18-topology search, best model on

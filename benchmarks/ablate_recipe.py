@@ -12,7 +12,6 @@ import argparse
 import dataclasses
 import json
 import time
-from pathlib import Path
 
 from common import REPO, data_path
 

@@ -49,7 +49,8 @@ def main() -> None:
         runner = OnnxRunner(export_onnx(folder), threads=available_cores())
         torch_prob = sigmoid(predict_logits(model, test.images))
         onnx_prob = sigmoid(runner(test.images))
-        print(f"{len(test):,} test images; max |P(REAL) torch - onnxruntime| = {np.abs(torch_prob - onnx_prob).max():.2e}; "
+        gap = np.abs(torch_prob - onnx_prob).max()
+        print(f"{len(test):,} test images; max |P(REAL) torch - onnxruntime| = {gap:.2e}; "
               f"verdicts that differ at 0.5: {int(((torch_prob >= 0.5) != (onnx_prob >= 0.5)).sum())}")
         print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime, {available_cores()} cores")
         print("| batch | torch fp32 images/s | onnxruntime images/s |")

@@ -37,7 +37,7 @@ def corpus() -> dict[str, tuple[bytes, str | None]]:
     frames = [Image.new("RGB", (40, 40), c) for c in ((200, 30, 30), (30, 30, 200))]
     animated = io.BytesIO()
     frames[0].save(animated, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    sixteen = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 257))
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)
     return {
         "good.jpg": (jpeg_bytes(synthetic_image(1, 1)), None),
         "truncated.jpg": (jpeg_bytes(synthetic_image(1, 2))[:300], "truncated or corrupt"),

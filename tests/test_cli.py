@@ -1,13 +1,11 @@
 """The `cifake` command end to end, in subprocesses as a user runs it."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import pytest
 
 from conftest import jpeg_bytes, synthetic_image, tree_files, write_zip
 
@@ -16,7 +14,8 @@ def cifake(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "cifake", *map(str, args)], capture_output=True, text=True,
                           timeout=600, **kwargs)
     if check and proc.returncode != 0:
-        raise AssertionError(f"cifake {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        command = " ".join(map(str, args))
+        raise AssertionError(f"cifake {command} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 

@@ -129,7 +129,8 @@ def test_claim_verdict_follows_the_numbers():
     from cifake.explain.run import claim_verdict
 
     table = lambda real, fake: {"REAL": {"all": real}, "FAKE": {"all": fake}}
-    assert "as the study reports" in claim_verdict(table(0.15, 0.18)) and "do not" not in claim_verdict(table(0.15, 0.18))
+    border = claim_verdict(table(0.15, 0.18))
+    assert "as the study reports" in border and "do not" not in border
     assert "for FAKE images alone" in claim_verdict(table(0.26, 0.1))
     assert "do not concentrate" in claim_verdict(table(0.253, 0.283))
     assert "leaning towards the centre" in claim_verdict(table(0.26, 0.28))

@@ -22,7 +22,8 @@ def test_paper_topology_matches_the_study():
     # conv 3->32 (896) + conv 32->32 (9,248) + dense 6*6*32->64 (73,792) + output 64->1 (65)
     assert count_parameters(model) == 896 + 9248 + 73792 + 65
     layers = [type(m).__name__ for m in model.modules() if not isinstance(m, torch.nn.Sequential)][1:]
-    assert layers == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+    assert layers == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d",
+                      "Flatten", "Linear", "ReLU", "Linear"]
 
 
 def test_resolve_topology_overrides_and_rejects():

@@ -85,7 +85,8 @@ def test_expand_paths(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in expand_paths([tmp_path / "a"])] == ["1.jpg", "2.PNG"]
     assert [p.name for p in expand_paths([str(tmp_path / "*.jpg")])] == ["c.jpg"]
-    assert [p.name for p in expand_paths([tmp_path / "a" / "notes.txt", tmp_path / "gone.jpg"])] == ["notes.txt", "gone.jpg"]
+    expanded = expand_paths([tmp_path / "a" / "notes.txt", tmp_path / "gone.jpg"])
+    assert [p.name for p in expanded] == ["notes.txt", "gone.jpg"]
 
 
 def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
@@ -103,7 +104,8 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     assert len(list((tmp_path / "overlays").glob("*_gradcam.png"))) == 4
     csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
                              capture_output=True, text=True, timeout=300)
-    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id"
+    assert csv_out.returncode == 0
+    assert csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id"
 
 
 def test_bundled_model_scores_on_onnxruntime_with_the_same_probabilities(detector):

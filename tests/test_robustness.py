@@ -65,7 +65,8 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
     assert [row["condition"] for row in result["rows"]] == list(CONDITIONS)
     evaluated = json.loads((run / "metrics.json").read_text())["test"]
     clean = result["rows"][0]
-    assert clean["accuracy"] == pytest.approx(evaluated["accuracy"]) and clean["roc_auc"] == pytest.approx(evaluated["roc_auc"])
+    assert clean["accuracy"] == pytest.approx(evaluated["accuracy"])
+    assert clean["roc_auc"] == pytest.approx(evaluated["roc_auc"])
     for name in ("robustness.json", "robustness.csv", "robustness.md", "robustness.html", "robustness.png"):
         assert (tmp_path / "r" / name).is_file(), name
     assert (tmp_path / "r" / "robustness.csv").read_text().count("\n") == len(CONDITIONS) + 1

@@ -52,7 +52,8 @@ def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path, capsy
         assert line in in_process_log and line in ray_log
     assert len(local["stage1"]) == 2 and len(local["stage2"]) == 1
     best = min(local["stage1"], key=lambda r: r["validation"]["loss"])
-    assert local["best_extractor"] == best["name"] and local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]
+    assert local["best_extractor"] == best["name"]
+    assert local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]
     for r in local["stage1"]:
         assert set(r["test"]) == {"accuracy", "loss", "precision", "recall", "f1", "roc_auc"} and r["parameters"] > 0
     assert (tmp_path / "local" / "trials" / f"{local['best']}" / "model.safetensors").is_file()

@@ -1,4 +1,4 @@
-"""The REST service: API tests in-process, then a real server on loopback: bad inputs, load, and the page in Chromium."""
+"""The REST service: API tests in-process, then a real server on loopback: bad inputs, load, the page in Chromium."""
 
 import io
 import os

@@ -36,7 +36,8 @@ def test_training_learns_the_synthetic_task(splits):
 def test_same_seed_gives_identical_results(splits):
     model_a, result_a = _fit(splits, epochs=2)
     model_b, result_b = _fit(splits, epochs=2)
-    drop = lambda h: [{k: v for k, v in row.items() if k not in ("seconds", "wall_seconds", "images_per_second")} for row in h]
+    timing = ("seconds", "wall_seconds", "images_per_second")
+    drop = lambda h: [{k: v for k, v in row.items() if k not in timing} for row in h]
     assert drop(result_a.history) == drop(result_b.history)
     for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values()):
         assert torch.equal(a, b)
@@ -91,7 +92,8 @@ def test_early_stopping_restores_the_best_weights(splits):
     best = min(result.history, key=lambda row: row["val_loss"])
     assert result.best_epoch == best["epoch"] and len(result.history) == best["epoch"] + 2
     logits = torch.from_numpy(predict_logits(model, flipped.images))
-    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(flipped.labels.astype(np.float32)))
+    targets = torch.from_numpy(flipped.labels.astype(np.float32))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
     assert loss.item() == pytest.approx(best["val_loss"], rel=1e-5)
 
 

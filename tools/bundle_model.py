@@ -17,7 +17,8 @@ from pathlib import Path
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "cifake" / "models" / "bundled"
 ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("precision", "precision (REAL positive)"),
-        ("recall", "recall (REAL positive)"), ("f1", "F1 (REAL positive)"), ("fake_precision", "precision (FAKE positive)"),
+        ("recall", "recall (REAL positive)"), ("f1", "F1 (REAL positive)"),
+        ("fake_precision", "precision (FAKE positive)"),
         ("fake_recall", "recall (FAKE positive)"), ("fake_f1", "F1 (FAKE positive)"), ("roc_auc", "ROC-AUC"),
         ("average_precision", "average precision")]
 
@@ -31,7 +32,8 @@ def describe(config: dict) -> str:
                 f"{'test-time flip averaging, ' if topology['flip_tta'] else ''}global average + max pooling), "
                 f"one logit; {training['parameters']:,} parameters.")
     return (f"The CIFAKE study's CNN: {topology['conv_layers']} conv layers (3x3, ReLU, 2x2 max-pool) of "
-            f"{topology['filters']} filters, dense {topology['dense']}, one logit; {training['parameters']:,} parameters.")
+            f"{topology['filters']} filters, dense {topology['dense']}, one logit; "
+            f"{training['parameters']:,} parameters.")
 
 
 def recipe(config: dict) -> str:
@@ -48,6 +50,10 @@ def recipe(config: dict) -> str:
     if c.get("flip"):
         parts.append("random flips")
     return ", ".join(parts) + f", seed {c['seed']}, bf16 autocast on CPU"
+
+
+def _decision_row(title: str, key: str, test: dict, no_leaks: dict, spec: str) -> str:
+    return f"| {title} | {test['decision'][key]:{spec}} | {no_leaks['decision'][key]:{spec}} |"
 
 
 def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None) -> str:
@@ -69,7 +75,8 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
         "",
         "## Test metrics (official CIFAKE test split)",
         "",
-        f"| metric | all {test['n']:,} test images | without the {no_leaks['excluded_leaked']} leaked FAKE duplicates |",
+        f"| metric | all {test['n']:,} test images | "
+        f"without the {no_leaks['excluded_leaked']} leaked FAKE duplicates |",
         "| --- | ---: | ---: |",
         *[f"| {label} | {test[key]:.4f} | {no_leaks[key]:.4f} |" for key, label in ROWS],
         "",
@@ -89,16 +96,18 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
             f"| expected calibration error, before / after | {t['ece_before']:.4f} / {t['ece_after']:.4f} | "
             f"{nl['ece_before']:.4f} / {nl['ece_after']:.4f} |",
             f"| UNSURE | {t['decision']['unsure']:.2%} | {nl['decision']['unsure']:.2%} |",
-            f"| REAL images called FAKE | {t['decision']['real_flagged_fake']:.2%} | {nl['decision']['real_flagged_fake']:.2%} |",
-            f"| FAKE images called REAL | {t['decision']['fake_passed_real']:.2%} | {nl['decision']['fake_passed_real']:.2%} |",
-            f"| accuracy of the decided | {t['decision']['accuracy_when_decided']:.4f} | {nl['decision']['accuracy_when_decided']:.4f} |",
+            _decision_row("REAL images called FAKE", "real_flagged_fake", t, nl, ".2%"),
+            _decision_row("FAKE images called REAL", "fake_passed_real", t, nl, ".2%"),
+            _decision_row("accuracy of the decided", "accuracy_when_decided", t, nl, ".4f"),
             "",
         ]
     if robustness:
         lines += ["## Robustness (`cifake robustness`, whole test split)", "",
-                  "| condition | accuracy | ROC-AUC | accuracy w/o leaked | ROC-AUC w/o leaked |", "| --- | ---: | ---: | ---: | ---: |",
-                  *[f"| {r['condition']} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | {r['accuracy_without_leaked']:.4f} | "
-                    f"{r['roc_auc_without_leaked']:.4f} |" for r in robustness["rows"]], ""]
+                  "| condition | accuracy | ROC-AUC | accuracy w/o leaked | ROC-AUC w/o leaked |",
+                  "| --- | ---: | ---: | ---: | ---: |",
+                  *[f"| {r['condition']} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | "
+                    f"{r['accuracy_without_leaked']:.4f} | {r['roc_auc_without_leaked']:.4f} |"
+                    for r in robustness["rows"]], ""]
     lines += [
         "## Intended use",
         "Research and auditing on CIFAKE-like images: 32x32 thumbnails of the ten CIFAR-10 classes, real photographs "

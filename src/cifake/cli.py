@@ -1,4 +1,7 @@
-"""The `cifake` command line: data info/audit/build, train, evaluate, explain, generate, predict, serve. Thin: it parses, calls the library, prints."""
+"""The `cifake` command line: data, train, evaluate, explain, generate, predict, serve, search and more.
+
+Thin: it parses, calls the library, prints.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +16,19 @@ from rich.console import Console
 from rich import box
 from rich.table import Column, Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split(":")[0] + ". Labels: REAL = 1 (positive), FAKE = 0.")
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="The `cifake` command line. Labels: REAL = 1 (positive), FAKE = 0.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and audit a CIFAKE source.")
 app.add_typer(data_app, name="data")
 console = Console(soft_wrap=True)  # never break file names across lines
 err = Console(stderr=True, soft_wrap=True)
 
-Source = Annotated[Path, typer.Argument(help="CIFAKE folder tree, zip, folder of split zips, or folder with REAL/ and FAKE/.")]
-DataOption = Annotated[Path, typer.Option("--data", envvar="CIFAKE_DATA", help="CIFAKE source (default: $CIFAKE_DATA).")]
-Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE", help="Cache folder for decoded images.")]
+Source = Annotated[Path, typer.Argument(
+    help="CIFAKE folder tree, zip, folder of split zips, or folder with REAL/ and FAKE/.")]
+DataOption = Annotated[Path, typer.Option("--data", envvar="CIFAKE_DATA",
+                                          help="CIFAKE source (default: $CIFAKE_DATA).")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE",
+                                               help="Cache folder for decoded images.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -65,8 +72,13 @@ def _load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
 
 
 @data_app.command("info")
-def data_info(source: Source, cache: Cache = None, refresh: Annotated[bool, typer.Option(help="Decode again.")] = False,
-              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, quiet: Quiet = False) -> None:
+def data_info(
+    source: Source,
+    cache: Cache = None,
+    refresh: Annotated[bool, typer.Option(help="Decode again.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: Quiet = False,
+) -> None:
     """Counts per split, label and CIFAR-10 class; skipped files with reasons; the cache location."""
     data = _load(source, cache, quiet, refresh)
     info = {
@@ -97,8 +109,12 @@ def data_info(source: Source, cache: Cache = None, refresh: Annotated[bool, type
 
 
 @data_app.command("audit")
-def data_audit(source: Source, out: Annotated[Path, typer.Option(help="Folder for audit.json and audit.md.")] = Path("audit"),
-               cache: Cache = None, quiet: Quiet = False) -> None:
+def data_audit(
+    source: Source,
+    out: Annotated[Path, typer.Option(help="Folder for audit.json and audit.md.")] = Path("audit"),
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
     """Byte- and pixel-identical duplicates within and across splits (train/test leakage), as a report."""
     from cifake.data.audit import audit, write_audit
 
@@ -134,22 +150,28 @@ def data_build(
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Output folder: FAKE/<CIFAKE name>.jpg and manifest.jsonl.")],
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: CIFAR-10's ten).")] = None,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Comma-separated class names (default: CIFAR-10's ten).")] = None,
     per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
-    like: Annotated[Optional[Path], typer.Option(help="Take classes and counts from this labelled REAL source.")] = None,
-    model: Annotated[str, typer.Option(help="Hugging Face model id or local diffusers folder.")] = "CompVis/stable-diffusion-v1-4",
+    like: Annotated[Optional[Path], typer.Option(
+        help="Take classes and counts from this labelled REAL source.")] = None,
+    model: Annotated[str, typer.Option(
+        help="Hugging Face model id or local diffusers folder.")] = "CompVis/stable-diffusion-v1-4",
     steps: Annotated[int, typer.Option(help="Denoising steps.")] = 50,
-    scheduler: Annotated[str, typer.Option(help="euler-ancestral (the study's), euler, ddim, pndm, lms, dpm++.")] = "euler-ancestral",
+    scheduler: Annotated[str, typer.Option(
+        help="euler-ancestral (the study's), euler, ddim, pndm, lms, dpm++.")] = "euler-ancestral",
     size: Annotated[int, typer.Option(help="Render size in pixels.")] = 512,
     out_size: Annotated[int, typer.Option(help="Saved size in pixels (bilinear resize).")] = 32,
-    prompt_template: Annotated[str, typer.Option(help="Prompt; {label} and {article} (a/an) are filled in.")] = "a photograph of {article} {label}",
+    prompt_template: Annotated[str, typer.Option(
+        help="Prompt; {label} and {article} (a/an) are filled in.")] = "a photograph of {article} {label}",
     seed: Annotated[int, typer.Option(help="Base seed; each image's seed derives from (seed, class, index).")] = 1,
     device: Annotated[str, typer.Option(help="cuda, cpu or mps.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="fp16, bf16 or fp32.")] = "fp32",
     batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 4,
     keep_full_size: Annotated[bool, typer.Option(help="Also keep each full-size render as PNG.")] = False,
     shard: Annotated[str, typer.Option(help="i/n: make only shard i (from 0) of n, for several processes.")] = "0/1",
-    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Fan shards out over this Ray cluster, one per GPU.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS", help="Fan shards out over this Ray cluster, one per GPU.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """Render a CIFAKE-style synthetic twin with Stable Diffusion; reruns resume, shards split the work."""
@@ -203,11 +225,14 @@ def train(
     bf16: Annotated[bool, typer.Option(help="bf16 autocast while training.")] = True,
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = True,
     degrade: Annotated[float, typer.Option(
-        help="Robust training: share of training images given a random JPEG / rescale / blur / noise degradation.")] = 0.0,
+        help="Robust training: share of training images given a random JPEG / rescale / blur / noise "
+             "degradation.")] = 0.0,
     optimizer: Annotated[str, typer.Option(help="adam (the study), adamw, or sgd (Nesterov momentum 0.9).")] = "adam",
-    fused_adam: Annotated[bool, typer.Option(help="Adam/AdamW as one fused kernel (--no-fused-adam: multi-tensor).")] = True,
+    fused_adam: Annotated[bool, typer.Option(
+        help="Adam/AdamW as one fused kernel (--no-fused-adam: multi-tensor).")] = True,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
-    schedule: Annotated[str, typer.Option(help="constant, or onecycle (linear warm-up, then linear decay to 0).")] = "constant",
+    schedule: Annotated[str, typer.Option(
+        help="constant, or onecycle (linear warm-up, then linear decay to 0).")] = "constant",
     warmup_epochs: Annotated[float, typer.Option(help="Warm-up length of the onecycle schedule, in epochs.")] = 0.0,
     label_smoothing: Annotated[float, typer.Option(help="Pull targets towards 0.5 by this much.")] = 0.0,
     ema: Annotated[float, typer.Option(help="Decay of a moving average of the weights (e.g. 0.999); 0: off.")] = 0.0,
@@ -310,8 +335,10 @@ def calibrate(
 def robustness(
     run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
     data: DataOption,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the table, plot and report (default: RUN_DIR/robustness).")] = None,
-    condition: Annotated[Optional[list[str]], typer.Option(help="A condition to run (repeatable; default: all).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Folder for the table, plot and report (default: RUN_DIR/robustness).")] = None,
+    condition: Annotated[Optional[list[str]], typer.Option(
+        help="A condition to run (repeatable; default: all).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Test images per label (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     cache: Cache = None,
@@ -329,9 +356,9 @@ def robustness(
         return
     table = Table("condition", "accuracy", "ROC-AUC", "REAL recall", "FAKE recall", "accuracy w/o leaked",
                   "ROC-AUC w/o leaked", title=f"{result['images']:,} test images")
+    shown = ("accuracy", "roc_auc", "recall_real", "recall_fake", "accuracy_without_leaked", "roc_auc_without_leaked")
     for row in result["rows"]:
-        table.add_row(row["condition"], *(f"{row[k]:.4f}" for k in ("accuracy", "roc_auc", "recall_real", "recall_fake",
-                                                                    "accuracy_without_leaked", "roc_auc_without_leaked")))
+        table.add_row(row["condition"], *(f"{row[k]:.4f}" for k in shown))
     console.print(table)
     console.print(f"Report: {folder / 'robustness.md'}, {folder / 'robustness.html'}; plot {folder / 'robustness.png'}")
 
@@ -368,8 +395,8 @@ def explain(
             return
         explained = explain_files(run_dir, images, out, layer, target)
     for result in explained.results:
-        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> {out / result['overlay']}",
-                      markup=False)
+        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
+                      f"{out / result['overlay']}", markup=False)
     for path, reason in explained.failures:
         err.print(f"{path}: {reason}", markup=False)
     if explained.failures:
@@ -379,14 +406,16 @@ def explain(
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
-    model: Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="Run folder of a trained model (default: the bundled one).")] = None,
     threshold: Annotated[Optional[float], typer.Option(
         help="Call an image FAKE when P(FAKE) >= this, else REAL (default: the model's calibrated decision, "
              "which may say UNSURE).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     backend: Annotated[str, typer.Option(help="auto (onnxruntime when installed), onnx or torch.")] = "auto",
-    explain_dir: Annotated[Optional[Path], typer.Option("--explain", help="Write Grad-CAM overlays into this folder.")] = None,
+    explain_dir: Annotated[Optional[Path], typer.Option(
+        "--explain", help="Write Grad-CAM overlays into this folder.")] = None,
 ) -> None:
     """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
     import csv
@@ -397,7 +426,7 @@ def predict(
         detector = Detector.load(model, backend)
         results = detector.iter_predict(expand_paths(paths), threshold)
         failed = 0
-        table = Table(title=f"model {detector.model_id}; {_rule(detector, threshold)}") if not (as_json or as_csv) else None
+        table = None if as_json or as_csv else Table(title=f"model {detector.model_id}; {_rule(detector, threshold)}")
         writer = None
         if table is not None:
             for column in ("path", "P(FAKE)", "verdict"):
@@ -439,9 +468,11 @@ def predict(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    model: Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")] = None,
+    model: Annotated[Optional[Path], typer.Option(
+        help="Run folder of a trained model (default: the bundled one).")] = None,
     max_file_mb: Annotated[float, typer.Option(help="Largest upload, in MB.")] = 20,
-    max_pixels: Annotated[int, typer.Option(help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
+    max_pixels: Annotated[int, typer.Option(
+        help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
     max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
     backend: Annotated[str, typer.Option(help="auto (onnxruntime when installed), onnx or torch.")] = "auto",
 ) -> None:
@@ -497,10 +528,13 @@ def search(
     dense_layers: Annotated[Optional[str], typer.Option(help="Stage-2 dense layers, e.g. 1,2,3.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs per trial.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience per trial.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Images per label (data fraction); default: the profile's.")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        help="Images per label (data fraction); default: the profile's.")] = None,
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")] = True,
-    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
-    threads_per_trial: Annotated[int, typer.Option(help="Torch threads per trial; trials run cores/threads at once.")] = 1,
+    ray_address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
+    threads_per_trial: Annotated[int, typer.Option(
+        help="Torch threads per trial; trials run cores/threads at once.")] = 1,
     stages: Annotated[int, typer.Option(help="1: feature extractors only; 2: then the dense heads.")] = 2,
     quiet: Quiet = False,
 ) -> None:
@@ -555,7 +589,8 @@ def search_status(
     table = Table(*(Column(h, no_wrap=True) for h in headers), box=box.SIMPLE_HEAD, pad_edge=False)
     for t in status.trials:
         table.add_row(t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.epochs}",
-                      "-" if t.best_val_loss is None else f"{t.best_val_loss:.4f}", _duration(t.seconds) if t.seconds else "-",
+                      "-" if t.best_val_loss is None else f"{t.best_val_loss:.4f}",
+                      _duration(t.seconds) if t.seconds else "-",
                       "-" if t.test_accuracy is None else f"{t.test_accuracy:.4f}")
     console.print(table)
     at_once = concurrency or available_cores()
@@ -577,7 +612,8 @@ def reproduce(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/reproduce"),
     profile: Annotated[str, typer.Option(help="quick (<= 15 min on 2 cores) or paper (the full protocol).")] = "quick",
     ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")] = True,
-    ray_address: Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")] = None,
     quiet: Quiet = False,
 ) -> None:
     """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
@@ -587,8 +623,8 @@ def reproduce(
         result = run_reproduce(data, out, profile, use_ray=ray, ray_address=ray_address, progress=not quiet)
     close, compared = result["within_1_point"]
     console.print(f"Best model {result['best']}: test accuracy {result['test']['accuracy']:.4f} "
-                  f"({result['test_without_leaked']['accuracy']:.4f} without leaked duplicates); stage-1 accuracy within "
-                  f"1 point of the paper in {close} of {compared} cells; {result['seconds']:,.0f} s.")
+                  f"({result['test_without_leaked']['accuracy']:.4f} without leaked duplicates); stage-1 accuracy "
+                  f"within 1 point of the paper in {close} of {compared} cells; {result['seconds']:,.0f} s.")
     console.print(f"Report: {out / 'report.md'} and {out / 'report.html'}")
 
 

@@ -115,7 +115,8 @@ def evaluate_run(
 
 
 def _plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:
-    plot_confusion_matrix(metrics["confusion_matrix"], folder / f"{stem}_confusion_matrix.png", f"Confusion matrix ({stem})")
+    plot_confusion_matrix(metrics["confusion_matrix"], folder / f"{stem}_confusion_matrix.png",
+                          f"Confusion matrix ({stem})")
     plot_roc_curve(logits, labels, metrics["roc_auc"], folder / f"{stem}_roc.png", f"ROC curve ({stem}), REAL positive")
     if "per_class_accuracy" in metrics:
         plot_per_class_accuracy(metrics["per_class_accuracy"], folder / f"{stem}_per_class.png",

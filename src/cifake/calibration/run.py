@@ -35,7 +35,7 @@ def validation_split(config: dict, data: CifakeData) -> ImageSet:
 
 
 def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decision) -> dict:
-    """How a decision fares: unsure share, real photos flagged FAKE, FAKE images passed as REAL, accuracy of the rest."""
+    """How a decision fares: unsure share, real photos flagged FAKE, FAKE passed as REAL, accuracy of the rest."""
     verdicts = decision.verdicts(prob_fake)
     real, fake, decided = labels == 1, labels == 0, verdicts != UNSURE
     right = ((verdicts == "REAL") & real) | ((verdicts == "FAKE") & fake)

@@ -51,4 +51,5 @@ def reliability_bins(prob_real: np.ndarray, labels: np.ndarray, bins: int = ECE_
         predicted = np.bincount(index, prob_real, bins) / counts
         observed = np.bincount(index, labels, bins) / counts
     return {"edges": np.linspace(0, 1, bins + 1).tolist(), "count": counts.tolist(),
-            "predicted": np.nan_to_num(predicted, nan=-1).tolist(), "observed": np.nan_to_num(observed, nan=-1).tolist()}
+            "predicted": np.nan_to_num(predicted, nan=-1).tolist(),
+            "observed": np.nan_to_num(observed, nan=-1).tolist()}

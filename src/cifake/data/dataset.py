@@ -35,7 +35,8 @@ class ImageSet:
         return len(self.labels)
 
     def take(self, index: np.ndarray) -> ImageSet:
-        return ImageSet(*(np.asarray(a)[index] for a in (self.images, self.labels, self.classes, self.names, self.sha256)))
+        columns = (self.images, self.labels, self.classes, self.names, self.sha256)
+        return ImageSet(*(np.asarray(a)[index] for a in columns))
 
     def limit(self, per_label: int | None, seed: int = 1) -> ImageSet:
         """At most `per_label` images of each label, drawn at random (seeded), in their original order."""
@@ -170,7 +171,8 @@ def _display_name(member: Member) -> str:
 
 def _decode_chunks(chunks: list[list[Member]], root: Path, workers: int, progress: bool) -> list[DecodedChunk]:
     total = sum(len(c) for c in chunks)
-    jobs = [(c[0].container, [m.name for m in c], str(root), [m.zip_entry for m in c] if c[0].container else None) for c in chunks]
+    jobs = [(c[0].container, [m.name for m in c], str(root), [m.zip_entry for m in c] if c[0].container else None)
+            for c in chunks]
     if workers <= 1 or len(chunks) == 1:
         with progress_bar(progress) as bar:
             task = bar.add_task("Decoding images", total=total)

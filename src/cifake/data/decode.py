@@ -49,7 +49,8 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXE
         raise BadImage(f"truncated or corrupt image data ({exc})") from None
 
 
-def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, bool]:
+def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE,
+                    max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, bool]:
     """A Pillow image (any mode and size) to (size x size x 3 uint8 array, whether it was converted)."""
     width, height = image.size
     if width * height > max_pixels:

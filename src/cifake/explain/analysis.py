@@ -132,7 +132,8 @@ def randomisation_check(
     torch.manual_seed(seed)
     for name in reversed(layers):  # cascading: the output layer first, then down towards the input
         _reinitialise(randomised.get_submodule(name))
-        rows.append({"randomised_down_to": name, **_correlation_summary(maps, make_method(randomised)(images, targets)[0])})
+        randomised_maps = make_method(randomised)(images, targets)[0]
+        rows.append({"randomised_down_to": name, **_correlation_summary(maps, randomised_maps)})
     full = copy.deepcopy(model)
     torch.manual_seed(seed + 1)
     for module in full.modules():

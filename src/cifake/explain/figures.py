@@ -67,15 +67,17 @@ def class_grid_figure(
             _draw(ax, images[k], maps[k])
             verdict = 1 if prob_real[k] > 0.5 else 0
             correct = verdict == label
-            ax.set_title(f"{'ok' if correct else 'WRONG'}: {LABEL_NAMES[verdict]} {max(prob_real[k], 1 - prob_real[k]):.2f}",
+            confidence = max(prob_real[k], 1 - prob_real[k])
+            ax.set_title(f"{'ok' if correct else 'WRONG'}: {LABEL_NAMES[verdict]} {confidence:.2f}",
                          fontsize=7, color="green" if correct else "red")
             for spine in ax.spines.values():
                 spine.set_edgecolor("green" if correct else "red")
                 spine.set_linewidth(2)
             if col == 0:
                 ax.set_ylabel(class_name, fontsize=9)
-    fig.suptitle(f"Grad-CAM for the model's verdict. Columns 1-{per_class}: true REAL; {per_class + 1}-{2 * per_class}: "
-                 "true FAKE.\nAbove each: the verdict and its probability (green right, red wrong).", fontsize=10)
+    fig.suptitle(f"Grad-CAM for the model's verdict. Columns 1-{per_class}: true REAL; "
+                 f"{per_class + 1}-{2 * per_class}: true FAKE.\n"
+                 "Above each: the verdict and its probability (green right, red wrong).", fontsize=10)
     return _save(fig, path)
 
 

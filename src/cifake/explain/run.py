@@ -38,7 +38,8 @@ def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.P
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     explained = FileExplanations()
-    files = [f for p in map(Path, paths) for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
+    files = [f for p in map(Path, paths)
+             for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
     images, good = [], []
     for path in files:
         try:
@@ -60,7 +61,8 @@ def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.P
         explained.results.append({"path": str(path), "prob_fake": float(1 - p_real), "verdict": verdict,
                                   "map_for": LABEL_NAMES[int(label)], "overlay": name})
     (folder / "explanations.json").write_text(json.dumps(
-        {"results": explained.results, "failures": [{"path": p, "reason": r} for p, r in explained.failures]}, indent=2))
+        {"results": explained.results, "failures": [{"path": p, "reason": r} for p, r in explained.failures]},
+        indent=2))
     return explained
 
 
@@ -125,7 +127,8 @@ def claim_verdict(shares: dict, margin: float = 0.02) -> str:
     below = [label for label, value in (("REAL", real), ("FAKE", fake)) if value is not None and value < 0.25 - margin]
     measured = f"Measured centre share: REAL {real:.3f}, FAKE {fake:.3f} (border: {1 - real:.3f}, {1 - fake:.3f})."
     if len(below) == 2:
-        return f"{measured} Both lie below an even spread: on this sample the evidence sits in the border, as the study reports."
+        return (f"{measured} Both lie below an even spread: on this sample the evidence sits in the border, "
+                "as the study reports.")
     if below:
         return (f"{measured} Only {below[0]} lies below an even spread: on this sample the claim holds for "
                 f"{below[0]} images alone.")
@@ -156,7 +159,8 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
     shares = summary["centre_share"]
     rows = [[c, shares["REAL"][c], None if shares["REAL"][c] is None else 1 - shares["REAL"][c],
              shares["FAKE"][c], None if shares["FAKE"][c] is None else 1 - shares["FAKE"][c]] for c in CIFAR10_CLASSES]
-    rows.append(["all", shares["REAL"]["all"], 1 - shares["REAL"]["all"], shares["FAKE"]["all"], 1 - shares["FAKE"]["all"]])
+    real, fake = shares["REAL"]["all"], shares["FAKE"]["all"]
+    rows.append(["all", real, 1 - real, fake, 1 - fake])
     report.table(["class", "REAL centre", "REAL border", "FAKE centre", "FAKE border"], rows)
     report.paragraph(f"Maps with no mass at all (Grad-CAM is zero after its ReLU): {shares['empty_maps']:,}; they are "
                      "left out of the shares.")
@@ -177,6 +181,7 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
                      "architecture with re-initialised weights. Low correlation means the maps depend on what the "
                      "model learned, as they should.")
     rows = [["all layers at once", sanity["full"]["mean"], sanity["full"]["median"], sanity["full"]["undefined"]]]
-    rows += [[f"output down to {r['randomised_down_to']}", r["mean"], r["median"], r["undefined"]] for r in sanity["cascading"]]
+    rows += [[f"output down to {r['randomised_down_to']}", r["mean"], r["median"], r["undefined"]]
+             for r in sanity["cascading"]]
     report.table(["weights re-initialised", "mean rho", "median rho", "undefined (constant map)"], rows)
     return report

@@ -56,7 +56,8 @@ def load_pipeline(model: str, scheduler: str = "euler-ancestral", device: str = 
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "model_index.json").is_file():
-            raise WeightsNotFound(f"{path}: no model_index.json, so not a diffusers model folder.\n" + weights_help(model))
+            raise WeightsNotFound(f"{path}: no model_index.json, so not a diffusers model folder.\n"
+                                  + weights_help(model))
         pipe = diffusers.StableDiffusionPipeline.from_pretrained(path, **options)
     else:
         pipe = _from_hub(model, options)

@@ -72,7 +72,8 @@ def plan_jobs(config: GenerateConfig) -> list[Job]:
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard}/{shards}: the index must lie in 0..{shards - 1}")
     jobs = [
-        Job(k, name, i, cifake_file_name(i, k), prompt_for(config.prompt_template, name), image_seed(config.seed, name, i))
+        Job(k, name, i, cifake_file_name(i, k), prompt_for(config.prompt_template, name),
+            image_seed(config.seed, name, i))
         for k, (name, count) in enumerate(zip(config.classes, config.counts()))
         for i in range(count)
     ]

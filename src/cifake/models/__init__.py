@@ -1,4 +1,4 @@
-"""Model families (the study's CNN; a residual CNN beyond it), built from a topology spec, saved as safetensors + JSON."""
+"""Model families (the study's CNN; a residual CNN beyond it), built from a topology, saved as safetensors + JSON."""
 
 from cifake.models.cnn import (TOPOLOGIES, CifakeCNN, Topology, build_model, count_parameters, resolve_topology,
                                topology_from_dict)

@@ -109,7 +109,10 @@ class Detector:
 
     def prob_fake(self, pixels: np.ndarray) -> np.ndarray:
         """Calibrated P(FAKE) of (N, 32, 32, 3) uint8 images."""
-        logits = self.onnx(pixels, self.batch_size) if self.onnx else predict_logits(self.model, pixels, self.batch_size)
+        if self.onnx:
+            logits = self.onnx(pixels, self.batch_size)
+        else:
+            logits = predict_logits(self.model, pixels, self.batch_size)
         return 1.0 - sigmoid(apply_temperature(logits, self.temperature))
 
     def predict(self, items: Iterable[Item], threshold: float | None = None) -> list[Prediction]:

@@ -12,7 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from cifake.data import CifakeData, load_dataset
 from cifake.data.audit import leaked_mask
@@ -71,7 +70,8 @@ def write_robustness(result: dict, folder: Path) -> None:
     plot_robustness(result["rows"], folder / "robustness.png", f"Robustness of {Path(result['run']).name}")
     report = Report(f"Robustness of {result['run']}")
     report.paragraph(f"Test split: {result['images']:,} images ({result['without_leaked']:,} without the leaked "
-                     f"test/FAKE duplicates). Each condition is applied to every image; noise is seeded ({result['seed']}).")
+                     f"test/FAKE duplicates). Each condition is applied to every image; noise is seeded "
+                     f"({result['seed']}).")
     clean = next((r for r in result["rows"] if r["condition"] == "clean"), None)
     header = ["condition", "accuracy", "ROC-AUC", "REAL recall", "FAKE recall", "accuracy w/o leaked",
               "ROC-AUC w/o leaked"] + (["accuracy change"] if clean else [])

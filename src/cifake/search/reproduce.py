@@ -54,8 +54,9 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     budget = summary["budget"]
     close, compared = result["within_1_point"]
     report.paragraph(
-        f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, then {len(summary['stage2'])} dense "
-        f"heads on the extractor of lowest validation loss (`{summary['best_extractor']}`). Each trial: at most "
+        f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, then "
+        f"{len(summary['stage2'])} dense heads on the extractor of lowest validation loss "
+        f"(`{summary['best_extractor']}`). Each trial: at most "
         f"{budget['epochs']} epochs, early stopping on validation loss (patience {budget['patience']}), batch "
         f"{budget['batch_size']}, seed {budget['seed']}, "
         + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"] else "the whole train split")
@@ -66,7 +67,8 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     report.heading("Data audit")
     pairs = audit_report["bytes"]["pairs"]
     report.table(["byte-identical pairs", "count"], [[k, v] for k, v in pairs.items()])
-    report.paragraph(f"Leaked test images (pixel-identical to a train image): {len(audit_report.get('leaked_test_pixels', [])):,}.")
+    leaked = len(audit_report.get("leaked_test_pixels", []))
+    report.paragraph(f"Leaked test images (pixel-identical to a train image): {leaked:,}.")
     report.heading("Stage 1: feature extractors (the paper's Tables 1-5)")
     report.paragraph(f"Each cell: the paper's value / ours / our minus the paper's. Test accuracy within 1.0 point of "
                      f"the paper's in {close} of {compared} cells.")
@@ -81,8 +83,10 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     report.image(folder / "tables" / "stage2_accuracy.png", "Stage 2 test accuracy (%).")
     report.heading("The chosen model on the official test split")
     rows = []
-    for label, metrics in (("all test images", result["test"]), ("without leaked duplicates", result["test_without_leaked"])):
-        rows.append([label, f"{metrics['n']:,}", *(metrics[k] for k in ("accuracy", "loss", "precision", "recall", "f1", "roc_auc"))])
+    shown = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")
+    for label, metrics in (("all test images", result["test"]),
+                           ("without leaked duplicates", result["test_without_leaked"])):
+        rows.append([label, f"{metrics['n']:,}", *(metrics[k] for k in shown)])
     report.paragraph(f"`{result['best']}`, the trial of lowest validation loss over both stages.")
     report.table(["", "n", "accuracy", "loss", "precision", "recall", "F1", "ROC-AUC"], rows)
     report.image(folder / "best" / "eval-test_confusion_matrix.png", "Confusion matrix on the test split.")
@@ -91,10 +95,11 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     shares = explained["centre_share"]
     faith = explained["faithfulness"]
     report.paragraph(
-        f"{explained['images']:,} test images. Share of map mass in the centre 16x16 square (an even spread gives 0.25): "
-        f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f}. Deletion AUC {faith['deletion_map']['auc']:.3f} "
-        f"(random order {faith['deletion_random']['auc']:.3f}); insertion AUC {faith['insertion_map']['auc']:.3f} (random "
-        f"{faith['insertion_random']['auc']:.3f}); randomisation check: mean Spearman rho "
+        f"{explained['images']:,} test images. Share of map mass in the centre 16x16 square (an even spread gives "
+        f"0.25): REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f}. Deletion AUC "
+        f"{faith['deletion_map']['auc']:.3f} (random order {faith['deletion_random']['auc']:.3f}); insertion AUC "
+        f"{faith['insertion_map']['auc']:.3f} (random {faith['insertion_random']['auc']:.3f}); randomisation check: "
+        "mean Spearman rho "
         f"{explained['randomisation']['full']['mean']:.3f}. The full analysis is in explain/explain.html.")
     report.image(folder / "explain" / "gradcam_grid.png", "Grad-CAM per class, REAL and FAKE examples.")
     report.image(folder / "explain" / "mean_maps.png", "Mean Grad-CAM of REAL and of FAKE images.")

@@ -114,8 +114,8 @@ def _run_stage(title: str, topologies: list[Topology], *, source, out: Path, bud
                 finished(topology)
     unfinished = [t.name for t in topologies if not result_path(out, t).exists()]
     if unfinished:  # Ray Tune returns normally when it is stopped by a signal
-        raise SearchInterrupted(f"{title}: {len(unfinished)} trial(s) did not finish ({', '.join(unfinished)}); run the "
-                                "same command again to resume them from their last epoch checkpoint")
+        raise SearchInterrupted(f"{title}: {len(unfinished)} trial(s) did not finish ({', '.join(unfinished)}); "
+                                "run the same command again to resume them from their last epoch checkpoint")
     return [json.loads(result_path(out, t).read_text()) for t in topologies]
 
 

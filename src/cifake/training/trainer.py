@@ -234,7 +234,8 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
     tensors |= {f"best.{k}": v for k, v in best_state.items()}
     optim = optimizer.state_dict()
     for index, state in optim["state"].items():
-        tensors |= {f"optim.{index}.{k}": torch.as_tensor(v).reshape(-1) if k == "step" else v for k, v in state.items()}
+        tensors |= {f"optim.{index}.{k}": torch.as_tensor(v).reshape(-1) if k == "step" else v
+                    for k, v in state.items()}
     tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
     state = {
         "result": asdict(result), "since_best": since_best, "config": asdict(config),
