@@ -196,7 +196,11 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
     page = (tmp_path / "report.html").read_text()
     markdown = (tmp_path / "report.md").read_text()
     assert "src='http" not in page and page.count("data:image/png;base64,") >= 10
-    for title in ("Data audit", "Stage 1", "Stage 2", "official test split", "Grad-CAM"):
+    for title in ("Data audit", "Stage 1", "Stage 2", "Every trial", "official test split", "Grad-CAM"):
         assert title in markdown, title
-    assert len(list((tmp_path / "tables").glob("*.csv"))) == 10 and len(list((tmp_path / "tables").glob("*.png"))) == 10
+    assert len(list((tmp_path / "tables").glob("*.csv"))) == 11 and len(list((tmp_path / "tables").glob("*.png"))) == 11
+    trials = (tmp_path / "tables" / "trials.csv").read_text().splitlines()
+    searched = json.loads((tmp_path / "search" / "search.json").read_text())
+    assert len(trials) == 1 + 3 and trials[1].startswith(f"{searched['stage1'][0]['name']},1,")
+    assert f"| {result['best']} |" in markdown  # the best trial is among the listed ones
     assert np.isclose(result["test_without_leaked"]["accuracy"], result["test"]["accuracy"])  # no leaks in tiny data

@@ -18,7 +18,7 @@ from cifake.explain.run import explain_dataset
 from cifake.report import Report
 from cifake.search.grid import PROFILES
 from cifake.search.runner import run_search
-from cifake.search.tables import METRICS, TITLES, stage1_rows, stage2_rows, within, write_tables
+from cifake.search.tables import METRICS, TITLES, stage1_rows, stage2_rows, trial_rows, within, write_tables
 
 
 def reproduce(source: str | os.PathLike, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
@@ -81,6 +81,11 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
         report.heading(TITLES[metric].capitalize(), 3)
         report.table(*stage2_rows(summary["stage2"], metric))
     report.image(folder / "tables" / "stage2_accuracy.png", "Stage 2 test accuracy (%).")
+    report.heading("Every trial")
+    report.paragraph("Minutes are wall time including validation after each epoch, summed over the runs that "
+                     "resumed the trial; trials ran side by side, so they share the machine.")
+    report.table(*trial_rows(summary))
+    report.image(folder / "tables" / "trial_cost.png", "Minutes per epoch against parameters.")
     report.heading("The chosen model on the official test split")
     rows = []
     shown = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")

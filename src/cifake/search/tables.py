@@ -80,6 +80,40 @@ def stage2_rows(results: list[dict], metric: str) -> tuple[list[str], list[list[
     return header, rows
 
 
+def trial_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Every trial of both stages, in the order they are listed: size, epochs, scores and time."""
+    header = ["trial", "stage", "parameters", "epochs (best)", "val loss", "val accuracy", "test accuracy",
+              "test ROC-AUC", "minutes"]
+    rows = []
+    for stage in (1, 2):
+        for r in summary[f"stage{stage}"]:
+            rows.append([r["name"], str(stage), f"{r['parameters']:,}", f"{r['epochs_run']} ({r['best_epoch']})",
+                         f"{r['validation']['loss']:.4f}", f"{r['validation']['accuracy']:.4f}",
+                         f"{r['test']['accuracy']:.4f}", f"{r['test']['roc_auc']:.4f}", f"{r['seconds'] / 60:.1f}"])
+    return header, rows
+
+
+def cost_plot(summary: dict, path: str | Path) -> Path:
+    """Trial wall time per epoch run (data, validation and scoring included) against parameters, both stages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for stage, marker in ((1, "o"), (2, "s")):
+        results = summary[f"stage{stage}"]
+        ax.scatter([r["parameters"] for r in results], [r["seconds"] / 60 / r["epochs_run"] for r in results],
+                   marker=marker, label=f"stage {stage}")
+    ax.set(xscale="log", xlabel="parameters", ylabel="trial wall minutes / epochs run",
+           title="Trial cost")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -134,7 +168,8 @@ def heatmap(results: list[dict], metric: str, stage: int, path: str | Path) -> P
 
 
 def write_tables(summary: dict, folder: str | Path) -> dict[str, list[Path]]:
-    """Markdown, CSV and heatmap PNG of every metric of both stages; returns the files by kind."""
+    """Markdown, CSV and heatmap PNG of every metric of both stages, and the list of trials with their cost;
+    returns the files by kind."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"markdown": [], "csv": [], "png": []}
@@ -147,4 +182,10 @@ def write_tables(summary: dict, folder: str | Path) -> dict[str, list[Path]]:
             written["markdown"].append(stem.with_suffix(".md"))
             written["csv"].append(stem.with_suffix(".csv"))
             written["png"].append(heatmap(results, metric, stage, stem.with_suffix(".png")))
+    header, rows = trial_rows(summary)
+    (folder / "trials.md").write_text(markdown_table(header, rows) + "\n")
+    (folder / "trials.csv").write_text(csv_table(header, rows))
+    written["markdown"].append(folder / "trials.md")
+    written["csv"].append(folder / "trials.csv")
+    written["png"].append(cost_plot(summary, folder / "trial_cost.png"))
     return written
