@@ -30,6 +30,7 @@ class TrialStatus:
     seconds: float  # wall time of the epochs so far (finished: the trial's recorded time)
     cost: float  # estimated_cost of the topology, the scale of the time-left estimate
     test_accuracy: float | None = None
+    epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch in the trial's checkpoint
 
 
 @dataclass
@@ -60,7 +61,7 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
         extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
         trials += [_trial_status(folder, head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
-    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(folder, trials, budget))
+    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget))
 
 
 def _search_folder(folder: Path) -> Path:
@@ -72,40 +73,36 @@ def _search_folder(folder: Path) -> Path:
 
 def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
     cost = estimated_cost(topology)
+    progress = checkpoint_progress(folder / "trials" / topology.name)
+    epochs = tuple(row.get("wall_seconds", row["seconds"]) for row in progress.history) if progress else ()
     done = result_path(folder, topology)
     if done.is_file():
         result = json.loads(done.read_text())
         return TrialStatus(topology.name, stage, "finished", result["epochs_run"], result["validation"]["loss"],
-                           result["seconds"], cost, result.get("test", {}).get("accuracy"))
-    progress = checkpoint_progress(folder / "trials" / topology.name)
-    if progress is None or not progress.history:
+                           result["seconds"], cost, result.get("test", {}).get("accuracy"), epochs)
+    if not epochs:
         return TrialStatus(topology.name, stage, "waiting", 0, None, 0.0, cost)
-    seconds = sum(row.get("wall_seconds", row["seconds"]) for row in progress.history)
-    return TrialStatus(topology.name, stage, "started", len(progress.history), progress.best_val_loss, seconds, cost)
+    return TrialStatus(topology.name, stage, "started", len(epochs), progress.best_val_loss, sum(epochs), cost,
+                       epoch_seconds=epochs)
 
 
-def _epoch_seconds(folder: Path, trials: list[TrialStatus]) -> tuple[float, float]:
-    """Fit epoch wall time = a + b * cost to every epoch recorded in the folder's checkpoints."""
-    costs, seconds = [], []
-    for trial in trials:
-        progress = checkpoint_progress(folder / "trials" / trial.name)
-        for row in progress.history if progress else []:
-            costs.append(trial.cost)
-            seconds.append(row.get("wall_seconds", row["seconds"]))
-    if not seconds:
+def _epoch_seconds(trials: list[TrialStatus]) -> tuple[float, float]:
+    """Fit epoch wall time = a + b * cost to every epoch recorded in the trials' checkpoints."""
+    costs = np.array([trial.cost for trial in trials for _ in trial.epoch_seconds])
+    seconds = np.array([value for trial in trials for value in trial.epoch_seconds])
+    if not seconds.size:
         return 0.0, 0.0
-    costs_, seconds_ = np.asarray(costs), np.asarray(seconds)
-    if len(set(costs)) > 1:
-        slope, intercept = np.polyfit(costs_, seconds_, 1)
+    if len(np.unique(costs)) > 1:
+        slope, intercept = np.polyfit(costs, seconds, 1)
         if slope >= 0 and intercept >= 0:
             return float(intercept), float(slope)
-    return 0.0, float(seconds_.sum() / costs_.sum())  # too few points for a line: time in proportion to cost
+    return 0.0, float(seconds.sum() / costs.sum())  # too few points for a line: time in proportion to cost
 
 
-def _seconds_left(folder: Path, trials: list[TrialStatus], budget: Budget) -> float:
+def _seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
     """Trial time still to run: each unfinished trial runs the mean epochs of the finished ones (the budget's
     maximum before any has finished), at the fitted time per epoch. Heads not yet named are not counted."""
-    intercept, slope = _epoch_seconds(folder, trials)
+    intercept, slope = _epoch_seconds(trials)
     finished = [t.epochs for t in trials if t.state == "finished"]
     expected = float(np.mean(finished)) if finished else float(budget.epochs)
     left = 0.0

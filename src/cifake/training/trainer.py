@@ -248,8 +248,7 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
 
 def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averaged: _Ema | None = None):
     path = folder / CHECKPOINT
-    with safe_open(path, "pt") as file:
-        state = json.loads(file.metadata()["cifake_checkpoint"])
+    state = _checkpoint_state(path)
     saved = state["config"]
     for key in RESUME_KEYS:
         if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(config, key):
@@ -290,7 +289,10 @@ def has_checkpoint(run_dir: str | os.PathLike) -> bool:
 def checkpoint_progress(run_dir: str | os.PathLike) -> TrainResult | None:
     """The history of a run's last checkpoint (its JSON header only, no tensors read); None without one."""
     path = Path(run_dir) / CHECKPOINT
-    if not path.is_file():
-        return None
+    return TrainResult(**_checkpoint_state(path)["result"]) if path.is_file() else None
+
+
+def _checkpoint_state(path: Path) -> dict:
+    """The JSON state a checkpoint keeps in its safetensors header: history, early-stopping count, settings."""
     with safe_open(path, "pt") as file:
-        return TrainResult(**json.loads(file.metadata()["cifake_checkpoint"])["result"])
+        return json.loads(file.metadata()["cifake_checkpoint"])
