@@ -13,6 +13,7 @@ from cifake.search import Budget, SearchSpace, run_search
 from cifake.search.runner import SearchInterrupted, estimated_cost
 from cifake.models import Topology
 from cifake.search import search_status
+from cifake.search.status import union_seconds
 from cifake.search.trial import result_path, run_trial
 from cifake.search.tables import csv_table, markdown_table, paper_value, stage1_rows, stage2_rows, within
 
@@ -152,9 +153,17 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
     assert status.count("finished") == 3 and status.seconds_left == 0
     (finished,) = [t for t in status.trials if t.stage == 2]
     assert finished.epochs == 2 and finished.test_accuracy is not None  # the started trial was resumed, not redone
+    epochs = [seconds for t in status.trials for seconds in t.epoch_seconds]
+    assert status.untimed_epochs == 0 and max(epochs) <= status.wall_seconds <= sum(epochs) + 1e-6
     shown = subprocess.run([sys.executable, "-m", "cifake", "search-status", str(tmp_path)], capture_output=True,
                            text=True, timeout=120)
     assert shown.returncode == 0 and head.name in shown.stdout and "3 of 3 trials finished" in shown.stdout
+
+
+def test_wall_time_is_the_union_of_epoch_intervals():
+    assert union_seconds([]) == 0
+    assert union_seconds([(20, 25), (0, 10), (5, 15)]) == 20  # overlap counted once, the gap between runs not at all
+    assert union_seconds([(0, 10), (2, 3), (10, 11)]) == 11  # nested and touching intervals
 
 
 def test_status_of_a_folder_without_a_search_names_it(tmp_path):
@@ -205,6 +214,8 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
     searched = json.loads((tmp_path / "search" / "search.json").read_text())
     assert len(trials) == 1 + 3 and trials[1].startswith(f"{searched['stage1'][0]['name']},1,")
     assert f"| {result['best']} |" in markdown  # the best trial is among the listed ones
+    assert result["untimed_epochs"] == 0 and f"epochs ran for {result['search_wall_seconds']:,.0f} s" in markdown
+    assert 0 < result["search_wall_seconds"] <= result["seconds"]  # one run: the search is part of the command
     assert f"{100 * result['test']['accuracy']:.2f} %. The paper's best in its Tables 1-5 is 92.98 % (128 filters, 2" \
         in markdown
     assert np.isclose(result["test_without_leaked"]["accuracy"], result["test"]["accuracy"])  # no leaks in tiny data

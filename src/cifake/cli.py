@@ -583,7 +583,9 @@ def search_status(
         trials = [asdict(t) for t in status.trials]
         console.print_json(json.dumps({"folder": str(status.folder), "trials": trials, "total": status.total,
                                        "heads_waiting_for_stage1": status.heads_waiting_for_stage1,
-                                       "seconds_left": round(status.seconds_left, 1)}))
+                                       "seconds_left": round(status.seconds_left, 1),
+                                       "wall_seconds": round(status.wall_seconds, 1),
+                                       "untimed_epochs": status.untimed_epochs}))
         return
     headers = ("trial", "stage", "state", "epochs", "val loss", "time", "test acc")
     table = Table(*(Column(h, no_wrap=True) for h in headers), box=box.SIMPLE_HEAD, pad_edge=False)
@@ -599,6 +601,11 @@ def search_status(
     console.print(f"{status.count('finished')} of {status.total} trials finished, {status.count('started')} started"
                   f"{waiting}. Time left: about {_duration(status.seconds_left)} of trial time, "
                   f"{_duration(status.seconds_left / at_once)} with {at_once} at once (a rough estimate).")
+    if status.wall_seconds:
+        untimed = f"; {status.untimed_epochs} epochs from before clock times were recorded are not counted" \
+            if status.untimed_epochs else ""
+        console.print(f"Wall time so far: {_duration(status.wall_seconds)} with at least one epoch running, over "
+                      f"every run of the search{untimed}.")
 
 
 def _duration(seconds: float) -> str:

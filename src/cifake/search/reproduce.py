@@ -20,6 +20,7 @@ from cifake.explain.run import explain_dataset
 from cifake.report import Report
 from cifake.search.grid import PROFILES
 from cifake.search.runner import run_search
+from cifake.search.status import search_status
 from cifake.search.tables import (METRICS, TITLES, paper_tables, stage1_rows, stage2_rows, trial_rows, within,
                                   write_tables)
 
@@ -44,9 +45,11 @@ def reproduce(source: str | os.PathLike, out: str | os.PathLike, profile: str = 
     explained = explain_dataset(best_dir, source, folder / "explain", "test",
                                 sample_per_label=1000 if profile == "paper" else 250, progress=False, data=data)
     tables = write_tables(summary, folder / "tables")
+    status = search_status(folder / "search")
     result = {"profile": profile, "best": summary["best"], "best_extractor": summary["best_extractor"],
               "test": evaluations[False], "test_without_leaked": evaluations[True],
-              "within_1_point": within(summary["stage1"]), "seconds": round(time.perf_counter() - started, 1)}
+              "within_1_point": within(summary["stage1"]), "seconds": round(time.perf_counter() - started, 1),
+              "search_wall_seconds": round(status.wall_seconds, 1), "untimed_epochs": status.untimed_epochs}
     (folder / "reproduce.json").write_text(json.dumps(result, indent=1))
     _report(result, summary, audit_report, explained, folder, tables).write(folder, "report")
     return result
@@ -64,9 +67,8 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
         f"{budget['batch_size']}, seed {budget['seed']}, "
         + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"] else "the whole train split")
         + f" ({budget['val_fraction']:.0%} of it for validation). Models are chosen on validation only; the tables "
-        f"show test metrics, as the paper's do. This run of the command took {result['seconds']:,.0f} s of wall time; "
-        f"the trials took {summary['trial_seconds']:,.0f} s in all, summed over every run that resumed the search "
-        "(several run at once).")
+        f"show test metrics, as the paper's do. This run of the command took {result['seconds']:,.0f} s of wall time. "
+        + _search_time(result, summary))
     report.heading("Data audit")
     pairs = audit_report["bytes"]["pairs"]
     report.table(["byte-identical pairs", "count"], [[k, v] for k, v in pairs.items()])
@@ -118,3 +120,13 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     report.image(folder / "explain" / "gradcam_grid.png", "Grad-CAM per class, REAL and FAKE examples.")
     report.image(folder / "explain" / "mean_maps.png", "Mean Grad-CAM of REAL and of FAKE images.")
     return report
+
+
+def _search_time(result: dict, summary: dict) -> str:
+    untimed = result["untimed_epochs"]
+    measured = (f"Over every run of the search, its epochs ran for {result['search_wall_seconds']:,.0f} s of wall "
+                "time (the union of their clock intervals, several trials at once"
+                + (f"; {untimed} epochs from before clock times were recorded are not counted" if untimed else "")
+                + "); ") if result["search_wall_seconds"] else ""
+    trials = f"the trials' own times add up to {summary['trial_seconds']:,.0f} s."
+    return measured + trials if measured else trials.capitalize()

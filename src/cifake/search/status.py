@@ -31,6 +31,7 @@ class TrialStatus:
     cost: float  # estimated_cost of the topology, the scale of the time-left estimate
     test_accuracy: float | None = None
     epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch in the trial's checkpoint
+    epoch_spans: tuple[tuple[float, float], ...] = ()  # (start, end) clock time of each epoch that recorded it
 
 
 @dataclass
@@ -40,6 +41,8 @@ class SearchStatus:
     trials: list[TrialStatus]
     heads_waiting_for_stage1: int  # stage-2 heads not named yet: stage 1 picks their extractor
     seconds_left: float  # estimated trial time still to run, summed over trials (divide by trials run at once)
+    wall_seconds: float = 0.0  # clock time with at least one epoch running, over every run of the search
+    untimed_epochs: int = 0  # epochs from before clock times were recorded: not in wall_seconds
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)
@@ -61,7 +64,24 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
         extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
         trials += [_trial_status(folder, head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
-    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget))
+    spans = [span for trial in trials for span in trial.epoch_spans]
+    untimed = sum(len(trial.epoch_seconds) - len(trial.epoch_spans) for trial in trials)
+    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget), union_seconds(spans),
+                        untimed)
+
+
+def union_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals: the wall time during which any of them ran.
+
+    Trials run side by side and a killed search is run again later, so neither the sum of trial times nor
+    last-end minus first-start is the time the search took; the union of its epochs' intervals is.
+    """
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return total
 
 
 def _search_folder(folder: Path) -> Path:
@@ -74,16 +94,18 @@ def _search_folder(folder: Path) -> Path:
 def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
     cost = estimated_cost(topology)
     progress = checkpoint_progress(folder / "trials" / topology.name)
-    epochs = tuple(row.get("wall_seconds", row["seconds"]) for row in progress.history) if progress else ()
+    rows = progress.history if progress else []
+    epochs = tuple(row.get("wall_seconds", row["seconds"]) for row in rows)
+    spans = tuple((row["ended_at"] - row["wall_seconds"], row["ended_at"]) for row in rows if "ended_at" in row)
     done = result_path(folder, topology)
     if done.is_file():
         result = json.loads(done.read_text())
         return TrialStatus(topology.name, stage, "finished", result["epochs_run"], result["validation"]["loss"],
-                           result["seconds"], cost, result.get("test", {}).get("accuracy"), epochs)
+                           result["seconds"], cost, result.get("test", {}).get("accuracy"), epochs, spans)
     if not epochs:
         return TrialStatus(topology.name, stage, "waiting", 0, None, 0.0, cost)
     return TrialStatus(topology.name, stage, "started", len(epochs), progress.best_val_loss, sum(epochs), cost,
-                       epoch_seconds=epochs)
+                       epoch_seconds=epochs, epoch_spans=spans)
 
 
 def _epoch_seconds(trials: list[TrialStatus]) -> tuple[float, float]:

@@ -123,6 +123,7 @@ def fit(
                 "val_loss": val_loss, "val_accuracy": val_acc,
                 "seconds": round(seconds, 3), "images_per_second": round(len(images) / seconds, 1),
                 "wall_seconds": round(time.perf_counter() - started, 3),  # with validation
+                "ended_at": round(time.time(), 3),  # clock time: a search's wall time, measured across resumed runs
             })
             bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
             if val_loss < result.best_val_loss:
