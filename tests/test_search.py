@@ -158,6 +158,7 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
     shown = subprocess.run([sys.executable, "-m", "cifake", "search-status", str(tmp_path)], capture_output=True,
                            text=True, timeout=120)
     assert shown.returncode == 0 and head.name in shown.stdout and "3 of 3 trials finished" in shown.stdout
+    assert "Wall time so far:" in shown.stdout and "not counted" not in shown.stdout
 
 
 def test_wall_time_is_the_union_of_epoch_intervals():
