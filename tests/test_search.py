@@ -15,7 +15,8 @@ from cifake.models import Topology
 from cifake.search import search_status
 from cifake.search.status import union_seconds
 from cifake.search.trial import result_path, run_trial
-from cifake.search.tables import csv_table, markdown_table, paper_value, stage1_rows, stage2_rows, within
+from cifake.search.tables import (csv_table, markdown_table, paper_best_accuracy, paper_value, stage1_rows,
+                                  stage2_rows, within)
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
 BUDGET = Budget(epochs=2, patience=2, limit_per_label=200)
@@ -183,6 +184,7 @@ def _result(filters, layers, accuracy, dense=()):
 
 def test_tables_show_paper_ours_and_difference():
     assert paper_value("accuracy", 128, 2) == 92.98 and paper_value("loss", 16, 1) == 0.254
+    assert paper_best_accuracy() == (92.98, 128, 2)  # the study's best reported accuracy, Table 1
     results = [_result(32, 2, 0.9300), _result(128, 2, 0.9100), _result(16, 1, 0.9006)]
     header, rows = stage1_rows(results, "accuracy")
     assert header[0] == "filters" and header[2].startswith("2 layers")

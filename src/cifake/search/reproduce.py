@@ -11,8 +11,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 from cifake.data import load_dataset
 from cifake.data.audit import audit, write_audit
 from cifake.experiment import evaluate_run
@@ -21,8 +19,8 @@ from cifake.report import Report
 from cifake.search.grid import PROFILES
 from cifake.search.runner import run_search
 from cifake.search.status import search_status
-from cifake.search.tables import (METRICS, TITLES, paper_tables, stage1_rows, stage2_rows, trial_rows, within,
-                                  write_tables)
+from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
+                                  within, write_tables)
 
 
 def reproduce(source: str | os.PathLike, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
@@ -97,13 +95,10 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     for label, metrics in (("all test images", result["test"]),
                            ("without leaked duplicates", result["test_without_leaked"])):
         rows.append([label, f"{metrics['n']:,}", *(metrics[k] for k in shown)])
-    paper = paper_tables()
-    accuracies = np.array(paper["accuracy"])
-    row, col = np.unravel_index(accuracies.argmax(), accuracies.shape)
+    paper_best, filters, conv_layers = paper_best_accuracy()
     report.paragraph(f"`{result['best']}`, the trial of lowest validation loss over both stages: test accuracy "
                      f"{100 * result['test']['accuracy']:.2f} %. The paper's best in its Tables 1-5 is "
-                     f"{accuracies.max():.2f} % ({paper['filters'][row]} filters, {paper['conv_layers'][col]} conv "
-                     "layers).")
+                     f"{paper_best:.2f} % ({filters} filters, {conv_layers} conv layers).")
     report.table(["", "n", "accuracy", "loss", "precision", "recall", "F1", "ROC-AUC"], rows)
     report.image(folder / "best" / "eval-test_confusion_matrix.png", "Confusion matrix on the test split.")
     report.image(folder / "best" / "eval-test_per_class.png", "Accuracy per CIFAR-10 class, REAL and FAKE.")

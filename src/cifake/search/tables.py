@@ -52,6 +52,13 @@ def paper_value(metric: str, filters: int, conv_layers: int) -> float | None:
     return paper[metric][paper["filters"].index(filters)][paper["conv_layers"].index(conv_layers)]
 
 
+def paper_best_accuracy() -> tuple[float, int, int]:
+    """The paper's highest stage-1 test accuracy (%) and its cell: (accuracy, filters, conv layers)."""
+    paper = paper_tables()
+    return max((value, f, n) for f, row in zip(paper["filters"], paper["accuracy"])
+               for n, value in zip(paper["conv_layers"], row))
+
+
 def stage1_rows(results: list[dict], metric: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per filters, for each layer count 'paper / ours / difference'."""
     filters, layers, grid = stage1_grid(results, metric)
