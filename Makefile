@@ -6,7 +6,7 @@ CIFAKE_DATA ?= ../shared/data/cifake
 RUN ?= runs/paper
 export CIFAKE_DATA
 
-.PHONY: install browser lint test reproduce paper-model bundle bench clean
+.PHONY: install browser lint test mutate reproduce paper-model bundle bench clean
 
 install: $(VENV)/.installed
 
@@ -26,8 +26,15 @@ browser:
 lint: install
 	$(BIN)/ruff check src tests benchmarks tools
 
+# On every core; the tests on the real zips share one worker (xdist_group), so they are decoded once
 test: install browser lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadgroup
+
+# Mutation testing of the core modules (mutmut; modules and tests in pyproject.toml), then the score per module.
+# A benchmark, not part of CI. Results stay in mutants/, so a rerun tests again only what changed.
+mutate: install
+	$(BIN)/mutmut run --max-children $$(nproc)
+	$(BIN)/python benchmarks/mutation_score.py
 
 # The main job: the study's whole experiment on a reduced budget (audit, 18-topology search, best model on
 # test, Grad-CAM, report); rerunning resumes. PROFILE=paper runs the full 36-topology protocol.
@@ -62,4 +69,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_serve.py
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache mutants

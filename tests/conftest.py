@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,3 +92,35 @@ def cifake_data() -> Path:
             pytest.fail(f"CIFAKE data not found at {path}: CI must provide the shared zips")
         pytest.skip(f"CIFAKE data not found at {path} (set CIFAKE_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_data(cifake_data, tmp_path_factory):
+    """The real CIFAKE, decoded once per test session into a cache of its own."""
+    from cifake.data import load_dataset
+
+    return load_dataset(cifake_data, cache_root=tmp_path_factory.mktemp("real-cache"), progress=False)
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args, check: bool = True) -> CliResult:
+    """`cifake ARGS` run in this process through typer's CliRunner: the same parsing, library calls and output as
+    `python -m cifake`, without a new interpreter importing torch (3-4 s a call). An uncaught exception is raised
+    here, so a command that would print a traceback fails the test."""
+    from typer.testing import CliRunner
+
+    from cifake.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if check and result.exit_code != 0:
+        raise AssertionError(f"cifake {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.stdout}\n"
+                             f"{result.stderr}")
+    return CliResult(result.exit_code, result.stdout, result.stderr)

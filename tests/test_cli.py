@@ -1,4 +1,4 @@
-"""The `cifake` command end to end, in subprocesses as a user runs it."""
+"""The `cifake` command end to end: in-process through typer (`cli`), and in subprocesses where the process matters."""
 
 import json
 import signal
@@ -6,8 +6,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 
-from conftest import jpeg_bytes, synthetic_image, tree_files, write_zip
+
+from cifake.training.trainer import checkpoint_progress
+from conftest import cli, jpeg_bytes, synthetic_image, tree_files, write_zip
 
 
 def cifake(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
@@ -42,6 +45,7 @@ def test_data_audit_writes_report(tmp_path):
     assert json.loads((out / "audit.json").read_text())["leaked_test_pixels"] == ["test/FAKE/leak.jpg"]
 
 
+@pytest.mark.e2e
 def test_bad_source_fails_with_a_clear_message(tmp_path):
     proc = cifake("data", "info", tmp_path / "nowhere", check=False)
     assert proc.returncode == 2 and "nowhere: no such file or folder" in proc.stderr
@@ -49,7 +53,7 @@ def test_bad_source_fails_with_a_clear_message(tmp_path):
 
 def test_train_then_evaluate(learnable_zip, tmp_path):
     run = tmp_path / "run"
-    cifake("train", "--data", learnable_zip, "--out", run, "--epochs", "2", "--filters", "16", "--dense", "none", "-q")
+    cli("train", "--data", learnable_zip, "--out", run, "--epochs", "2", "--filters", "16", "--dense", "none", "-q")
     for name in ("model.safetensors", "config.json", "metrics.json", "history.csv", "training_curves.png",
                  "test_confusion_matrix.png", "test_roc.png", "test_per_class.png", "checkpoint.safetensors"):
         assert (run / name).is_file(), name
@@ -57,13 +61,14 @@ def test_train_then_evaluate(learnable_zip, tmp_path):
     assert config["topology"] == {"filters": 16, "conv_layers": 2, "dense": []}
     assert config["training"]["data"]["train"] + config["training"]["data"]["validation"] == 600
     test_metrics = json.loads((run / "metrics.json").read_text())["test"]
-    evaluated = json.loads(cifake("evaluate", run, "--data", learnable_zip, "--json", "-q").stdout)
+    evaluated = json.loads(cli("evaluate", run, "--data", learnable_zip, "--json", "-q").stdout)
     assert evaluated["accuracy"] == test_metrics["accuracy"] and evaluated["n"] == 200
     assert (run / "eval-test.json").is_file() and (run / "eval-test_roc.png").is_file()
-    again = cifake("train", "--data", learnable_zip, "--out", run, "-q", check=False)
+    again = cli("train", "--data", learnable_zip, "--out", run, "-q", check=False)
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+@pytest.mark.e2e
 def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path):
     source = write_zip(tmp_path / "big.zip", tree_files({"train": 2500}))
     args = ["--data", source, "--epochs", "4", "--val-fraction", "0.2", "-q"]
@@ -77,14 +82,16 @@ def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path)
     deadline = time.time() + 300
     while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.3)  # well inside the second epoch
+    # The checkpoint appears (renamed into place) as epoch 2 starts; half an epoch later is mid-epoch 2.
+    time.sleep(checkpoint_progress(killed).history[0]["wall_seconds"] / 2)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "metrics.json").exists()
+    assert len(checkpoint_progress(killed).history) == 1, "the kill did not land in the second epoch"
 
     proc = cifake("train", *args, "--out", killed, "--resume")
     resumed = json.loads((killed / "config.json").read_text())["training"]
-    assert 1 <= resumed["resumed_from_epoch"] < 4 and resumed["epochs_run"] == 4
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 4
     metrics = lambda run: json.loads((run / "metrics.json").read_text())["validation"]
     assert metrics(killed) == metrics(unbroken)
 
@@ -98,9 +105,112 @@ def test_explain_files_overlays_and_bad_file(tmp_path):
     good.write_bytes(jpeg_bytes(synthetic_image(0, 5)))
     bad = tmp_path / "imgs" / "bad.jpg"
     bad.write_text("not an image")
-    proc = cifake("explain", tmp_path / "run", tmp_path / "imgs", "--out", tmp_path / "out", check=False)
+    proc = cli("explain", tmp_path / "run", tmp_path / "imgs", "--out", tmp_path / "out", check=False)
     assert proc.returncode == 1 and "bad.jpg: not an image" in proc.stderr
     assert (tmp_path / "out" / "5 (3)_gradcam.png").is_file()
     saved = json.loads((tmp_path / "out" / "explanations.json").read_text())
     assert [r["overlay"] for r in saved["results"]] == ["5 (3)_gradcam.png"] and len(saved["failures"]) == 1
-    assert cifake("explain", tmp_path / "run", "--out", tmp_path / "o2", check=False).returncode == 2
+    assert cli("explain", tmp_path / "run", "--out", tmp_path / "o2", check=False).returncode == 2
+
+
+def _untrained_run(folder):
+    import torch
+
+    from cifake.models import build_model, save_model
+
+    torch.manual_seed(0)
+    return save_model(build_model("paper"), folder)
+
+
+def test_evaluate_split_out_and_exclude_leaked(tmp_path):
+    from cifake.data import load_dataset
+    from cifake.metrics import compute_metrics
+    from cifake.models import load_model
+    from cifake.models.inference import predict_logits
+
+    files = tree_files({"train": 20, "test": 10})
+    files["test/FAKE/leak.jpg"] = files["train/FAKE/1 (4).jpg"]  # a test image that also sits in train
+    source = write_zip(tmp_path / "leaky.zip", files)
+    run = _untrained_run(tmp_path / "run")
+    every = json.loads(cli("evaluate", run, "--data", source, "--json", "-q").stdout)
+    clean = json.loads(cli("evaluate", run, "--data", source, "--exclude-leaked", "--json", "-q").stdout)
+    assert every["n"] == 21 and every["excluded_leaked"] == 0
+    assert clean["n"] == 20 and clean["excluded_leaked"] == 1 and (run / "eval-test-no-leaked.json").is_file()
+    data = load_dataset(source, progress=False)
+    test = data["test"]
+    keep = [i for i, name in enumerate(test.names) if name != "test/FAKE/leak.jpg"]
+    logits = predict_logits(load_model(run)[0], test.images[keep])
+    assert clean["accuracy"] == compute_metrics(logits, test.labels[keep])["accuracy"]
+    out = tmp_path / "elsewhere"
+    on_train = json.loads(cli("evaluate", run, "--data", source, "--split", "train", "--out", out, "--json",
+                                 "-q").stdout)
+    assert on_train["split"] == "train" and on_train["n"] == 40 and (out / "eval-train.json").is_file()
+    table = cli("evaluate", run, "--data", source, "--exclude-leaked", "-q").stdout
+    assert "Left out 1 leaked test images" in table and "accuracy" in table
+    missing = cli("evaluate", run, "--data", source, "--split", "validation", check=False)
+    assert missing.returncode == 2 and "no split 'validation'" in missing.stderr
+
+
+def test_train_the_residual_family_with_every_recipe_option(learnable_zip, tmp_path):
+    run = tmp_path / "resnet"
+    recipe = {"--optimizer": "sgd", "--lr": "0.05", "--weight-decay": "0.0005", "--schedule": "onecycle",
+              "--warmup-epochs": "0.5", "--label-smoothing": "0.1", "--ema": "0.9", "--degrade": "0.25",
+              "--batch-size": "32", "--epochs": "2", "--patience": "3", "--val-fraction": "0.25", "--seed": "3",
+              "--limit": "60"}
+    cli("train", "--data", learnable_zip, "--out", run, "--topology", "resnet-s", "--flip", "--no-bf16",
+           "--no-channels-last", *[part for pair in recipe.items() for part in pair], "-q")
+    config = json.loads((run / "config.json").read_text())
+    training = config["training"]
+    assert config["topology"]["family"] == "resnet" and config["topology"]["widths"] == [16, 32, 64]
+    assert {k: training["config"][k] for k in (
+        "optimizer", "learning_rate", "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema",
+        "degrade", "batch_size", "epochs", "patience", "seed", "flip", "bf16", "channels_last")} == {
+        "optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 0.0005, "schedule": "onecycle",
+        "warmup_epochs": 0.5, "label_smoothing": 0.1, "ema": 0.9, "degrade": 0.25, "batch_size": 32, "epochs": 2,
+        "patience": 3, "seed": 3, "flip": True, "bf16": False, "channels_last": False}
+    assert training["data"]["limit_per_label"] == 60 and training["data"]["val_fraction"] == 0.25
+    assert training["data"]["train"] == 90 and training["data"]["validation"] == 30 and training["epochs_run"] == 2
+    adamw = tmp_path / "adamw"
+    cli("train", "--data", learnable_zip, "--out", adamw, "--filters", "4", "--conv-layers", "1", "--dense", "8",
+           "--optimizer", "adamw", "--no-fused-adam", "--epochs", "1", "--limit", "40", "-q")
+    settings = json.loads((adamw / "config.json").read_text())
+    assert settings["topology"] == {"filters": 4, "conv_layers": 1, "dense": [8]}
+    assert settings["training"]["config"]["optimizer"] == "adamw" and not settings["training"]["config"]["fused_adam"]
+    bad = cli("train", "--data", learnable_zip, "--out", tmp_path / "bad", "--optimizer", "rmsprop", check=False)
+    assert bad.returncode == 2 and "rmsprop" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_explain_a_dataset_split_from_the_command_line(learnable_zip, tmp_path):
+    run = _untrained_run(tmp_path / "run")
+    out = tmp_path / "explained"
+    proc = cli("explain", run, "--data", learnable_zip, "--split", "train", "--sample", "12", "--per-class", "1",
+                  "--layer", "features.1", "--out", out, "-q")
+    assert "24 images" in proc.stdout and (out / "explain.html").is_file()
+    saved = json.loads((out / "explain.json").read_text())
+    assert saved["per_label"] == {"REAL": 12, "FAKE": 12} and saved["layer"] == "features.1"
+    image = tmp_path / "one.jpg"
+    image.write_bytes(jpeg_bytes(synthetic_image(1, 0)))
+    for target in ("REAL", "FAKE"):
+        cli("explain", run, image, "--target", target, "--out", tmp_path / target)
+    real = (tmp_path / "REAL" / "one_gradcam.png").read_bytes()
+    assert real != (tmp_path / "FAKE" / "one_gradcam.png").read_bytes()  # each target has a map of its own
+    bad_layer = cli("explain", run, image, "--layer", "no.such.layer", "--out", tmp_path / "x", check=False)
+    assert bad_layer.returncode == 2 and "no.such.layer" in bad_layer.stderr
+
+
+def test_data_info_refresh_decodes_again(tmp_path):
+    source = write_zip(tmp_path / "s.zip", tree_files({"train": 2}))
+    first = json.loads(cli("data", "info", source, "--json", "-q").stdout)
+    manifest = tmp_path.joinpath(first["cache"], "manifest.json")
+    written = manifest.stat().st_mtime_ns
+    cli("data", "info", source, "--json", "-q")
+    assert manifest.stat().st_mtime_ns == written  # a warm load reads the cache
+    again = json.loads(cli("data", "info", source, "--refresh", "--json", "-q").stdout)
+    assert again["cache"] == first["cache"] and manifest.stat().st_mtime_ns > written
+    assert again["splits"] == first["splits"]
+
+
+def test_cache_option_places_the_decoded_images(tmp_path):
+    source = write_zip(tmp_path / "s.zip", tree_files({"train": 2}))
+    info = json.loads(cli("data", "info", source, "--cache", tmp_path / "mine", "--json", "-q").stdout)
+    assert info["cache"].startswith(str(tmp_path / "mine")) and (tmp_path / "mine").is_dir()

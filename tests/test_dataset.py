@@ -1,10 +1,11 @@
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cifake.data import CIFAR10_CLASSES, load_dataset, train_val_split
+from cifake.data import CIFAR10_CLASSES, decode_image, load_dataset, train_val_split
 from conftest import jpeg_bytes, synthetic_image, tree_files, write_tree, write_zip
 
 
@@ -25,8 +26,6 @@ def test_tree_loads_with_labels_classes_and_names(tiny_tree):
 def test_pixels_survive_the_cache(tiny_tree):
     data = load_dataset(tiny_tree, progress=False)
     index = list(data["test"].names).index("test/REAL/1 (2).jpg")
-    from cifake.data import decode_image
-
     expected, _ = decode_image((tiny_tree / "test/REAL/1 (2).jpg").read_bytes())
     assert np.array_equal(data["test"].images[index], expected)
 
@@ -88,10 +87,51 @@ def test_cache_is_reused_and_rebuilt_when_the_source_changes(tiny_tree):
     assert json.loads((changed.cache_dir / "manifest.json").read_text())["splits"]["train"] == 81
 
 
-def test_no_half_written_cache_is_left_behind(tiny_tree):
+def test_an_interrupted_cache_build_leaves_no_cache_and_the_next_load_decodes_all(tiny_tree):
+    from cifake.data import dataset
+
+    saves = []
+
+    def save_then_fail(path, array):
+        saves.append(path)
+        if len(saves) == 3:  # killed part-way through writing the arrays
+            raise KeyboardInterrupt
+        np.save(path, array)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(dataset.np, "save", save_then_fail)
+        load_dataset(tiny_tree, progress=False)
+    root = Path(os.environ["CIFAKE_CACHE"])
+    assert not [p for p in root.iterdir() if (p / "manifest.json").exists()]  # nothing a later load could trust
     data = load_dataset(tiny_tree, progress=False)
-    siblings = os.listdir(data.cache_dir.parent)
-    assert siblings == [data.cache_dir.name]
+    assert len(data["train"]) == 80 and len(data["test"]) == 40
+    assert os.listdir(data.cache_dir.parent) == [data.cache_dir.name]  # the next build clears the partial one
+    expected, _ = decode_image((tiny_tree / "test/REAL/1 (2).jpg").read_bytes())
+    assert np.array_equal(data["test"].images[list(data["test"].names).index("test/REAL/1 (2).jpg")], expected)
+
+
+def test_a_rewritten_zip_is_decoded_again(tmp_path):
+    path = write_zip(tmp_path / "data.zip", tree_files({"train": 3}))
+    first = load_dataset(path, progress=False)
+    files = tree_files({"train": 3})
+    files["train/REAL/0.jpg"] = jpeg_bytes(synthetic_image(0, 77))  # other pixels, same name
+    write_zip(path, files)
+    again = load_dataset(path, progress=False)
+    index = list(again["train"].names).index("train/REAL/0.jpg")
+    assert again.cache_dir != first.cache_dir
+    assert np.array_equal(again["train"].images[index], decode_image(files["train/REAL/0.jpg"])[0])
+
+
+@pytest.mark.parametrize("layout", ["tree", "zip"])
+def test_a_touched_source_is_decoded_again_even_at_the_same_size(tmp_path, layout):
+    files = tree_files({"train": 3})
+    root = write_tree(tmp_path / "tree", files) if layout == "tree" else write_zip(tmp_path / "d.zip", files)
+    first = load_dataset(root, progress=False)
+    changed = root / "train" / "REAL" / "0.jpg" if layout == "tree" else root
+    size = changed.stat().st_size
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    again = load_dataset(root, progress=False)
+    assert changed.stat().st_size == size and again.cache_dir != first.cache_dir
 
 
 def test_validation_split_is_seeded_and_stratified(tiny_tree):

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from cifake.data import BadImage, decode_image
+from cifake.data.decode import MAX_PIXELS
 from conftest import jpeg_bytes, synthetic_image
 
 
@@ -29,19 +30,24 @@ def test_large_image_is_resized_bilinear():
     assert np.array_equal(pixels, expected)
 
 
-@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16"])
-def test_any_mode_becomes_rgb(mode):
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "LA", "I;16", "1"])
+def test_any_mode_becomes_rgb_with_the_right_pixels(mode):
     rgb = Image.fromarray(synthetic_image(0, 1))
-    if mode == "I;16":
-        image = Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257)
-        data = _encode(image, "PNG")
+    grey = np.repeat(np.asarray(rgb.convert("L"))[..., None], 3, axis=2)
+    if mode == "I;16":  # 16-bit values are scaled to 8 bits, not clipped to white
+        data, expected, tolerance = _encode(Image.fromarray(np.asarray(grey[..., 0], np.uint16) * 257), "PNG"), grey, 1
+    elif mode == "CMYK":  # lossy JPEG: close to the original colours (inverted CMYK would be far off)
+        data, expected, tolerance = _encode(rgb.convert("CMYK"), "JPEG", quality=95), np.asarray(rgb), 12
     else:
         image = rgb.convert(mode)
-        data = _encode(image, "JPEG" if mode == "CMYK" else "PNG")
+        expected = {"L": grey, "LA": grey, "RGBA": np.asarray(rgb)}.get(mode, np.asarray(image.convert("RGB")))
+        data, tolerance = _encode(image, "PNG"), 0
     pixels, converted = decode_image(data)
-    assert pixels.shape == (32, 32, 3) and converted
-    if mode == "I;16":  # 16-bit values are scaled to 8 bits, not clipped to white
-        assert np.abs(pixels[..., 0].astype(int) - np.asarray(rgb.convert("L"))).max() <= 1
+    assert pixels.shape == (32, 32, 3) and pixels.dtype == np.uint8 and converted
+    difference = np.abs(pixels.astype(int) - expected.astype(int))
+    assert (difference.mean() if mode == "CMYK" else difference.max()) <= tolerance, mode
+    if mode == "1":
+        assert set(np.unique(pixels)) == {0, 255}
 
 
 def test_transparency_is_laid_on_white():
@@ -82,3 +88,89 @@ def test_too_many_pixels_is_refused():
     data = _encode(Image.new("RGB", (400, 300)), "PNG")
     with pytest.raises(BadImage, match="decompression bomb"):
         decode_image(data, max_pixels=100_000)
+    assert decode_image(data, max_pixels=120_000)[0].shape == (32, 32, 3)  # at the limit: accepted
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_default_pixel_limit_is_ours_not_only_pillows():
+    """100 megapixels: over cifake's default limit but under the one at which Pillow itself refuses (twice its
+    MAX_IMAGE_PIXELS), so only cifake's own check stands between it and a 300 MB decode."""
+    from bad_inputs import huge_png
+
+    assert MAX_PIXELS <= 100_000_000 < 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(BadImage, match=f"over the limit of {MAX_PIXELS:,} pixels"):
+        decode_image(huge_png(10_000))
+
+
+def test_small_jpegs_take_the_fast_path_and_others_say_they_were_converted():
+    grey = _encode(Image.fromarray(synthetic_image(1, 4)).convert("L"), "JPEG")  # 32 x 32 but one channel
+    pixels, converted = decode_image(grey)
+    assert converted and np.array_equal(pixels[..., 0], pixels[..., 2])
+    exif = Image.Exif()
+    exif[0x0112] = 1  # upright: EXIF present, nothing to turn
+    tagged = _encode(Image.fromarray(synthetic_image(1, 4)), "JPEG", exif=exif.tobytes())
+    pixels, converted = decode_image(tagged)
+    assert not converted and np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(tagged)).convert("RGB")))
+    big = _encode(Image.fromarray(synthetic_image(1, 4, size=64)), "JPEG")
+    assert decode_image(big)[1] and decode_image(big)[0].shape == (32, 32, 3)
+
+
+def test_wide_integer_images_keep_their_range():
+    values = np.arange(32 * 32, dtype=np.int32).reshape(32, 32) % 256  # 32-bit integers that fit in 8 bits
+    pixels, _ = decode_image(_encode(Image.fromarray(values, "I"), "TIFF"))
+    assert np.array_equal(pixels[..., 0], values.astype(np.uint8))  # not divided by 256
+    wide = (values * 256).astype(np.uint16)
+    pixels, _ = decode_image(_encode(Image.fromarray(wide), "PNG"))
+    assert np.array_equal(pixels[..., 1], values.astype(np.uint8))
+
+
+def test_palette_transparency_and_exif_on_png_are_honoured():
+    palette = Image.new("P", (32, 32), 1)
+    palette.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 1  # the whole image is the transparent index: white
+    assert (decode_image(_encode(palette, "PNG", transparency=1))[0] == 255).all()
+    opaque = Image.new("P", (32, 32), 1)
+    opaque.putpalette([0, 0, 0, 200, 0, 0] + [0] * 762)
+    assert (decode_image(_encode(opaque, "PNG"))[0] == [200, 0, 0]).all()
+    half = np.zeros((32, 32, 2), np.uint8)
+    half[..., 1] = 128  # grey level 0 at half opacity over white: 127 or 128
+    assert np.abs(decode_image(_encode(Image.fromarray(half, "LA"), "PNG"))[0].astype(int) - 127).max() <= 1
+    pixels = np.zeros((32, 64, 3), np.uint8)
+    pixels[:, :32] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out, _ = decode_image(_encode(Image.fromarray(pixels), "PNG", exif=exif.tobytes()))
+    assert out[:8].mean() > 200 and out[-8:].mean() < 50  # turned, as for a JPEG
+
+
+def test_decode_files_reads_folders_and_zips_and_reports_each_bad_member(tmp_path):
+    import hashlib
+    import zipfile
+
+    from cifake.data.decode import decode_files
+
+    good = [jpeg_bytes(synthetic_image(1, n)) for n in range(3)]
+    files = {"a.jpg": good[0], "bad.jpg": b"nope", "b.jpg": good[1], "c.jpg": good[2]}
+    names = list(files)
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    folder = decode_files("", names + ["missing.jpg"], str(tmp_path))
+    assert folder.index.tolist() == [0, 2, 3] and folder.converted == 0
+    assert [i for i, _ in folder.errors] == [1, 4] and folder.errors[0][1].startswith("not an image")
+    assert folder.errors[1][1].startswith("unreadable file")
+    assert [bytes(d) for d in folder.sha256] == [hashlib.sha256(g).digest() for g in good]
+    assert all(np.array_equal(a, decode_image(g)[0]) for a, g in zip(folder.images, good))
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2):
+        path = tmp_path / f"m{method}.zip"
+        with zipfile.ZipFile(path, "w", method) as archive:
+            for name, data in files.items():
+                archive.writestr(name, data)
+        with zipfile.ZipFile(path) as archive:
+            entries = [(i.header_offset, i.compress_size, i.compress_type) for i in archive.infolist()]
+        for listed in (entries, None):  # read at known offsets, or through zipfile
+            zipped = decode_files(str(path), names, "", listed)
+            assert zipped.index.tolist() == [0, 2, 3] and np.array_equal(zipped.images, folder.images), method
+            assert np.array_equal(zipped.sha256, folder.sha256)
+    wrong = [(e[0] + 1, e[1], zipfile.ZIP_DEFLATED) for e in entries]  # offsets that miss the local headers
+    broken = decode_files(str(tmp_path / "m8.zip"), names, "", wrong)
+    assert len(broken.index) == 0 and all("bad local header" in reason for _, reason in broken.errors)

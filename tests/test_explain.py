@@ -163,3 +163,31 @@ def test_randomisation_check_handles_bias_free_convolutions():
     convolutions = [n for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert [row["randomised_down_to"] for row in result["cascading"]] == convolutions[::-1]
     assert "mean" in result["full"]
+
+
+def test_randomisation_check_randomises_a_copy_and_the_maps_follow():
+    """Re-initialised weights give other maps (low rank correlation), every layer in the cascade is redrawn, and
+    the trained model itself is left untouched."""
+    from cifake.explain.analysis import randomisation_check
+
+    torch.manual_seed(0)
+    model = build_model(Topology(filters=8, conv_layers=2, dense=(16,))).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = np.random.default_rng(2).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    maps, targets = GradCam(model)(images, "predicted")
+    assert (maps.reshape(len(maps), -1).max(1) > 0).all()  # every map has mass, so every correlation is defined
+    drawn = []
+
+    def method(candidate):
+        drawn.append({k: v.clone() for k, v in candidate.state_dict().items()})
+        return GradCam(candidate)
+
+    result = randomisation_check(model, images, maps, targets, method)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    layers = ["head.3", "head.1", "features.3", "features.0"]  # cascade: from the output down; then all at once
+    assert [row["randomised_down_to"] for row in result["cascading"]] == layers and len(drawn) == 5
+    changed = [{k.rsplit(".", 1)[0] for k in before if not torch.equal(state[k], before[k])} for state in drawn]
+    assert changed == [set(layers[: n + 1]) for n in range(4)] + [set(layers)]
+    assert result["full"]["mean"] < 0.3 and result["cascading"][-1]["mean"] < 0.3
+    itself = randomisation_check(model, images, maps, targets, lambda m: (lambda i, t: (maps, t)))
+    assert itself["full"]["mean"] == pytest.approx(1.0)  # the measure itself: identical maps correlate fully

@@ -6,19 +6,19 @@ import zipfile
 import numpy as np
 import pytest
 
-from cifake.data import CIFAR10_CLASSES, decode_image, load_dataset
+from cifake.data import CIFAR10_CLASSES, decode_image
 from cifake.data.audit import audit
 from cifake.experiment import evaluate_run, train_run
 from cifake.explain.run import explain_dataset
 from cifake.models import TOPOLOGIES
 from cifake.training import TrainConfig
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("real_data")]  # one worker decodes the zips
 
 
 @pytest.fixture(scope="module")
-def real(cifake_data, tmp_path_factory):
-    return load_dataset(cifake_data, cache_root=tmp_path_factory.mktemp("real-cache"), progress=False)
+def real(real_data):
+    return real_data
 
 
 def test_all_120000_images_load_with_labels_and_classes(real):

@@ -66,10 +66,13 @@ def test_load_errors_name_the_file(tmp_path):
 
 
 def test_model_scales_pixels_itself():
-    model = build_model("paper")
-    torch.nn.init.zeros_(model.features[0].bias)
-    x = torch.full((1, 3, 32, 32), 255.0)
-    assert torch.allclose(model.features[0](x / 255), model.features[0]((x - model.mean) / model.std))
+    """forward() takes raw 0..255 pixels and gives the logits of the layers applied to pixels / 255."""
+    torch.manual_seed(0)
+    model = build_model("paper").eval()
+    pixels = torch.randint(0, 256, (4, 3, 32, 32)).float()
+    expected = model.head(model.features(pixels / 255)).squeeze(1)
+    assert torch.allclose(model(pixels), expected, atol=1e-6)
+    assert not torch.allclose(model(pixels), model.head(model.features(pixels)).squeeze(1), atol=1e-3)
 
 
 # --- the residual family beyond the study ------------------------------------------------------------------

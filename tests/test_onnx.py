@@ -8,13 +8,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cifake import Detector
-from cifake.data import load_dataset
 from cifake.models import load_model
 from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.predict import bundled_model_dir
-from conftest import synthetic_image
-from test_cli import cifake
+from conftest import cli, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +63,21 @@ def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_pat
         Detector.load(run, backend="tpu")
 
 
-def test_export_command(run, tmp_path):
+def test_export_command_writes_a_graph_with_the_models_logits(run, tmp_path):
     out = tmp_path / "m.onnx"
-    proc = cifake("export", run, "--onnx", out)
-    assert out.is_file() and "Wrote" in proc.stdout
-    bad = cifake("export", tmp_path / "missing", "--onnx", out, check=False)
+    proc = cli("export", run, "--onnx", out)
+    assert "Wrote" in proc.stdout and str(out) in proc.stdout
+    images = np.stack([synthetic_image(n % 2, n) for n in range(50)])
+    model, _ = load_model(run)
+    assert np.abs(OnnxRunner(out, threads=1)(images) - predict_logits(model, images)).max() < 1e-4
+    bad = cli("export", tmp_path / "missing", "--onnx", out, check=False)
     assert bad.returncode == 2 and "missing" in bad.stderr
 
 
 @pytest.mark.integration
-def test_onnx_parity_on_1000_real_test_images(cifake_data, run):
-    test = load_dataset(cifake_data, progress=False)["test"].limit(500, seed=1)
+@pytest.mark.xdist_group("real_data")
+def test_onnx_parity_on_1000_real_test_images(real_data, run):
+    test = real_data["test"].limit(500, seed=1)
     model, _ = load_model(run)
     runner = OnnxRunner(export_onnx(run, run / "parity.onnx"))
     difference = np.abs(sigmoid(predict_logits(model, test.images)) - sigmoid(runner(test.images)))
@@ -95,3 +97,40 @@ def test_residual_model_exports_with_its_test_time_flips(tmp_path):
     loaded, _ = load_model(tmp_path)
     assert np.abs(runner(images) - predict_logits(loaded, images)).max() < 1e-4
     assert np.abs(runner(images) - runner(images[:, :, ::-1].copy())).max() < 1e-4  # flip-averaged in the graph
+
+
+def test_without_onnxruntime_auto_scores_with_torch_and_onnx_says_what_to_install(run, tmp_path, monkeypatch):
+    import sys
+
+    from cifake.predict import detector as detector_module
+
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now fails
+    assert Detector.load(run).backend == "torch"
+    with pytest.raises(ValueError, match=r"pip install 'cifake\[onnx\]'"):
+        Detector.load(run, backend="onnx")
+    monkeypatch.undo()
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.onnx"))
+
+    def failing_export(*args, **kwargs):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(detector_module, "export_onnx", failing_export)
+    assert Detector.load(copy).backend == "torch"  # auto: torch gives the same scores
+    with pytest.raises(ValueError, match="could not run the model on onnxruntime .exporter broke"):
+        Detector.load(copy, backend="onnx")
+
+
+def test_a_fresh_export_is_cached_by_weights_and_reused(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.onnx"))
+    first = Detector.load(copy, backend="onnx")
+    cached = tmp_path / "cache" / "onnx" / f"{weights_digest(copy)}.onnx"
+    assert first.onnx.path == cached and cached.is_file()
+    written = cached.stat().st_mtime_ns
+    again = Detector.load(copy, backend="onnx")
+    assert again.onnx.path == cached and cached.stat().st_mtime_ns == written  # not exported twice
+    assert again.model_id == first.model_id == f"copy-{first.model.topology.name}-{weights_digest(copy)[:12]}"

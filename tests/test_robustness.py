@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from cifake.data.degrade import CONDITIONS, degrade, random_degradations
-from conftest import synthetic_image
-from test_cli import cifake
+from conftest import cli, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -46,21 +45,21 @@ def test_random_degradations_follow_the_probability_and_the_seed(images):
 
 def test_robust_training_is_seeded(learnable_zip, tmp_path):
     runs = []
-    for name in ("a", "b"):
-        cifake("train", "--data", learnable_zip, "--out", tmp_path / name, "--epochs", "1", "--filters", "8",
-               "--dense", "none", "--degrade", "0.5", "-q")
+    for name, share in (("a", "0.5"), ("b", "0.5"), ("plain", "0")):
+        cli("train", "--data", learnable_zip, "--out", tmp_path / name, "--epochs", "1", "--filters", "8",
+               "--dense", "none", "--degrade", share, "-q")
         runs.append((tmp_path / name / "model.safetensors").read_bytes())
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] and runs[0] != runs[2]  # seeded, and the degradations change what is learnt
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["config"]["degrade"] == 0.5
-    bad = cifake("train", "--data", learnable_zip, "--out", tmp_path / "c", "--degrade", "2", check=False)
+    bad = cli("train", "--data", learnable_zip, "--out", tmp_path / "c", "--degrade", "2", check=False)
     assert bad.returncode == 2 and "invalid training settings" in bad.stderr
 
 
 def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path):
     run = tmp_path / "run"
-    cifake("train", "--data", learnable_zip, "--out", run, "--epochs", "2", "--filters", "8", "--dense", "none", "-q")
-    result = json.loads(cifake("robustness", run, "--data", learnable_zip, "--out", tmp_path / "r", "--json",
+    cli("train", "--data", learnable_zip, "--out", run, "--epochs", "2", "--filters", "8", "--dense", "none", "-q")
+    result = json.loads(cli("robustness", run, "--data", learnable_zip, "--out", tmp_path / "r", "--json",
                                "-q").stdout)
     assert [row["condition"] for row in result["rows"]] == list(CONDITIONS)
     evaluated = json.loads((run / "metrics.json").read_text())["test"]
@@ -70,8 +69,8 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
     for name in ("robustness.json", "robustness.csv", "robustness.md", "robustness.html", "robustness.png"):
         assert (tmp_path / "r" / name).is_file(), name
     assert (tmp_path / "r" / "robustness.csv").read_text().count("\n") == len(CONDITIONS) + 1
-    some = json.loads(cifake("robustness", run, "--data", learnable_zip, "--out", tmp_path / "s", "--condition",
+    some = json.loads(cli("robustness", run, "--data", learnable_zip, "--out", tmp_path / "s", "--condition",
                              "jpeg q30", "--limit", "20", "--json", "-q").stdout)
     assert [r["condition"] for r in some["rows"]] == ["jpeg q30"] and some["images"] == 40
-    bad = cifake("robustness", run, "--data", learnable_zip, "--condition", "sepia", check=False)
+    bad = cli("robustness", run, "--data", learnable_zip, "--condition", "sepia", check=False)
     assert bad.returncode == 2 and "unknown condition" in bad.stderr

@@ -15,6 +15,7 @@ from cifake.models import Topology
 from cifake.search import search_status
 from cifake.search.status import union_seconds
 from cifake.search.trial import result_path, run_trial
+from conftest import cli
 from cifake.search.tables import (csv_table, markdown_table, paper_best_accuracy, paper_value, stage1_rows,
                                   stage2_rows, within)
 
@@ -200,10 +201,12 @@ def test_tables_show_paper_ours_and_difference():
 
 def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, tmp_path, monkeypatch):
     from cifake.search import grid
-    from cifake.search.reproduce import reproduce
 
     monkeypatch.setitem(grid.PROFILES, "quick", (TINY, BUDGET))
-    result = reproduce(learnable_zip, tmp_path, "quick", use_ray=False, progress=False)
+    printed = cli("reproduce", "--data", learnable_zip, "--out", tmp_path, "--profile", "quick", "--no-ray",
+                  "-q").stdout
+    result = json.loads((tmp_path / "reproduce.json").read_text())
+    assert f"Best model {result['best']}: test accuracy {result['test']['accuracy']:.4f}" in printed
     assert result["test"]["n"] == 200 and result["within_1_point"][1] == 0  # tiny filters: no paper cell to compare
     page = (tmp_path / "report.html").read_text()
     markdown = (tmp_path / "report.md").read_text()
@@ -222,3 +225,34 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
     assert f"{100 * result['test']['accuracy']:.2f} %. The paper's best in its Tables 1-5 is 92.98 % (128 filters, 2" \
         in markdown
     assert np.isclose(result["test_without_leaked"]["accuracy"], result["test"]["accuracy"])  # no leaks in tiny data
+
+
+def test_search_options_stages_and_status_from_the_command_line(learnable_zip, tmp_path, monkeypatch):
+    """The profile's grid and budget can be overridden one option at a time; --stages 1 stops after the extractors
+    and a later --stages 2 run adds the heads (here through a Ray instance named by --ray-address)."""
+    pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    from cifake.search import grid
+
+    monkeypatch.setitem(grid.PROFILES, "tiny", (SearchSpace(filters=(4,), conv_layers=(1,), dense_units=(8,),
+                                                            dense_layers=(1,)), Budget(epochs=2, limit_per_label=50)))
+    out = tmp_path / "search"
+    overrides = ["--filters", "4,8", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1", "--epochs", "2",
+                 "--patience", "2", "--limit", "200"]
+    printed = cli("search", "--data", learnable_zip, "--out", out, "--profile", "tiny", *overrides, "--stages", "1",
+                  "--no-ray", "-q").stdout
+    assert "Best extractor" in printed
+    status = json.loads(cli("search-status", out, "--json").stdout)
+    states = {t["name"]: t["state"] for t in status["trials"]}
+    assert status["total"] == 3 and sorted(states.values()) == ["finished", "finished", "waiting"]
+    assert states["f4-c1-dnone"] == states["f8-c1-dnone"] == "finished"  # the head waits for a --stages 2 run
+    settings = json.loads((out / "search.json").read_text())["budget"]
+    assert settings["epochs"] == 2 and settings["patience"] == 2 and settings["limit_per_label"] == 200
+    cli("search", "--data", learnable_zip, "--out", out, "--profile", "tiny", *overrides, "--stages", "2",
+        "--ray-address", "local", "-q")
+    status = json.loads(cli("search-status", out, "--json").stdout)
+    assert status["total"] == 3 and [t["state"] for t in status["trials"]] == ["finished"] * 3
+    assert status["wall_seconds"] > 0
+    table = cli("search-status", out).stdout
+    assert "3 of 3 trials finished" in table
+    unknown = cli("search", "--data", learnable_zip, "--out", tmp_path / "x", "--profile", "huge", check=False)
+    assert unknown.returncode == 2 and "unknown profile 'huge'" in unknown.stderr

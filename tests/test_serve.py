@@ -1,6 +1,7 @@
 """The REST service: API tests in-process, then a real server on loopback: bad inputs, load, the page in Chromium."""
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -15,22 +16,36 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from bad_inputs import corpus
+import cifake
 from cifake import Detector
 from cifake.serve import Limits, create_app
 from conftest import jpeg_bytes, synthetic_image
 
 
 @pytest.fixture(scope="module")
-def client():
-    return TestClient(create_app(Detector.load(), Limits(max_file_bytes=2_000_000, max_files=4)))
+def bundled():
+    return Detector.load()
+
+
+@pytest.fixture
+def client(bundled):
+    """A fresh app per test (cheap; the detector is shared), so every test exercises create_app's own code."""
+    return TestClient(create_app(bundled, Limits(max_file_bytes=2_000_000, max_files=4)))
 
 
 def test_health_model_card_and_docs(client):
     assert client.get("/healthz").json()["status"] == "ok"
     card = client.get("/v1/model").json()
     assert card["config"]["positive_class"] == "REAL" and "Intended use" in card["model_card"]
-    assert card["metrics"]["test"]["accuracy"] > 0.9
-    assert client.get("/openapi.json").json()["paths"].keys() >= {"/v1/predict", "/v1/explain", "/v1/model"}
+    from cifake.predict import bundled_model_dir  # the figures the bundled model ships (recomputed in test_predict)
+
+    assert card["metrics"] == json.loads((bundled_model_dir() / "metrics.json").read_text())
+    assert card["limits"] == {"max_file_bytes": 2_000_000, "max_request_bytes": 64 * 1024 * 1024,
+                              "max_pixels": 40_000_000, "max_files": 4}
+    openapi = client.get("/openapi.json").json()
+    assert openapi["paths"].keys() >= {"/v1/predict", "/v1/explain", "/v1/model"}
+    assert openapi["info"]["title"] == "cifake" and openapi["info"]["version"] == cifake.__version__
+    assert openapi["info"]["description"].startswith("Is an image real or AI-generated?")
     assert client.get("/docs").status_code == 200
 
 
@@ -98,6 +113,46 @@ def test_request_limits_give_4xx_not_500(client):
     assert client.get("/static/../../etc/passwd").status_code == 404
 
 
+def test_limits_hold_exactly_at_their_edges(client, bundled):
+    good = jpeg_bytes(synthetic_image(1, 0))
+    four = client.post("/v1/predict", files=[("files", (f"{i}.jpg", good)) for i in range(4)])
+    assert four.status_code == 200 and len(four.json()["results"]) == 4  # max_files itself is allowed
+    at_limit = client.post("/v1/predict", files=[("files", ("edge.jpg", b"\xff" * 2_000_000))])
+    assert at_limit.status_code == 422 and at_limit.json()["results"][0]["error"].startswith("not an image")
+    assert at_limit.json()["error"] == "no image could be read"
+    for threshold, code in (("0", 200), ("1", 200), ("-0.01", 422), ("1.01", 422)):
+        response = client.post(f"/v1/predict?threshold={threshold}", files=[("files", ("a.jpg", good))])
+        assert response.status_code == code, threshold
+    body = client.post("/v1/predict?threshold=1", files=[("files", ("a.jpg", good))]).json()
+    assert body["decision"] == {"fake_at": 1.0, "real_at": 1.0}
+    small = TestClient(create_app(bundled, Limits(max_request_bytes=1_000)))
+    too_long = small.post("/v1/predict", files=[("files", ("a.jpg", b"\xff" * 2_000))])
+    assert too_long.status_code == 413 and "over the limit of 1,000 bytes" in too_long.json()["error"]
+    assert small.post("/v1/predict", files=[("files", ("a.jpg", good))]).status_code == 200
+    unnamed = client.post("/v1/predict", files=[("files", ("", good, "image/jpeg"))])  # a part without a file name
+    assert unnamed.status_code == 422 and unnamed.json()["error"] == "invalid request"
+
+
+def test_page_and_static_assets(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "<html" in page.text.lower()
+    for name, kind in (("app.js", "text/javascript"), ("style.css", "text/css")):
+        asset = client.get(f"/static/{name}")
+        assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind) and len(asset.text) > 100
+    missing = client.get("/static/nothing.js")
+    assert missing.status_code == 404 and "nothing.js" in missing.json()["error"]
+
+
+def test_the_service_pixel_limit_reaches_the_detector():
+    small = TestClient(create_app(Detector.load(), Limits(max_pixels=1_000)))
+    big = io.BytesIO()
+    Image.fromarray(synthetic_image(1, 2, size=40)).save(big, "PNG")  # 1,600 pixels
+    response = small.post("/v1/predict", files=[("files", ("big.png", big.getvalue()))])
+    assert response.status_code == 422 and "over the limit of 1,000 pixels" in response.json()["results"][0]["error"]
+    fits = small.post("/v1/predict", files=[("files", ("ok.jpg", jpeg_bytes(synthetic_image(1, 2))))])
+    assert fits.status_code == 200 and fits.json()["results"][0]["error"] is None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -107,47 +162,98 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server():
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--max-files", "16"],
+    proc = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--max-files", "16", "--max-pixels", "1000000", "--max-file-mb", "0.5",
+                             "--backend", "onnx"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")
-    yield url
+    yield _wait_until_up(proc, f"http://127.0.0.1:{port}")
     proc.terminate()
     proc.wait(timeout=20)
 
 
-def test_live_server_bad_inputs_and_concurrent_load(server):
+def _wait_until_up(proc: subprocess.Popen, url: str) -> str:
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"server did not start: {proc.stdout.read().decode()}")
+
+
+@pytest.mark.e2e
+def test_live_server_options_bad_inputs_and_concurrent_load(server):
+    limits = httpx.get(f"{server}/v1/model").json()["limits"]
+    assert limits["max_pixels"] == 1_000_000 and limits["max_file_bytes"] == 512 * 1024 and limits["max_files"] == 16
+    assert httpx.get(f"{server}/healthz").json()["backend"] == "onnx"
     for name, (data, problem) in corpus().items():
         response = httpx.post(f"{server}/v1/predict", files=[("files", (name, data))], timeout=60)
         assert response.status_code == (200 if problem is None else 422), name
-    images = [jpeg_bytes(synthetic_image(i % 2, i)) for i in range(8)]
+    large = io.BytesIO()
+    Image.new("RGB", (1100, 1000)).save(large, "PNG")  # 1.1 megapixels, a few KB
+    refused = httpx.post(f"{server}/v1/predict", files=[("files", ("large.png", large.getvalue()))], timeout=60)
+    assert refused.status_code == 422 and "over the limit of 1,000,000 pixels" in refused.text
+    heavy = httpx.post(f"{server}/v1/predict", files=[("files", ("heavy.jpg", b"\xff" * 600_000))], timeout=60)
+    assert heavy.status_code == 413 and "heavy.jpg" in heavy.json()["error"]
 
-    def client(k: int) -> list[int]:
+    images = [jpeg_bytes(synthetic_image(i % 2, i)) for i in range(8)]
+    expected = [p.prob_fake for p in Detector.load().predict(images)]
+    assert len(set(expected)) == 8  # distinct scores: a result given to the wrong request would show
+
+    def client(k: int) -> list[tuple[int, str, float]]:
         with httpx.Client(base_url=server, timeout=60) as http:
-            return [http.post("/v1/predict", files=[("files", (f"{k}-{j}.jpg", images[k]))]).status_code
-                    for j in range(50)]
+            answers = []
+            for j in range(50):
+                response = http.post("/v1/predict", files=[("files", (f"{k}-{j}.jpg", images[k]))])
+                result = response.json()["results"][0]
+                answers.append((response.status_code, result["source"], result["prob_fake"]))
+            return answers
 
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
-        codes = [code for result in pool.map(client, range(8)) for code in result]
+        answers = list(pool.map(client, range(8)))
     seconds = time.perf_counter() - started
-    assert codes == [200] * 400
+    for k, per_client in enumerate(answers):
+        assert [code for code, _, _ in per_client] == [200] * 50
+        assert [source for _, source, _ in per_client] == [f"{k}-{j}.jpg" for j in range(50)]
+        assert all(abs(p - expected[k]) < 1e-6 for _, _, p in per_client), k
     print(f"\n8 clients x 50 requests: {400 / seconds:.0f} requests/s")
     assert httpx.get(f"{server}/healthz").status_code == 200  # still up
+
+
+@pytest.mark.e2e
+def test_serve_with_a_run_folder_model_and_a_bad_one(tmp_path):
+    from cifake.models import build_model, save_model
+
+    import torch
+
+    torch.manual_seed(0)
+    run = save_model(build_model("paper"), tmp_path / "my-run")
+    bad = subprocess.run([sys.executable, "-m", "cifake", "serve", "--model", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing" in bad.stderr
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--model", str(run),
+                             "--backend", "torch"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = _wait_until_up(proc, f"http://127.0.0.1:{port}")
+        health = httpx.get(f"{url}/healthz").json()
+        assert health["backend"] == "torch" and health["model_id"].startswith("my-run-")
+        image = jpeg_bytes(synthetic_image(0, 1))
+        body = httpx.post(f"{url}/v1/predict", files=[("files", ("a.jpg", image))], timeout=60).json()
+        assert body["results"][0]["prob_fake"] == pytest.approx(
+            Detector.load(run, backend="torch").predict([image])[0].prob_fake, abs=1e-6)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.e2e
 def test_web_page_in_headless_chromium(server, tmp_path):
     if CHROMIUM is None:
         if os.environ.get("CI"):

@@ -67,3 +67,26 @@ def test_unreadable_sources_raise_clear_errors(tmp_path):
     text.write_text("hello")
     with pytest.raises(SourceError, match="not a zip file"):
         find_members(text)
+
+
+def test_zips_in_a_folder_are_read_in_order_and_a_broken_one_is_named(tmp_path):
+    files = tree_files({"train": 2})
+    write_zip(tmp_path / "b.ZIP", {k: v for k, v in files.items() if "REAL" in k})  # suffix in any case
+    write_zip(tmp_path / "a.zip", {**{k: v for k, v in files.items() if "FAKE" in k}, "train/FAKE/._0.jpg": b"x",
+                                   "__MACOSX/train/FAKE/0.jpg": b"x"})
+    members = find_members(tmp_path)
+    assert [m.container.rsplit("/", 1)[-1] for m in members] == ["a.zip"] * 2 + ["b.ZIP"] * 2
+    assert [m.name for m in members] == sorted(m.name for m in members if "FAKE" in m.name) + sorted(
+        m.name for m in members if "REAL" in m.name)
+    assert all(m.zip_entry and m.zip_entry[1] > 0 for m in members)
+    (tmp_path / "c.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(SourceError, match="c.zip: unreadable zip"):
+        find_members(tmp_path)
+
+
+def test_a_folder_tree_is_listed_with_relative_names_and_no_container(tmp_path):
+    root = write_tree(tmp_path / "t", tree_files({"test": 1}))
+    (root / "test" / "REAL" / ".DS_Store").write_bytes(b"x")
+    members = find_members(root)
+    assert [(m.name, m.split, m.label, m.container) for m in members] == [
+        ("test/FAKE/0.jpg", "test", 0, ""), ("test/REAL/0.jpg", "test", 1, "")]

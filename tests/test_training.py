@@ -144,3 +144,144 @@ def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="ema"):
         run(tmp_path, resume=True, config=TrainConfig(**{**recipe.__dict__, "ema": 0.5}))
+
+
+# --- the wiring a planted bug would break: shuffling, degradations, the weights kept with EMA --------------
+
+def test_every_epoch_has_a_shuffle_of_its_own():
+    from cifake.training.trainer import epoch_order
+
+    first = epoch_order(500, seed=1, epoch=1)
+    assert sorted(first.tolist()) == list(range(500))
+    assert not torch.equal(first, epoch_order(500, seed=1, epoch=2))
+    assert not torch.equal(first, epoch_order(500, seed=2, epoch=1))
+    assert torch.equal(first, epoch_order(500, seed=1, epoch=1))  # what a resumed run relies on
+
+
+def _uint8_batch(n=16):
+    from conftest import synthetic_image
+
+    return torch.from_numpy(np.stack([synthetic_image(i % 2, i) for i in range(n)]))
+
+
+def test_training_input_without_options_is_the_pixels_as_floats():
+    from cifake.training.trainer import training_input
+
+    batch = _uint8_batch()
+    x = training_input(batch, TrainConfig(), epoch=1, batch_number=0)
+    assert x.dtype == torch.float32 and x.shape == (16, 3, 32, 32)
+    assert torch.equal(x, batch.permute(0, 3, 1, 2).float())
+
+
+def test_degradations_change_the_images_and_are_drawn_afresh_every_epoch():
+    from cifake.training.trainer import training_input
+
+    batch, config = _uint8_batch(), TrainConfig(degrade=1.0)
+    plain = batch.permute(0, 3, 1, 2).float()
+    degraded = training_input(batch, config, epoch=1, batch_number=0)
+    assert (degraded != plain).flatten(1).any(1).all()  # probability 1: every image is degraded
+    assert torch.equal(degraded, training_input(batch, config, epoch=1, batch_number=0))  # seeded: resumable
+    assert not torch.equal(degraded, training_input(batch, config, epoch=2, batch_number=0))
+    assert not torch.equal(degraded, training_input(batch, config, epoch=1, batch_number=1))
+    half = training_input(batch, TrainConfig(degrade=0.5), epoch=1, batch_number=0)
+    assert 0 < (half != plain).flatten(1).any(1).sum() < 16
+
+
+def test_flips_mirror_a_seeded_half_that_changes_every_epoch():
+    from cifake.training.trainer import training_input
+
+    batch, config = _uint8_batch(64), TrainConfig(flip=True)
+    plain = batch.permute(0, 3, 1, 2).float()
+    x = training_input(batch, config, epoch=1, batch_number=0)
+    mirrored = (x == plain.flip(3)).flatten(1).all(1) & (x != plain).flatten(1).any(1)
+    kept = (x == plain).flatten(1).all(1)
+    assert (mirrored | kept).all() and 16 < mirrored.sum() < 48
+    assert not torch.equal(x, training_input(batch, config, epoch=2, batch_number=0))
+
+
+def test_with_ema_the_kept_weights_are_the_averaged_ones_that_were_validated(splits):
+    """The model returned (and saved) is the one whose validation loss picked the best epoch: with EMA, the average."""
+    train, val, _ = splits
+    seed_everything(1)
+    model = build_model("paper")
+    result = fit(model, train, val, TrainConfig(epochs=2, batch_size=32, patience=5, ema=0.9), progress=False)
+    logits = torch.from_numpy(predict_logits(model, val.images))
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(val.labels.astype(np.float32)))
+    assert loss.item() == pytest.approx(result.best_val_loss, rel=1e-6)
+
+
+def test_history_rows_record_losses_and_times_that_add_up(splits):
+    import time
+
+    started = time.time()
+    _, result = _fit(splits, epochs=2)
+    train, val, _ = splits
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    for row in result.history:
+        assert set(row) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds",
+                            "images_per_second", "wall_seconds", "ended_at"}
+        assert 0 < row["seconds"] <= row["wall_seconds"] and started <= row["ended_at"] <= time.time()
+        assert row["images_per_second"] == pytest.approx(len(train) / row["seconds"], rel=0.01)
+        assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["val_accuracy"] <= 1 and row["train_loss"] > 0
+    assert result.history[0]["ended_at"] <= result.history[1]["ended_at"]
+    assert result.best_val_loss == min(row["val_loss"] for row in result.history) and not result.stopped_early
+
+
+def test_weight_average_starts_with_a_short_memory_and_copies_counters():
+    from cifake.training.trainer import _Ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    torch.nn.init.constant_(model[0].weight, 0.0)
+    average = _Ema(model, decay=0.9)
+    assert not any(p.requires_grad for p in average.model.parameters()) and not average.model.training
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    model[1].num_batches_tracked.fill_(7)
+    average.update(model)  # decay min(0.9, 2/11): the first updates follow the model closely
+    assert average.model[0].weight.item() == pytest.approx(1 - 2 / 11)
+    assert average.model[1].num_batches_tracked.item() == 7
+    for _ in range(100):
+        average.update(model)
+    assert average.updates == 101 and average.model[0].weight.item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(("field", "bad", "edge"), [
+    ("epochs", 0, 1), ("batch_size", 0, 1), ("patience", 0, 1), ("learning_rate", 0.0, 1e-9),
+    ("degrade", 1.01, 1.0), ("degrade", -0.01, 0.0), ("optimizer", "rmsprop", "sgd"),
+    ("schedule", "cosine", "onecycle"),
+    ("weight_decay", -1e-6, 0.0), ("warmup_epochs", -0.5, 0.0), ("label_smoothing", 1.0, 0.0),
+    ("label_smoothing", -0.1, 0.99), ("ema", 1.0, 0.0), ("ema", -0.1, 0.999)])
+def test_each_training_setting_is_checked_at_its_edge(field, bad, edge):
+    TrainConfig(**{field: edge}).checks()  # the edge itself is allowed
+    with pytest.raises(ValueError, match=f"{field}={bad!r}"):
+        TrainConfig(**{field: bad}).checks()
+
+
+def test_optimizers_are_built_as_configured():
+    from cifake.models import Topology
+    from cifake.training.trainer import _make_optimizer
+
+    model = build_model(Topology(4, 1, ()))
+    sgd = _make_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.1, weight_decay=0.01))
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["lr"] == 0.1 and sgd.defaults["weight_decay"] == 0.01
+    adamw = _make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05))
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["fused"] is True
+    assert adamw.defaults["lr"] == 0.003 and adamw.defaults["weight_decay"] == 0.05
+    adam = _make_optimizer(model, TrainConfig(fused_adam=False))
+    assert type(adam) is torch.optim.Adam and not adam.defaults["fused"] and adam.defaults["lr"] == 1e-3
+
+
+def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):
+    from cifake.training.trainer import _load_checkpoint, _make_optimizer
+
+    _fit(splits, epochs=1, run_dir=tmp_path)
+    config = TrainConfig(epochs=2, batch_size=32, patience=5)
+    model = build_model("paper").to(memory_format=torch.channels_last)
+    optimizer = _make_optimizer(model, config)
+    result, best, since_best = _load_checkpoint(tmp_path, model, optimizer, config)
+    assert len(result.history) == 1 and result.resumed_from_epoch == 1 and since_best == 0 and best
+    conv = model.features[0].weight
+    assert not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last)
+    for param, state in optimizer.state.items():
+        assert state["exp_avg"].stride() == param.stride() == state["exp_avg_sq"].stride()

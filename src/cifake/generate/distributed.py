@@ -32,7 +32,9 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
     try:
         count = shards or int(ray.cluster_resources().get("GPU", 0))
         if count < 1:
-            raise RuntimeError("the Ray cluster has no GPUs; pass shards (and gpus_per_shard=0 to run on CPUs)")
+            raise ValueError("the Ray cluster has no GPUs, and generation runs one shard per GPU there; on CPUs, "
+                             "split the work with --shard i/n (or call generate_on_ray with shards and "
+                             "gpus_per_shard=0)")
         task = ray.remote(num_gpus=gpus_per_shard, max_retries=2)(_generate_shard)
         device = "cuda" if gpus_per_shard > 0 and config.device == "cpu" else config.device
         return ray.get([task.remote(replace(config, shard=(i, count), device=device)) for i in range(count)])

@@ -6,6 +6,7 @@ Pure planning (no diffusers, no torch): which files, prompts and seeds; which sh
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +40,9 @@ class GenerateConfig:
         counts = [self.per_class] * len(self.classes) if isinstance(self.per_class, int) else list(self.per_class)
         if len(counts) != len(self.classes) or any(c < 0 for c in counts):
             raise ValueError(f"need one non-negative count per class; got {counts} for {len(self.classes)} classes")
+        files = [job_file_name(name, 0) for name in self.classes]
+        if len(set(files)) != len(files):
+            raise ValueError(f"classes {self.classes} name the same files twice (a class is listed twice)")
         return counts
 
     def to_dict(self) -> dict:
@@ -47,10 +51,10 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class Job:
-    class_index: int
+    class_index: int  # the CIFAR-10 index of the class, or -1 for a class outside CIFAR-10
     class_name: str
     index: int
-    file_name: str  # CIFAKE naming: "N.jpg" for the first class, "N (k).jpg" for class k-1
+    file_name: str  # CIFAKE naming: "N.jpg" for airplane, "N (k).jpg" for CIFAR-10 class k-1
     prompt: str
     seed: int
 
@@ -72,12 +76,31 @@ def plan_jobs(config: GenerateConfig) -> list[Job]:
     if not 0 <= shard < shards:
         raise ValueError(f"shard {shard}/{shards}: the index must lie in 0..{shards - 1}")
     jobs = [
-        Job(k, name, i, cifake_file_name(i, k), prompt_for(config.prompt_template, name),
+        Job(cifar_index(name), name, i, job_file_name(name, i), prompt_for(config.prompt_template, name),
             image_seed(config.seed, name, i))
-        for k, (name, count) in enumerate(zip(config.classes, config.counts()))
+        for name, count in zip(config.classes, config.counts())
         for i in range(count)
     ]
     return jobs[shard::shards]
+
+
+def cifar_index(class_name: str) -> int:
+    """The CIFAR-10 index of a class name (case-insensitive), or -1 when CIFAR-10 has no such class."""
+    lowered = class_name.strip().lower()
+    return CIFAR10_CLASSES.index(lowered) if lowered in CIFAR10_CLASSES else -1
+
+
+def job_file_name(class_name: str, index: int) -> str:
+    """The file of image `index` of a class. A CIFAR-10 class gets CIFAKE's name, so the data layer reads its
+    class back whatever subset is generated ("3 (4).jpg" is a cat whether or not airplane was asked for);
+    another class gets "<class>-N.jpg", which the data layer reads as class -1 instead of inventing one."""
+    k = cifar_index(class_name)
+    if k >= 0:
+        return cifake_file_name(index, k)
+    slug = re.sub(r"[^a-z0-9]+", "-", class_name.strip().lower()).strip("-")
+    if not slug:
+        raise ValueError(f"class name {class_name!r} has no letters or digits to name its files by")
+    return f"{slug}-{index}.jpg"
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -102,5 +125,4 @@ def counts_like(source) -> tuple[list[str], list[int]]:
     known = sorted(k for k in counts if k >= 0)
     if not known:
         raise ValueError(f"{source}: no REAL images with a CIFAR-10 class in their names (N.jpg or N (k).jpg)")
-    classes = list(CIFAR10_CLASSES[: max(known) + 1])  # keep class k at index k, so file names keep their (k)
-    return classes, [counts.get(k, 0) for k in range(len(classes))]
+    return [CIFAR10_CLASSES[k] for k in known], [counts[k] for k in known]

@@ -56,6 +56,9 @@ def bundled_model_dir() -> Path:
 
 
 class Detector:
+    """A trained model with its calibration, scoring any image input: `Detector.load()` for the bundled model or a
+    run folder, then `predict` (verdicts), `iter_predict` (bounded memory), `explain` and `overlay_png` (Grad-CAM)."""
+
     def __init__(self, model, config: dict, model_id: str, max_pixels: int = MAX_PIXELS, batch_size: int = 64,
                  onnx: OnnxRunner | None = None):
         self.model = model.eval()  # Grad-CAM always runs on the torch model

@@ -16,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from cifake import __version__
 from cifake.data.decode import BadImage
 from cifake.predict.detector import Detector, bundled_model_dir
 
@@ -38,7 +39,7 @@ def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | 
             with lock:
                 return function(*args)
         return call
-    app = FastAPI(title="cifake", version="0.1.0",
+    app = FastAPI(title="cifake", version=__version__,
                   description="Is an image real or AI-generated? The CIFAKE study's detector, with Grad-CAM.")
     card_dir = model_dir or bundled_model_dir()
     static = resources.files("cifake.serve") / "static"

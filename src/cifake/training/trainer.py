@@ -175,24 +175,35 @@ class _Ema:
             ours[key].copy_(theirs[key])
 
 
+def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the training images in an epoch: a new shuffle every epoch, depending on (seed, epoch) only,
+    so a resumed run sees the same batches as an unbroken one."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_number: int) -> torch.Tensor:
+    """A uint8 NHWC batch as the model's float input, degraded and mirrored as the config asks. Both are seeded
+    by (seed, epoch, batch), so every epoch draws afresh and a resumed run sees the same images as an unbroken one."""
+    if config.degrade > 0:
+        rng = np.random.default_rng([config.seed, epoch, batch_number])
+        batch = torch.from_numpy(random_degradations(batch.numpy(), config.degrade, rng))
+    x = to_model_input(batch, config.channels_last)
+    if config.flip:  # mirror a seeded random half of the batch
+        mirrored = torch.rand(len(x), generator=torch.Generator().manual_seed(
+            config.seed * 1_000_003 + epoch * 100_003 + batch_number)) < 0.5
+        x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
+    return x
+
+
 def _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch, bar, task) -> tuple[float, float]:
     model.train()
     steps_per_epoch = math.ceil(len(images) / config.batch_size)
-    # The order depends on (seed, epoch) only, so a resumed run sees the same batches as an unbroken one.
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
+    order = epoch_order(len(images), config.seed, epoch)
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
     for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
         index = order[start : start + config.batch_size]
-        batch = images[index]
-        if config.degrade > 0:  # seeded by (seed, epoch, batch), so a resumed run degrades the same images alike
-            rng = np.random.default_rng([config.seed, epoch, batch_number])
-            batch = torch.from_numpy(random_degradations(batch.numpy(), config.degrade, rng))
-        x = to_model_input(batch, config.channels_last)
-        if config.flip:  # mirror a seeded random half of the batch
-            mirrored = torch.rand(len(x), generator=torch.Generator().manual_seed(
-                config.seed * 1_000_003 + epoch * 100_003 + batch_number)) < 0.5
-            x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
+        x = training_input(images[index], config, epoch, batch_number)
         y = targets[index]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x)

@@ -1,0 +1,176 @@
+"""Plant known bugs one at a time in a copy of the code and check that the tests meant for each one fail.
+
+    python benchmarks/planted_bugs.py            # every bug; a table of which tests caught which bug
+    python benchmarks/planted_bugs.py --only 3 7 --json
+
+Each bug is a textual change to one source file that must match exactly once: code that has moved makes this
+script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
+unchanged copy and must pass, so "caught" means "these tests fail because of this bug". These are the bugs a
+mutation check once found the suite blind to; `make mutate` (mutmut) is the broader, automatic version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    file: str  # under src/cifake
+    old: str
+    new: str
+    tests: tuple[str, ...]  # pytest node ids that must fail with the bug planted
+    also: tuple[str, str] | None = None  # a second (old, new) change in the same file, when the bug needs one
+
+
+BUGS = [
+    Bug("best weights kept from the raw model instead of the EMA model", "training/trainer.py",
+        "                best_state = copy.deepcopy(scored.state_dict())",
+        "                best_state = copy.deepcopy(model.state_dict())",
+        ("tests/test_training.py::test_with_ema_the_kept_weights_are_the_averaged_ones_that_were_validated",)),
+    Bug("max_real_flagged and max_fake_passed swapped in calibrate_run", "calibration/run.py",
+        "choose_decision(val_prob_fake, val.labels, max_real_flagged, max_fake_passed)",
+        "choose_decision(val_prob_fake, val.labels, max_fake_passed, max_real_flagged)",
+        ("tests/test_calibration.py::test_each_target_bounds_its_own_error_rate",
+         "tests/test_calibration.py::test_calibrate_command_takes_both_targets")),
+    Bug("cifake predict --threshold ignored", "cli.py",
+        "results = detector.iter_predict(expand_paths(paths), threshold)",
+        "results = detector.iter_predict(expand_paths(paths), None)",
+        ("tests/test_predict.py::test_predict_cli_threshold_and_backend",)),
+    Bug("the Detector's batch never reset after a chunk", "predict/detector.py",
+        "                yield from self._score(batch, decision)\n                batch = []",
+        "                yield from self._score(batch, decision)",
+        ("tests/test_predict.py::test_more_inputs_than_one_chunk_each_get_their_own_score",)),
+    Bug("cifake's default pixel limit raised to 10^12", "data/decode.py",
+        "MAX_PIXELS = Image.MAX_IMAGE_PIXELS", "MAX_PIXELS = 10**12",
+        ("tests/test_decode.py::test_default_pixel_limit_is_ours_not_only_pillows",)),
+    Bug("the service's pixel limit not passed to the detector", "serve/app.py",
+        "    detector.max_pixels = limits.max_pixels\n", "",
+        ("tests/test_serve.py::test_the_service_pixel_limit_reaches_the_detector",)),
+    Bug("--exclude-leaked excludes nothing", "experiment.py",
+        "        mask = leaked_mask(data, split)", "        mask = np.zeros(len(images), bool)",
+        ("tests/test_cli.py::test_evaluate_split_out_and_exclude_leaked",)),
+    Bug("a rewritten zip does not invalidate the decode cache", "data/sources.py",
+        "stats = [(str(z), *_stat(z)) for z in zips]", "stats = [(str(z),) for z in zips]",
+        ("tests/test_dataset.py::test_a_rewritten_zip_is_decoded_again",)),
+    Bug("the cache key uses the size only, not the modification time", "data/sources.py",
+        "return st.st_size, st.st_mtime_ns", "return st.st_size, 0",
+        ("tests/test_dataset.py::test_a_touched_source_is_decoded_again_even_at_the_same_size",)),
+    Bug("the same shuffle order every epoch", "training/trainer.py",
+        "manual_seed(seed * 1_000_003 + epoch)", "manual_seed(seed * 1_000_003)",
+        ("tests/test_training.py::test_every_epoch_has_a_shuffle_of_its_own",)),
+    Bug("degradations ignore the epoch", "training/trainer.py",
+        "np.random.default_rng([config.seed, epoch, batch_number])",
+        "np.random.default_rng([config.seed, batch_number])",
+        ("tests/test_training.py::test_degradations_change_the_images_and_are_drawn_afresh_every_epoch",)),
+    Bug("--degrade does nothing at all", "training/trainer.py",
+        "    if config.degrade > 0:\n", "    if False:\n",
+        ("tests/test_training.py::test_degradations_change_the_images_and_are_drawn_afresh_every_epoch",
+         "tests/test_robustness.py::test_robust_training_is_seeded")),
+    Bug("--degrade not passed on by the command line", "cli.py",
+        "channels_last=channels_last, degrade=degrade,", "channels_last=channels_last,",
+        ("tests/test_robustness.py::test_robust_training_is_seeded",
+         "tests/test_cli.py::test_train_the_residual_family_with_every_recipe_option")),
+    Bug("the Grad-CAM randomisation check does not randomise", "explain/analysis.py",
+        "    nn.init.xavier_uniform_(module.weight)\n    if module.bias is not None:",
+        "    if False:",
+        ("tests/test_explain.py::test_randomisation_check_randomises_a_copy_and_the_maps_follow",)),
+    Bug("the model does not scale pixels to 0-1", "models/cnn.py",
+        "        x = (pixels - self.mean) / self.std\n", "        x = pixels\n",
+        ("tests/test_models.py::test_model_scales_pixels_itself",)),
+    Bug("generated images named by their place in --classes, not their CIFAR-10 class", "generate/plan.py",
+        "        Job(cifar_index(name), name, i, job_file_name(name, i),",
+        "        Job(k, name, i, cifake_file_name(i, k),",
+        ("tests/test_generate.py::test_plan_names_seeds_and_shards",
+         "tests/test_generate.py::test_classes_outside_cifar10_are_named_so_they_read_back_as_unknown"),
+        also=("        for name, count in zip(config.classes, config.counts())",
+              "        for k, (name, count) in enumerate(zip(config.classes, config.counts()))")),
+]
+
+
+@dataclass
+class Outcome:
+    number: int
+    bug: str
+    caught: bool
+    failed_tests: list[str]
+    seconds: float
+
+
+def copy_of_repo(where: Path) -> Path:
+    copy = where / "repo"
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+    for part in ("src", "tests"):
+        shutil.copytree(REPO / part, copy / part, ignore=ignore)
+    shutil.copy(REPO / "pyproject.toml", copy / "pyproject.toml")
+    return copy
+
+
+def plant(copy: Path, bug: Bug) -> None:
+    changes = [(bug.old, bug.new), *([bug.also] if bug.also else [])]
+    path = copy / "src" / "cifake" / bug.file
+    text = path.read_text()
+    for old, new in changes:
+        if text.count(old) != 1:
+            raise SystemExit(f"{bug.name}: {bug.file} holds the text to change {text.count(old)} times, not once")
+        text = text.replace(old, new)
+    path.write_text(text)
+
+
+def run_tests(copy: Path, tests: tuple[str, ...]) -> list[str]:
+    """The node ids among `tests` that fail (or error) in this copy."""
+    env = {**os.environ, "PYTHONPATH": str(copy / "src"), "CIFAKE_DATA": os.environ.get(
+        "CIFAKE_DATA", str(REPO.parent / "shared" / "data" / "cifake"))}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", *tests],
+                          cwd=copy, env=env, capture_output=True, text=True, timeout=1200)
+    failed = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    if proc.returncode not in (0, 1):
+        failed = failed or [f"pytest exit {proc.returncode}: {proc.stdout[-500:]}"]
+    return failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", type=int, nargs="*", help="bug numbers (from 1) to plant")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args()
+    chosen = [(n, bug) for n, bug in enumerate(BUGS, 1) if not args.only or n in args.only]
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = copy_of_repo(Path(tmp) / "clean")
+        every_test = tuple(dict.fromkeys(t for _, bug in chosen for t in bug.tests))
+        if failing := run_tests(clean, every_test):
+            raise SystemExit(f"these tests fail without any planted bug: {failing}")
+        outcomes = []
+        for number, bug in chosen:
+            started = time.perf_counter()
+            copy = copy_of_repo(Path(tmp) / f"bug{number}")
+            plant(copy, bug)
+            failed = run_tests(copy, bug.tests)
+            outcomes.append(Outcome(number, bug.name, bool(failed), failed, round(time.perf_counter() - started, 1)))
+            print(f"{number:2d} {'caught' if failed else 'MISSED'}: {bug.name}", file=sys.stderr, flush=True)
+            shutil.rmtree(copy)
+    if args.json:
+        print(json.dumps([asdict(o) for o in outcomes], indent=1))
+    else:
+        for o in outcomes:
+            tests = ", ".join(t.split("::")[-1] for t in o.failed_tests) or "-"
+            print(f"{o.number:2d}. {'caught' if o.caught else 'MISSED'} ({o.seconds:.0f} s): {o.bug}\n    by {tests}")
+        print(f"{sum(o.caught for o in outcomes)} of {len(outcomes)} planted bugs caught")
+    if not all(o.caught for o in outcomes):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
