@@ -227,3 +227,23 @@ def test_decision_outcomes_known_answer():
     only_real = decision_outcomes(np.array([0.5]), np.array([1]), decision)
     assert only_real["fake_passed_real"] is None and only_real["accuracy_when_decided"] is None
     assert decision_outcomes(np.array([0.1]), np.array([0]), decision)["real_flagged_fake"] is None
+
+
+def test_the_loosest_fake_threshold_lets_through_just_what_the_target_allows():
+    scores, labels = np.array([0.1, 0.2, 0.6, 0.9]), np.array([1, 1, 0, 0])
+    decision = choose_decision(scores, labels, max_real_flagged=0.4, max_fake_passed=0.5)
+    assert decision.real_at == decision.fake_at == pytest.approx((0.9 + np.nextafter(np.float32(0.2), 2)) / 2)
+
+
+def test_calibrate_run_defaults_and_the_files_it_writes(learnable_zip, tmp_path):
+    from cifake.calibration.run import calibrate_run
+    from cifake.models import build_model, save_model
+
+    run = save_model(build_model("paper"), tmp_path / "run", training={
+        "config": {"seed": 1}, "data": {"val_fraction": 0.5, "limit_per_label": None}})
+    report = calibrate_run(run, learnable_zip, progress=False)
+    assert report["targets"] == {"max_real_flagged": 0.01, "max_fake_passed": 0.02}
+    assert json.loads((run / "calibration.json").read_text()) == report
+    stored = json.loads((run / "config.json").read_text())["calibration"]
+    assert stored["fitted_on"] == "validation split (300 images)"
+    assert stored["ece_validation"] == report["validation"]["ece_after"] and stored["targets"] == report["targets"]

@@ -174,3 +174,18 @@ def test_decode_files_reads_folders_and_zips_and_reports_each_bad_member(tmp_pat
     wrong = [(e[0] + 1, e[1], zipfile.ZIP_DEFLATED) for e in entries]  # offsets that miss the local headers
     broken = decode_files(str(tmp_path / "m8.zip"), names, "", wrong)
     assert len(broken.index) == 0 and all("bad local header" in reason for _, reason in broken.errors)
+
+
+def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decode():
+    big = _encode(Image.fromarray(synthetic_image(0, 9, size=256)), "JPEG", quality=90)
+    expected = Image.open(io.BytesIO(big))
+    expected.draft("RGB", (32, 32))  # libjpeg's DCT scaling, then bilinear to 32 x 32
+    expected = np.asarray(expected.convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
+    assert np.array_equal(decode_image(big)[0], expected)
+    values = (np.arange(32 * 32).reshape(32, 32) % 200).astype(np.float32)
+    pixels, converted = decode_image(_encode(Image.fromarray(values, "F"), "TIFF"))
+    assert converted and np.array_equal(pixels[..., 0], values.astype(np.uint8))
+    for mode, kind in (("F", np.float32), ("I", np.int32)):  # values past 255: scaled by 1/256, not clipped
+        wide = (np.arange(32 * 32).reshape(32, 32) % 200 * 256).astype(kind)
+        pixels, _ = decode_image(_encode(Image.fromarray(wide, mode), "TIFF"))
+        assert np.array_equal(pixels[..., 2], (wide // 256).astype(np.uint8)), mode

@@ -230,3 +230,8 @@ def test_like_needs_real_images_with_cifar_classes(tmp_path):
         counts_like(folder)
     Image.fromarray(synthetic_image(1, 1)).save(folder / "REAL" / "7 (10).jpg")
     assert counts_like(folder) == (["truck"], [1])
+
+
+def test_config_to_dict_round_trips():
+    config = GenerateConfig(out="x", classes=["cat"], per_class=[2], shard=(1, 3))
+    assert GenerateConfig(**config.to_dict()) == config and config.to_dict()["classes"] == ["cat"]

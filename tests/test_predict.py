@@ -186,3 +186,27 @@ def test_arrays_of_every_accepted_shape_and_their_refusals(detector):
     assert "over the limit of 100 pixels" in small.predict([rgb])[0].error
     assert "over the limit of 100 pixels" in small.predict([Image.fromarray(rgb)])[0].error
     assert small.predict([jpeg_bytes(synthetic_image(1, 1, size=8))])[0].error is None  # 64 pixels: under it
+
+
+def test_a_run_folder_detector_is_named_after_it_and_takes_options(tmp_path):
+    import torch
+
+    from cifake.models import build_model, save_model
+    from cifake.models.export import weights_digest
+
+    torch.manual_seed(0)
+    run = save_model(build_model("paper"), tmp_path / "my-run")
+    loaded = Detector.load(run, backend="torch", max_pixels=50, batch_size=7)
+    assert loaded.model_id == f"my-run-{loaded.model.topology.name}-{weights_digest(run)[:12]}"
+    assert loaded.max_pixels == 50 and loaded.batch_size == 7 and loaded.backend == "torch"
+    assert "over the limit of 50 pixels" in loaded.predict([synthetic_image(1, 0)])[0].error
+
+
+def test_explain_uses_the_layer_asked_for(detector):
+    images = [synthetic_image(0, 3), synthetic_image(1, 4)]
+    default = detector.explain(images)
+    from cifake.explain.gradcam import conv_layer_names
+
+    first = conv_layer_names(detector.model)[0]
+    early = detector.explain(images, layer=first)
+    assert any(not np.allclose(a[1], b[1]) for a, b in zip(default, early))

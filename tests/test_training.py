@@ -285,3 +285,29 @@ def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):
     assert not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last)
     for param, state in optimizer.state.items():
         assert state["exp_avg"].stride() == param.stride() == state["exp_avg_sq"].stride()
+
+
+def test_a_run_folder_with_a_checkpoint_starts_afresh_unless_resumed(splits, tmp_path):
+    from cifake.training.trainer import checkpoint_progress
+
+    nested = tmp_path / "a" / "b"  # folders are made as needed
+    assert checkpoint_progress(nested) is None
+    _fit(splits, epochs=1, run_dir=nested)
+    saved = checkpoint_progress(nested)
+    assert len(saved.history) == 1 and saved.best_epoch == 1 and saved.history[0]["epoch"] == 1
+    seed_everything(1)
+    fresh = fit(build_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=32), nested,
+                progress=False)  # resume not asked for: a new run, not a continuation
+    assert fresh.resumed_from_epoch == 0 and len(fresh.history) == 2
+
+
+def test_weight_averaging_and_label_smoothing_change_training(splits):
+    import math
+
+    _, plain = _fit(splits, epochs=1)
+    _, averaged = _fit(splits, epochs=1, ema=0.9)
+    assert averaged.history[0]["val_loss"] != plain.history[0]["val_loss"]
+    assert averaged.history[0]["train_loss"] == plain.history[0]["train_loss"]  # the raw model trains alike
+    _, smoothed = _fit(splits, epochs=3, label_smoothing=0.2)
+    floor = -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))  # cross-entropy against targets 0.1 / 0.9 is at least this
+    assert all(row["train_loss"] > floor for row in smoothed.history)
