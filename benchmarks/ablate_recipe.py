@@ -11,15 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 
 from common import REPO, data_path
 
-from cifake.data import load_dataset, train_val_split
-from cifake.metrics import compute_metrics
-from cifake.models import ResNetTopology, build_model
-from cifake.models.inference import predict_logits
-from cifake.training import TrainConfig, fit, seed_everything
+from cifake.data import load_dataset
+from cifake.experiment import evaluate_run, train_run
+from cifake.models import ResNetTopology
+from cifake.training import TrainConfig
+from cifake.training.split import Split
 
 BASE_TOPOLOGY = ResNetTopology(widths=(32, 64, 128), blocks=1, high_pass=True, flip_tta=True)
 BASE_RECIPE = dict(optimizer="adamw", learning_rate=3e-3, weight_decay=0.05, schedule="onecycle", warmup_epochs=0.5,
@@ -45,11 +44,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = parser.parse_args()
     data = load_dataset(data_path(), progress=False)
-    train, val = train_val_split(data["train"].limit(args.limit, 1).in_memory(), 0.1, 1)
     test = data["test"]
     out = REPO / "benchmarks" / "results" / "ablate_recipe.json"
     results = json.loads(out.read_text()) if out.exists() else {}
-    print(f"{len(train):,} training images, {args.epochs} epochs; test: all {len(test):,}")
+    print(f"{args.limit:,} training images per label (10 % for validation), {args.epochs} epochs; "
+          f"test: all {len(test):,}")
     print("| variant | test accuracy | test ROC-AUC | val loss | train images/s |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (topology_change, recipe_change) in VARIANTS.items():
@@ -57,17 +56,17 @@ def main() -> None:
             continue
         topology = dataclasses.replace(BASE_TOPOLOGY, **topology_change)
         config = TrainConfig(epochs=args.epochs, **(BASE_RECIPE | recipe_change))
-        seed_everything(config.seed)
-        model = build_model(topology)
-        started = time.perf_counter()
-        history = fit(model, train, val, config, progress=False)
-        metrics = compute_metrics(predict_logits(model.eval(), test.images), test.labels)
-        rate = sum(row["images_per_second"] for row in history.history) / len(history.history)
+        folder = REPO / "runs" / "ablate" / f"{args.limit}-{args.epochs}ep-{name.replace(' ', '-')}"
+        record = train_run(data, folder, topology, config, Split(limit_per_label=args.limit), resume=True,
+                           progress=False, plots=False)
+        metrics = evaluate_run(folder, data, "test")  # the whole test split, not only limit images per label
+        val_loss = record["validation"]["loss"]
+        rate = record["train_images_per_second"]
         results[name] = {"limit": args.limit, "epochs": args.epochs, "accuracy": metrics["accuracy"],
-                         "roc_auc": metrics["roc_auc"], "val_loss": history.best_val_loss,
-                         "images_per_second": rate, "seconds": time.perf_counter() - started}
-        print(f"| {name} | {metrics['accuracy']:.4f} | {metrics['roc_auc']:.4f} | {history.best_val_loss:.4f} | "
-              f"{rate:,.0f} |", flush=True)
+                         "roc_auc": metrics["roc_auc"], "val_loss": val_loss, "images_per_second": rate,
+                         "seconds": record["seconds"]}
+        print(f"| {name} | {metrics['accuracy']:.4f} | {metrics['roc_auc']:.4f} | {val_loss:.4f} | {rate:,.0f} |",
+              flush=True)
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
 

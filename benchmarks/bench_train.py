@@ -25,13 +25,12 @@ from cifake.training import TrainConfig, fit, seed_everything
 
 
 def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int,
-               fused_adam: bool = True, topology: str | Topology = "paper") -> float:
+               topology: str | Topology = "paper") -> float:
     """Best epoch rate of `repeats` one-epoch runs: the best is the least disturbed by other work on the machine."""
     rates = []
     for _ in range(repeats):
         seed_everything(1)
-        config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last,
-                             fused_adam=fused_adam)
+        config = TrainConfig(epochs=1, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
         rates.append(fit(build_model(topology), train, val, config, progress=False).history[0]["images_per_second"])
     return max(rates)
 
@@ -49,8 +48,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both")
     parser.add_argument("--formats", default="NCHW,channels_last", help="NCHW, channels_last or both")
-    parser.add_argument("--no-fused-adam", action="store_true",
-                        help="Adam's foreach implementation (the default before fused Adam; the README's figures)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,7 +64,7 @@ def main() -> None:
         [f == "channels_last" for f in args.formats.split(",")],
     ):
         rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats,
-                          not args.no_fused_adam, topology)
+                          topology)
         print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
               f"| {rate:,.0f} |", flush=True)
     if args.full:
@@ -76,7 +73,7 @@ def main() -> None:
         for bf16 in (False, True):
             seed_everything(1)
             model = build_model(topology)
-            config = TrainConfig(epochs=5, bf16=bf16, fused_adam=not args.no_fused_adam)  # default batch, channels_last
+            config = TrainConfig(epochs=5, bf16=bf16)  # default batch, channels_last
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])
             rates = sorted(row["images_per_second"] for row in result.history)

@@ -24,9 +24,11 @@ from cifake.experiment import train_run
 from cifake.models import resolve_topology
 from cifake.robustness import evaluate_robustness
 from cifake.training import TrainConfig
+from cifake.training.config import read_recipe
+from cifake.training.split import Split
 
-RECIPE = dict(optimizer="adamw", learning_rate=3e-3, weight_decay=0.05, schedule="onecycle", warmup_epochs=1,
-              ema=0.999, flip=True, batch_size=128)
+_, BUNDLED = read_recipe(REPO / "recipes" / "bundled.json")
+RECIPE = {k: v for k, v in BUNDLED.items() if k not in ("epochs", "patience")}  # the bundled recipe, shorter
 
 
 def main() -> None:
@@ -47,10 +49,9 @@ def main() -> None:
         name = f"degrade-{degrade:g}"
         folder = REPO / "runs" / "robust-tradeoff" / f"{args.topology}-{args.limit}-{args.epochs}ep-{name}"
         config = TrainConfig(epochs=args.epochs, patience=args.epochs, degrade=degrade, **RECIPE)
-        trained = train_run(source, folder, topology, config, limit=args.limit, resume=True, progress=True, data=data)
-        scored = evaluate_robustness(folder, source, folder / "robustness", limit=args.test_limit, progress=False,
-                                     data=data)
-        results["runs"][name] = {"train_images_per_second": trained["training"]["train_images_per_second"],
+        trained = train_run(data, folder, topology, config, Split(limit_per_label=args.limit), resume=True)
+        scored = evaluate_robustness(folder, data, folder / "robustness", limit=args.test_limit, progress=False)
+        results["runs"][name] = {"train_images_per_second": trained["train_images_per_second"],
                                  "rows": scored["rows"]}
     out = REPO / "benchmarks" / "results" / "robust_tradeoff.json"
     out.parent.mkdir(exist_ok=True)

@@ -124,3 +124,8 @@ def cli(*args, check: bool = True) -> CliResult:
         raise AssertionError(f"cifake {' '.join(map(str, args))} failed ({result.exit_code}):\n{result.stdout}\n"
                              f"{result.stderr}")
     return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def flat(text: str) -> str:
+    """Text as words on one line, without the frame of typer's error box (it wraps messages at 80 columns)."""
+    return " ".join(text.replace("│", " ").split())

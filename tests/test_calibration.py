@@ -108,15 +108,19 @@ def test_calibrate_command_stores_what_predict_then_uses(learnable_zip, tmp_path
 
 
 def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, tmp_path):
-    from cifake.calibration.run import validation_split
     from cifake.data import load_dataset, train_val_split
+    from cifake.experiment import train_run, validation_split
+    from cifake.models import Topology
+    from cifake.training import TrainConfig
+    from cifake.training.split import Split
 
     data = load_dataset(learnable_zip, cache_root=tmp_path, progress=False)
     expected = train_val_split(data["train"].limit(100, 3), 0.2, 3)[1]
-    run_config = {"training": {"config": {"seed": 3}, "data": {"val_fraction": 0.2, "limit_per_label": 100}}}
-    trial_config = {"training": {"budget": {"seed": 3, "val_fraction": 0.2, "limit_per_label": 100}}}
-    for config in (run_config, trial_config):
-        assert list(validation_split(config, data).names) == list(expected.names)
+    record = train_run(data, tmp_path / "run", Topology(4, 1, ()), TrainConfig(epochs=1, seed=3), Split(0.2, 100),
+                       progress=False, plots=False)
+    assert record["split"] == {"val_fraction": 0.2, "limit_per_label": 100, "train": 160, "validation": 40}
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert list(validation_split(config, data).names) == list(expected.names)
     with pytest.raises(ValueError, match="validation split"):
         validation_split({"training": {}}, data)
 
@@ -124,17 +128,18 @@ def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, t
 def test_each_target_bounds_its_own_error_rate(learnable_zip, tmp_path):
     """Asymmetric targets on a model that cannot separate the labels: each target bounds its own error (swapping
     them would not), and the stored decision is the one recomputed here from the validation scores."""
-    from cifake.calibration.run import calibrate_run, validation_split
+    from cifake.calibration.run import calibrate_run
     from cifake.data import load_dataset
+    from cifake.experiment import validation_split
     from cifake.models import build_model, save_model
     from cifake.models.inference import predict_logits
 
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     run = save_model(build_model("paper"), tmp_path / "untrained", training={
-        "config": {"seed": 1}, "data": {"val_fraction": 0.5, "limit_per_label": None}})
+        "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
     data = load_dataset(learnable_zip, progress=False)
-    report = calibrate_run(run, learnable_zip, max_real_flagged=0.02, max_fake_passed=0.3, progress=False, data=data)
+    report = calibrate_run(run, data, max_real_flagged=0.02, max_fake_passed=0.3)
     assert report["targets"] == {"max_real_flagged": 0.02, "max_fake_passed": 0.3}
     val = validation_split(json.loads((run / "config.json").read_text()), data)
     logits = predict_logits(load_model(run)[0], val.images)
@@ -150,8 +155,9 @@ def test_each_target_bounds_its_own_error_rate(learnable_zip, tmp_path):
 def test_calibrate_command_takes_both_targets(learnable_zip, tmp_path):
     from cifake.models import build_model, save_model
 
+    pytest.importorskip("torch").manual_seed(3)  # the same untrained model whatever ran before in this process
     run = save_model(build_model("paper"), tmp_path / "untrained", training={
-        "config": {"seed": 1}, "data": {"val_fraction": 0.5, "limit_per_label": None}})
+        "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
     report = json.loads(cli("calibrate", run, "--data", learnable_zip, "--max-real-flagged", "0.3",
                                "--max-fake-passed", "0.02", "--json", "-q").stdout)
     assert report["targets"] == {"max_real_flagged": 0.3, "max_fake_passed": 0.02}
@@ -237,11 +243,12 @@ def test_the_loosest_fake_threshold_lets_through_just_what_the_target_allows():
 
 def test_calibrate_run_defaults_and_the_files_it_writes(learnable_zip, tmp_path):
     from cifake.calibration.run import calibrate_run
+    from cifake.data import load_dataset
     from cifake.models import build_model, save_model
 
     run = save_model(build_model("paper"), tmp_path / "run", training={
-        "config": {"seed": 1}, "data": {"val_fraction": 0.5, "limit_per_label": None}})
-    report = calibrate_run(run, learnable_zip, progress=False)
+        "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
+    report = calibrate_run(run, load_dataset(learnable_zip, progress=False))
     assert report["targets"] == {"max_real_flagged": 0.01, "max_fake_passed": 0.02}
     assert json.loads((run / "calibration.json").read_text()) == report
     stored = json.loads((run / "config.json").read_text())["calibration"]

@@ -109,12 +109,13 @@ def test_deletion_beats_random_order_on_the_known_model():
 
 
 def test_explain_dataset_report(learnable_zip, tmp_path):
+    from cifake.data import load_dataset
     from cifake.explain.run import explain_dataset
 
     torch.manual_seed(1)
     save_model(build_model("paper"), tmp_path / "run")
-    summary = explain_dataset(tmp_path / "run", learnable_zip, tmp_path / "out", sample_per_label=40, per_class=2,
-                              progress=False)
+    summary = explain_dataset(tmp_path / "run", load_dataset(learnable_zip, progress=False), tmp_path / "out",
+                              sample_per_label=40, per_class=2)
     assert summary["images"] == 80 and summary["per_label"] == {"REAL": 40, "FAKE": 40}
     for name in ("explain.md", "explain.html", "explain.json", "gradcam_grid.png", "mean_maps.png",
                  "centre_share.png", "deletion_insertion.png"):

@@ -12,6 +12,7 @@ from cifake.experiment import evaluate_run, train_run
 from cifake.explain.run import explain_dataset
 from cifake.models import TOPOLOGIES
 from cifake.training import TrainConfig
+from cifake.training.split import Split
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("real_data")]  # one worker decodes the zips
 
@@ -55,13 +56,12 @@ def test_audit_finds_the_documented_duplicates(real, cifake_data):
 
 def test_paper_model_learns_real_cifake(real, cifake_data, tmp_path):
     config = TrainConfig(epochs=3)
-    result = train_run(cifake_data, tmp_path, TOPOLOGIES["paper"], config, limit=3000, progress=False, data=real)
-    assert result["metrics"]["test"]["n"] == 6000
-    assert result["metrics"]["test"]["accuracy"] > 0.8
-    no_leaks = evaluate_run(tmp_path, cifake_data, "test", exclude_leaked=True, progress=False, data=real)
+    result = train_run(real, tmp_path, TOPOLOGIES["paper"], config, Split(limit_per_label=3000), progress=False)
+    assert result["test"]["n"] == 6000
+    assert result["test"]["accuracy"] > 0.8
+    no_leaks = evaluate_run(tmp_path, real, "test", exclude_leaked=True)
     assert no_leaks["excluded_leaked"] == 378 and no_leaks["n"] == 20000 - 378
 
-    summary = explain_dataset(tmp_path, cifake_data, tmp_path / "explain", sample_per_label=100, progress=False,
-                              data=real)
+    summary = explain_dataset(tmp_path, real, tmp_path / "explain", sample_per_label=100)
     assert summary["per_label"] == {"REAL": 100, "FAKE": 100} and summary["centre_share"]["empty_maps"] < 200
     assert 0 < summary["centre_share"]["all"] < 1 and (tmp_path / "explain" / "explain.html").is_file()

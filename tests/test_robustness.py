@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cifake.data.degrade import CONDITIONS, degrade, random_degradations
-from conftest import cli, synthetic_image
+from conftest import cli, flat, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_robust_training_is_seeded(learnable_zip, tmp_path):
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["training"]["config"]["degrade"] == 0.5
     bad = cli("train", "--data", learnable_zip, "--out", tmp_path / "c", "--degrade", "2", check=False)
-    assert bad.returncode == 2 and "invalid training settings" in bad.stderr
+    assert bad.returncode == 2 and "training setting degrade must be in [0, 1], not 2.0" in bad.stderr
 
 
 def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path):
@@ -62,7 +62,7 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
     result = json.loads(cli("robustness", run, "--data", learnable_zip, "--out", tmp_path / "r", "--json",
                                "-q").stdout)
     assert [row["condition"] for row in result["rows"]] == list(CONDITIONS)
-    evaluated = json.loads((run / "metrics.json").read_text())["test"]
+    evaluated = json.loads((run / "run.json").read_text())["test"]
     clean = result["rows"][0]
     assert clean["accuracy"] == pytest.approx(evaluated["accuracy"])
     assert clean["roc_auc"] == pytest.approx(evaluated["roc_auc"])
@@ -73,4 +73,4 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
                              "jpeg q30", "--limit", "20", "--json", "-q").stdout)
     assert [r["condition"] for r in some["rows"]] == ["jpeg q30"] and some["images"] == 40
     bad = cli("robustness", run, "--data", learnable_zip, "--condition", "sepia", check=False)
-    assert bad.returncode == 2 and "unknown condition" in bad.stderr
+    assert bad.returncode == 2 and "'sepia' is not one of" in flat(bad.stderr)

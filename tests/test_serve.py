@@ -46,6 +46,14 @@ def test_health_model_card_and_docs(client):
     assert openapi["paths"].keys() >= {"/v1/predict", "/v1/explain", "/v1/model"}
     assert openapi["info"]["title"] == "cifake" and openapi["info"]["version"] == cifake.__version__
     assert openapi["info"]["description"].startswith("Is an image real or AI-generated?")
+    from importlib.metadata import version
+
+    assert version("cifake") == cifake.__version__  # the package's metadata and the API's version are one
+    (threshold,) = openapi["paths"]["/v1/predict"]["post"]["parameters"]
+    bounds = next(s for s in threshold["schema"]["anyOf"] if s.get("type") == "number")
+    assert threshold["name"] == "threshold" and (bounds["minimum"], bounds["maximum"]) == (0, 1)
+    (target,) = openapi["paths"]["/v1/explain"]["post"]["parameters"]
+    assert target["schema"]["enum"] == ["predicted", "REAL", "FAKE"]
     assert client.get("/docs").status_code == 200
 
 
@@ -140,7 +148,7 @@ def test_page_and_static_assets(client):
         asset = client.get(f"/static/{name}")
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind) and len(asset.text) > 100
     missing = client.get("/static/nothing.js")
-    assert missing.status_code == 404 and "nothing.js" in missing.json()["error"]
+    assert missing.status_code == 404 and missing.json()["error"] == "Not Found"
 
 
 def test_the_service_pixel_limit_reaches_the_detector():

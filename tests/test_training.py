@@ -7,6 +7,7 @@ from cifake.metrics import compute_metrics
 from cifake.models import build_model
 from cifake.models.inference import predict_logits
 from cifake.training import CHECKPOINT, TrainConfig, fit, seed_everything
+from cifake.training.config import RESUME_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,8 @@ def test_resume_refuses_changed_settings(splits, tmp_path):
         seed_everything(1)
         fit(build_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64), tmp_path, resume=True,
             progress=False)
-    with pytest.raises(ValueError, match="fused_adam"):
-        _fit(splits, epochs=2, run_dir=tmp_path, resume=True, fused_adam=False)
+    with pytest.raises(ValueError, match="flip"):
+        _fit(splits, epochs=2, run_dir=tmp_path, resume=True, flip=True)
 
 
 def test_early_stopping_restores_the_best_weights(splits):
@@ -252,9 +253,21 @@ def test_weight_average_starts_with_a_short_memory_and_copies_counters():
     ("weight_decay", -1e-6, 0.0), ("warmup_epochs", -0.5, 0.0), ("label_smoothing", 1.0, 0.0),
     ("label_smoothing", -0.1, 0.99), ("ema", 1.0, 0.0), ("ema", -0.1, 0.999)])
 def test_each_training_setting_is_checked_at_its_edge(field, bad, edge):
-    TrainConfig(**{field: edge}).checks()  # the edge itself is allowed
-    with pytest.raises(ValueError, match=f"{field}={bad!r}"):
-        TrainConfig(**{field: bad}).checks()
+    TrainConfig(**{field: edge})  # the edge itself is allowed
+    with pytest.raises(ValueError, match=f"^training setting {field} must be .*, not {bad!r}$"):
+        TrainConfig(**{field: bad})
+
+
+def test_errors_name_the_allowed_values():
+    with pytest.raises(ValueError, match=r"ema must be in \[0, 1\), not 1.0"):
+        TrainConfig(ema=1.0)
+    with pytest.raises(ValueError, match="optimizer must be one of adam, adamw, sgd, not 'rmsprop'"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match=r"learning_rate must be > 0, not 0"):
+        TrainConfig(learning_rate=0)
+    with pytest.raises(ValueError, match="unknown training setting.s. lr; known: epochs"):
+        TrainConfig.from_dict({"lr": 0.1})
+    assert "epochs" not in RESUME_KEYS and "patience" not in RESUME_KEYS and "flip" in RESUME_KEYS
 
 
 def test_optimizers_are_built_as_configured():
@@ -268,8 +281,8 @@ def test_optimizers_are_built_as_configured():
     adamw = _make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05))
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["fused"] is True
     assert adamw.defaults["lr"] == 0.003 and adamw.defaults["weight_decay"] == 0.05
-    adam = _make_optimizer(model, TrainConfig(fused_adam=False))
-    assert type(adam) is torch.optim.Adam and not adam.defaults["fused"] and adam.defaults["lr"] == 1e-3
+    adam = _make_optimizer(model, TrainConfig())
+    assert type(adam) is torch.optim.Adam and adam.defaults["fused"] and adam.defaults["lr"] == 1e-3
 
 
 def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):

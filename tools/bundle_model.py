@@ -3,7 +3,7 @@
     python tools/bundle_model.py RUN_DIR    (`make bundle` trains, evaluates and runs this)
 
 Writes src/cifake/models/bundled/{model.safetensors, model.onnx, config.json, metrics.json, MODEL_CARD.md}. Every
-number in the card is read from files the run's commands wrote: metrics.json (`cifake train`),
+number in the card is read from files the run's commands wrote: run.json (`cifake train`),
 eval-test-no-leaked.json (`cifake evaluate --exclude-leaked`), calibration.json (`cifake calibrate`) and
 robustness/robustness.json (`cifake robustness`).
 """
@@ -14,6 +14,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
+from cifake.report import markdown_table
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "cifake" / "models" / "bundled"
 ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("precision", "precision (REAL positive)"),
@@ -38,11 +40,11 @@ def describe(config: dict) -> str:
 
 def recipe(config: dict) -> str:
     c = config["training"]["config"]
-    parts = [f"{c.get('optimizer', 'adam')} lr {c['learning_rate']}", f"batch {c['batch_size']}",
+    parts = [f"{c['optimizer']} lr {c['learning_rate']}", f"batch {c['batch_size']}",
              f"{c['epochs']} epochs at most (best epoch {config['training']['best_epoch']} of "
              f"{config['training']['epochs_run']} by validation loss)"]
-    if c.get("schedule", "constant") != "constant":
-        parts.append(f"{c['schedule']} schedule ({c.get('warmup_epochs', 0)} warm-up epochs)")
+    if c["schedule"] != "constant":
+        parts.append(f"{c['schedule']} schedule ({c['warmup_epochs']} warm-up epochs)")
     for key, text in (("weight_decay", "weight decay {}"), ("label_smoothing", "label smoothing {}"),
                       ("ema", "weight averaging (EMA {})"), ("degrade", "random degradations on {} of images")):
         if c.get(key):
@@ -52,8 +54,8 @@ def recipe(config: dict) -> str:
     return ", ".join(parts) + f", seed {c['seed']}, bf16 autocast on CPU"
 
 
-def _decision_row(title: str, key: str, test: dict, no_leaks: dict, spec: str) -> str:
-    return f"| {title} | {test['decision'][key]:{spec}} | {no_leaks['decision'][key]:{spec}} |"
+def _decision_row(title: str, key: str, test: dict, no_leaks: dict, spec: str) -> list[str]:
+    return [title, f"{test['decision'][key]:{spec}}", f"{no_leaks['decision'][key]:{spec}}"]
 
 
 def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None) -> str:
@@ -70,15 +72,14 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
         "**Label convention:** REAL = 1 is the positive class (as in the study), FAKE = 0.",
         "",
         "## Training",
-        f"CIFAKE train split ({training['data']['train']:,} images for training, {training['data']['validation']:,} "
+        f"CIFAKE train split ({training['split']['train']:,} images for training, {training['split']['validation']:,} "
         f"carved out for validation, seeded and stratified): {recipe(config)}. Command: `make bundle`.",
         "",
         "## Test metrics (official CIFAKE test split)",
         "",
-        f"| metric | all {test['n']:,} test images | "
-        f"without the {no_leaks['excluded_leaked']} leaked FAKE duplicates |",
-        "| --- | ---: | ---: |",
-        *[f"| {label} | {test[key]:.4f} | {no_leaks[key]:.4f} |" for key, label in ROWS],
+        markdown_table(["metric", f"all {test['n']:,} test images",
+                        f"without the {no_leaks['excluded_leaked']} leaked FAKE duplicates"],
+                       [[label, f"{test[key]:.4f}", f"{no_leaks[key]:.4f}"] for key, label in ROWS]),
         "",
     ]
     if calibration:
@@ -91,23 +92,21 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
             f"UNSURE between; the thresholds hold, on validation, at most {targets['max_real_flagged']:.0%} of REAL "
             f"images called FAKE and at most {targets['max_fake_passed']:.0%} of FAKE images called REAL.",
             "",
-            "| on the test split | all | without leaked |",
-            "| --- | ---: | ---: |",
-            f"| expected calibration error, before / after | {t['ece_before']:.4f} / {t['ece_after']:.4f} | "
-            f"{nl['ece_before']:.4f} / {nl['ece_after']:.4f} |",
-            f"| UNSURE | {t['decision']['unsure']:.2%} | {nl['decision']['unsure']:.2%} |",
-            _decision_row("REAL images called FAKE", "real_flagged_fake", t, nl, ".2%"),
-            _decision_row("FAKE images called REAL", "fake_passed_real", t, nl, ".2%"),
-            _decision_row("accuracy of the decided", "accuracy_when_decided", t, nl, ".4f"),
+            markdown_table(["on the test split", "all", "without leaked"], [
+                ["expected calibration error, before / after", f"{t['ece_before']:.4f} / {t['ece_after']:.4f}",
+                 f"{nl['ece_before']:.4f} / {nl['ece_after']:.4f}"],
+                _decision_row("UNSURE", "unsure", t, nl, ".2%"),
+                _decision_row("REAL images called FAKE", "real_flagged_fake", t, nl, ".2%"),
+                _decision_row("FAKE images called REAL", "fake_passed_real", t, nl, ".2%"),
+                _decision_row("accuracy of the decided", "accuracy_when_decided", t, nl, ".4f")]),
             "",
         ]
     if robustness:
+        shown = ("accuracy", "roc_auc", "accuracy_without_leaked", "roc_auc_without_leaked")
         lines += ["## Robustness (`cifake robustness`, whole test split)", "",
-                  "| condition | accuracy | ROC-AUC | accuracy w/o leaked | ROC-AUC w/o leaked |",
-                  "| --- | ---: | ---: | ---: | ---: |",
-                  *[f"| {r['condition']} | {r['accuracy']:.4f} | {r['roc_auc']:.4f} | "
-                    f"{r['accuracy_without_leaked']:.4f} | {r['roc_auc_without_leaked']:.4f} |"
-                    for r in robustness["rows"]], ""]
+                  markdown_table(["condition", "accuracy", "ROC-AUC", "accuracy w/o leaked", "ROC-AUC w/o leaked"],
+                                 [[r["condition"], *(f"{r[k]:.4f}" for k in shown)] for r in robustness["rows"]]),
+                  ""]
     lines += [
         "## Intended use",
         "Research and auditing on CIFAKE-like images: 32x32 thumbnails of the ten CIFAR-10 classes, real photographs "
@@ -130,8 +129,8 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
 def main(run_dir: str) -> None:
     run = Path(run_dir)
     config = json.loads((run / "config.json").read_text())
-    config["training"]["data"].pop("cache", None)  # a path on the machine that trained it
-    metrics = json.loads((run / "metrics.json").read_text())
+    config["training"]["data"]["cache"] = None  # a path on the machine that trained it
+    metrics = json.loads((run / "run.json").read_text())
     no_leaks = json.loads((run / "eval-test-no-leaked.json").read_text())
     optional = {name: json.loads((run / path).read_text()) if (run / path).is_file() else None
                 for name, path in (("calibration", "calibration.json"), ("robustness", "robustness/robustness.json"))}

@@ -6,6 +6,8 @@ so that ``import cifake`` (and decoding worker processes) stay light.
 
 from __future__ import annotations
 
+from cifake.lazy import lazy_attributes
+
 __version__ = "0.1.0"
 
 _API = {
@@ -17,12 +19,15 @@ _API = {
     "load_model": "cifake.models",
     "save_model": "cifake.models",
     "TrainConfig": "cifake.training",
+    "Split": "cifake.training.split",
     "fit": "cifake.training",
     "seed_everything": "cifake.training",
     "compute_metrics": "cifake.metrics",
     "evaluate": "cifake.metrics",
     "train_run": "cifake.experiment",
     "evaluate_run": "cifake.experiment",
+    "run_search": "cifake.search",
+    "search_status": "cifake.search",
     "Detector": "cifake.predict",
     "Prediction": "cifake.predict",
     "Decision": "cifake.calibration",
@@ -34,9 +39,4 @@ _API = {
 __all__ = ["__version__", *_API]
 
 
-def __getattr__(name: str):
-    if name in _API:
-        import importlib
-
-        return getattr(importlib.import_module(_API[name]), name)
-    raise AttributeError(f"module 'cifake' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _API)

@@ -1,7 +1,9 @@
-"""A run folder end to end: data -> model -> training -> metrics -> files. The CLI and later stages call this.
+"""A run folder end to end: data -> model -> training -> metrics -> files. `cifake train`, every search trial,
+`make bundle` and the benchmarks train through `train_run`; later stages read what it wrote.
 
-A run folder holds model.safetensors + config.json (the model), checkpoint.safetensors (to resume),
-metrics.json (validation and test metrics), history.csv and PNG plots.
+A run folder holds model.safetensors + config.json (the model, with the run's record under "training"),
+checkpoint.safetensors (to resume), run.json (the record with the validation and test metrics; written last, so
+its presence means the run finished), history.csv and PNG plots.
 """
 
 from __future__ import annotations
@@ -11,90 +13,94 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cifake.data import CifakeData, load_dataset, train_val_split
+from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
-from cifake.metrics import compute_metrics
+from cifake.files import atomic_write, write_json
+from cifake.metrics import evaluate
 from cifake.metrics.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_roc_curve, plot_training_curves
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
-from cifake.models.inference import predict_logits
-from cifake.models.io import atomic_write
-from cifake.training import TrainConfig, fit, has_checkpoint, seed_everything
+from cifake.training import TrainConfig, TrainResult, fit, has_checkpoint, seed_everything
+from cifake.training.split import Split
+
+RECORD = "run.json"
 
 
 class RunExists(FileExistsError):
-    """The output folder already holds a run and --resume was not asked for."""
+    """The output folder already holds a run and resume was not asked for."""
 
 
-def train_run(
-    source: str | os.PathLike,
-    out: str | os.PathLike,
-    topology: Topology,
-    config: TrainConfig,
-    *,
-    val_fraction: float = 0.1,
-    limit: int | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    data: CifakeData | None = None,
-) -> dict:
-    """Train on the source's train split (validation carved out), evaluate on validation and test, write the run."""
+def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, config: TrainConfig,
+              split: Split | None = None, *, resume: bool = False, progress: bool = True, plots: bool = True) -> dict:
+    """Train on the source's train split (validation carved out), score on validation and test, write the run
+    folder; returns the run's record (also RUN/run.json)."""
     folder = Path(out)
     if has_checkpoint(folder) and not resume:
         raise RunExists(f"{folder} already holds a run; pass --resume to continue it, or choose another --out")
-    data = data or load_dataset(source, progress=progress)
-    train_set, val_set = train_val_split(data.training_split().limit(limit, config.seed).in_memory(),
-                                         val_fraction, config.seed)
+    started = time.perf_counter()
+    split = split or Split()
+    train_set, val_set = split.carve(data, config.seed)
     seed_everything(config.seed)
     model = build_model(topology)
-    started = time.perf_counter()
-    result = fit(model, train_set, val_set, config, folder, resume=resume, progress=progress)
+    result = fit(model, train_set.in_memory(), val_set, config, folder, resume=resume, progress=progress)
     model = model.to(memory_format=torch.contiguous_format)
 
-    evaluations = {"validation": val_set}
-    if "test" in data.splits:
-        evaluations["test"] = data["test"].limit(limit, config.seed)
+    scored = {"validation": val_set, "test": split.test(data, config.seed)}
     metrics = {}
-    for name, images in evaluations.items():
-        logits = predict_logits(model, images.images, config.eval_batch_size)
-        metrics[name] = compute_metrics(logits, images.labels, images.classes)
-        if name == "test":
-            _plot_evaluation(folder, "test", logits, images.labels, metrics[name])
-
-    training = {
-        "config": asdict(config),
-        "data": {"source": str(source), "cache": str(data.cache_dir), "limit_per_label": limit,
-                 "val_fraction": val_fraction, "train": len(train_set), "validation": len(val_set)},
-        "best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-        "resumed_from_epoch": result.resumed_from_epoch,
-        "train_images_per_second": _median([row["images_per_second"] for row in result.history]),
-        "parameters": count_parameters(model),
+    for name, images in scored.items():
+        if images is not None:
+            metrics[name], logits = evaluate(model, images, config.eval_batch_size)
+            if plots and name == "test":
+                plot_evaluation(folder, "test", logits, images.labels, metrics[name])
+    record = {
+        "name": topology.name, "topology": topology.to_dict(), "parameters": count_parameters(model),
+        "config": config.to_dict(),
+        "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
+        "data": {"source": data.source, "cache": str(data.cache_dir)},
+        **_outcome(result, time.perf_counter() - started),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()},
     }
-    save_model(model, folder, training)
-    _write_json(folder / "metrics.json", metrics)
+    save_model(model, folder, record)
     _write_history(folder / "history.csv", result.history)
-    plot_training_curves(result.history, folder / "training_curves.png")
-    return {"metrics": metrics, "training": training, "seconds": time.perf_counter() - started}
+    if plots:
+        plot_training_curves(result.history, folder / "training_curves.png")
+    write_json(folder / RECORD, record | metrics)  # last: its presence means the run finished
+    return record | metrics
 
 
-def evaluate_run(
-    run_dir: str | os.PathLike,
-    source: str | os.PathLike,
-    split: str = "test",
-    exclude_leaked: bool = False,
-    out: str | os.PathLike | None = None,
-    progress: bool = True,
-    data: CifakeData | None = None,
-) -> dict:
+def _outcome(result: TrainResult, seconds: float) -> dict:
+    """How training went; a resumed run's seconds include the epochs its earlier runs trained."""
+    earlier = result.history[:result.resumed_from_epoch]
+    return {"best_epoch": result.best_epoch, "epochs_run": len(result.history), "stopped_early": result.stopped_early,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "train_images_per_second": _median([row["images_per_second"] for row in result.history]),
+            "seconds": round(seconds + sum(row["wall_seconds"] for row in earlier), 2)}
+
+
+def read_record(run_dir: str | os.PathLike) -> dict:
+    """The record of a finished run (its run.json)."""
+    path = Path(run_dir) / RECORD
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing; the run has not finished (or this is not a run folder)")
+    return json.loads(path.read_text())
+
+
+def validation_split(config: dict, data: CifakeData):
+    """The validation images a saved model was trained against, carved again exactly as training carved them."""
+    training = config.get("training")
+    if not training or "split" not in training:
+        raise ValueError("the model's config.json does not record how its validation split was made")
+    return Split.from_record(training).carve(data, training["config"]["seed"])[1]
+
+
+def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "test", exclude_leaked: bool = False,
+                 out: str | os.PathLike | None = None) -> dict:
     """Metrics of a saved model on one split; with exclude_leaked, test images that also occur in train are left out."""
     model, _ = load_model(run_dir)
-    data = data or load_dataset(source, progress=progress)
     if split not in data.splits and len(data.splits) == 1:
         split = next(iter(data.splits))  # a REAL/FAKE folder of one's own has a single split
     images = data[split]
@@ -103,18 +109,17 @@ def evaluate_run(
         mask = leaked_mask(data, split)
         excluded = int(mask.sum())
         images = images.take(np.flatnonzero(~mask))
-    logits = predict_logits(model, images.images)
-    metrics = compute_metrics(logits, images.labels, images.classes)
-    metrics |= {"split": split, "source": str(source), "excluded_leaked": excluded}
+    metrics, logits = evaluate(model, images)
+    metrics |= {"split": split, "source": data.source, "excluded_leaked": excluded}
     folder = Path(out or run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"eval-{split}{'-no-leaked' if exclude_leaked else ''}"
-    _write_json(folder / f"{stem}.json", metrics)
-    _plot_evaluation(folder, stem, logits, images.labels, metrics)
+    write_json(folder / f"{stem}.json", metrics)
+    plot_evaluation(folder, stem, logits, images.labels, metrics)
     return metrics
 
 
-def _plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:
+def plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:
     plot_confusion_matrix(metrics["confusion_matrix"], folder / f"{stem}_confusion_matrix.png",
                           f"Confusion matrix ({stem})")
     plot_roc_curve(logits, labels, metrics["roc_auc"], folder / f"{stem}_roc.png", f"ROC curve ({stem}), REAL positive")
@@ -125,10 +130,6 @@ def _plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> 
 
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
-
-
-def _write_json(path: Path, value) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(value, indent=2)))
 
 
 def _write_history(path: Path, history: list[dict]) -> None:

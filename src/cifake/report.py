@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import html
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +41,7 @@ class Report:
             elif kind == "paragraph":
                 lines += [args[0], ""]
             elif kind == "table":
-                header, rows = args
-                lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-                lines += ["| " + " | ".join(row) + " |" for row in rows]
-                lines.append("")
+                lines += [markdown_table(*args), ""]
             elif kind == "image":
                 lines += [f"![{args[1]}]({os.path.relpath(args[0], folder)})", "", f"*{args[1]}*", ""]
         return "\n".join(lines)
@@ -74,6 +73,21 @@ class Report:
         md.write_text(self.markdown(folder))
         page.write_text(self.html())
         return md, page
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured Markdown table; cells are formatted as Report's are."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(_cell, row)) + " |" for row in rows])
+
+
+def csv_table(header: list[str], rows: list[list]) -> str:
+    """The same table as CSV (values as given: numbers keep their full precision)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _cell(value) -> str:

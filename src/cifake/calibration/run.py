@@ -3,7 +3,6 @@ config.json; ECE and the decision's error rates on the test split (with and with
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,27 +10,14 @@ import numpy as np
 
 from cifake.calibration.decision import UNSURE, Decision, choose_decision
 from cifake.calibration.temperature import apply_temperature, calibration_error, fit_temperature, reliability_bins
-from cifake.data import CifakeData, load_dataset, train_val_split
+from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
-from cifake.data.dataset import ImageSet
+from cifake.experiment import validation_split
+from cifake.files import write_json
 from cifake.metrics.plots import plot_reliability
 from cifake.models import load_model
 from cifake.models.inference import predict_logits, sigmoid
-from cifake.models.io import CONFIG, atomic_write
-
-
-def validation_split(config: dict, data: CifakeData) -> ImageSet:
-    """The validation images the model was trained against, carved again exactly as training carved them."""
-    training = config.get("training", {})
-    if "budget" in training:  # a search trial
-        settings = training["budget"]
-        seed, fraction, limit = settings["seed"], settings["val_fraction"], settings["limit_per_label"]
-    elif "data" in training:
-        seed, fraction = training["config"]["seed"], training["data"]["val_fraction"]
-        limit = training["data"]["limit_per_label"]
-    else:
-        raise ValueError("the model's config.json does not say how its validation split was made")
-    return train_val_split(data.training_split().limit(limit, seed), fraction, seed)[1]
+from cifake.models.io import CONFIG
 
 
 def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decision) -> dict:
@@ -48,12 +34,11 @@ def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decis
     }
 
 
-def calibrate_run(run_dir: str | os.PathLike, source: str | os.PathLike, max_real_flagged: float = 0.01,
-                  max_fake_passed: float = 0.02, progress: bool = True, data: CifakeData | None = None) -> dict:
+def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged: float = 0.01,
+                  max_fake_passed: float = 0.02) -> dict:
     """Fit, store and report; returns the report (also written to RUN_DIR/calibration.json)."""
     folder = Path(run_dir)
     model, config = load_model(folder)
-    data = data or load_dataset(source, progress=progress)
     val = validation_split(config, data)
     val_logits = predict_logits(model, val.images)
     temperature = fit_temperature(val_logits, val.labels)
@@ -77,8 +62,8 @@ def calibrate_run(run_dir: str | os.PathLike, source: str | os.PathLike, max_rea
     config["calibration"] = {"temperature": temperature, "decision": decision.to_dict(), "targets": report["targets"],
                              "fitted_on": f"validation split ({len(val):,} images)",
                              "ece_validation": report["validation"]["ece_after"]}
-    atomic_write(folder / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
-    atomic_write(folder / "calibration.json", lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
+    write_json(folder / CONFIG, config)
+    write_json(folder / "calibration.json", report)
     return report
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from cifake.data.dataset import CifakeData, ImageSet
 from cifake.data.sources import LABEL_NAMES
+from cifake.report import Report
 
 KINDS = ("bytes", "pixels")  # byte-identical files; identical decoded pixels (re-encoded copies too)
 
@@ -57,7 +58,7 @@ def leaked_mask(data: CifakeData, split: str = "test", kind: str = "pixels", ref
 
 
 def _pair_counts(groups: list[DuplicateGroup]) -> dict[str, int]:
-    """Duplicate pairs by where their two images lie, e.g. "train/FAKE ~ test/FAKE": 378."""
+    """Duplicate pairs by where their two images lie, e.g. {"train/FAKE ~ test/FAKE": n}."""
     counts: Counter[str] = Counter()
     for group in groups:
         places = [f"{split}/{label}" for split, label, _ in group.members]
@@ -86,29 +87,28 @@ def audit(data: CifakeData) -> dict:
 
 
 def write_audit(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write the audit as JSON (every group) and Markdown (the summary); returns both paths."""
+    """Write the audit as JSON (every group) and as Markdown and HTML (the summary); returns the JSON and
+    Markdown paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "audit.json", out / "audit.md"
+    json_path = out / "audit.json"
     json_path.write_text(json.dumps(report, indent=1))
-    md_path.write_text(audit_markdown(report))
+    md_path, _ = audit_document(report).write(out, "audit")
     return json_path, md_path
 
 
-def audit_markdown(report: dict) -> str:
-    lines = [f"# Duplicate audit of `{report['source']}`", ""]
-    lines += ["| split | images |", "| --- | ---: |"]
-    lines += [f"| {split} | {n:,} |" for split, n in report["splits"].items()]
+def audit_document(report: dict) -> Report:
+    document = Report(f"Duplicate audit of `{report['source']}`")
+    document.table(["split", "images"], [[split, f"{n:,}"] for split, n in report["splits"].items()])
     for kind, title in (("bytes", "Byte-identical files"), ("pixels", "Pixel-identical images (after decoding)")):
         section = report[kind]
-        lines += ["", f"## {title}", ""]
-        lines += [f"{section['groups']:,} groups holding {section['images_in_groups']:,} images.", ""]
+        document.heading(title)
+        document.paragraph(f"{section['groups']:,} groups holding {section['images_in_groups']:,} images.")
         if section["pairs"]:
-            lines += ["| where the two images lie | pairs |", "| --- | ---: |"]
-            lines += [f"| {where} | {n:,} |" for where, n in section["pairs"].items()]
+            document.table(["where the two images lie", "pairs"], [[w, f"{n:,}"] for w, n in section["pairs"].items()])
     for kind in KINDS:
         leaked = report.get(f"leaked_test_{kind}")
         if leaked is not None:
-            lines += ["", f"Test images with a {kind}-identical copy in train (leaked): **{len(leaked):,}**."]
-    lines += ["", "`cifake evaluate --exclude-leaked` leaves the pixel-identical leaked test images out.", ""]
-    return "\n".join(lines)
+            document.paragraph(f"Test images with a {kind}-identical copy in train (leaked): **{len(leaked):,}**.")
+    document.paragraph("`cifake evaluate --exclude-leaked` leaves the pixel-identical leaked test images out.")
+    return document

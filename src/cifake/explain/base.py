@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifake.choices import TARGETS
 from cifake.models.inference import to_model_input
 
-TARGETS = ("predicted", "REAL", "FAKE")
 
 
 class TwoScores(nn.Module):

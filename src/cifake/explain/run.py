@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cifake.calibration import Decision, apply_temperature
-from cifake.data import BadImage, CifakeData, decode_image, load_dataset
+from cifake.data import CifakeData
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
 from cifake.explain.figures import (
@@ -20,7 +17,11 @@ from cifake.explain.figures import (
 from cifake.explain.gradcam import GradCam
 from cifake.models import load_model
 from cifake.models.inference import predict_logits, sigmoid
+from cifake.files import write_json
 from cifake.report import Report
+
+if TYPE_CHECKING:
+    from cifake.predict import Detector
 
 
 @dataclass
@@ -29,40 +30,29 @@ class FileExplanations:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def explain_files(run_dir: str | os.PathLike, paths: list[Path], out: str | os.PathLike,
-                  layer: str | None = None, target: str = "predicted") -> FileExplanations:
-    """One overlay PNG per image file (folders are searched recursively); bad files are listed, not raised."""
-    model, config = load_model(run_dir)
-    calibration = config.get("calibration") or {}  # verdicts as `cifake predict` gives them for this model
-    decision = Decision(**calibration["decision"]) if "decision" in calibration else Decision.single(0.5)
+def explain_files(detector: Detector, paths: list[Path], out: str | os.PathLike, layer: str | None = None,
+                  target: str = "predicted") -> FileExplanations:
+    """One overlay PNG per image file (folders are searched recursively), with the verdict `cifake predict` gives;
+    bad files are listed, not raised. Writes explanations.json beside the overlays."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    explained = FileExplanations()
     files = [f for p in map(Path, paths)
              for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
-    images, good = [], []
-    for path in files:
-        try:
-            images.append(decode_image(path.read_bytes())[0])
-            good.append(path)
-        except (BadImage, OSError) as exc:
-            explained.failures.append((str(path), str(exc)))
-    if not good:
-        return explained
-    pixels = np.stack(images)
-    prob_real = sigmoid(apply_temperature(predict_logits(model, pixels), calibration.get("temperature", 1.0)))
-    maps, targets = GradCam(model, layer)(pixels, target)
-    used: set[str] = set()
-    for path, image, heatmap, p_real, label in zip(good, pixels, maps, prob_real, targets):
+    explained, used = FileExplanations(), set()
+    for found in detector.explanations(files, target, layer):
+        prediction = found.prediction
+        if prediction.error:
+            explained.failures.append((prediction.source, prediction.error))
+            continue
+        path = Path(prediction.source)
         name = _unique(f"{path.stem}_gradcam.png", used)
-        verdict = decision.verdict(float(1 - p_real))
-        title = f"{path.name}: {verdict} (P(FAKE) = {1 - p_real:.3f}); map for {LABEL_NAMES[int(label)]}"
-        overlay_figure(image, heatmap, title, folder / name)
-        explained.results.append({"path": str(path), "prob_fake": float(1 - p_real), "verdict": verdict,
-                                  "map_for": LABEL_NAMES[int(label)], "overlay": name})
-    (folder / "explanations.json").write_text(json.dumps(
-        {"results": explained.results, "failures": [{"path": p, "reason": r} for p, r in explained.failures]},
-        indent=2))
+        title = (f"{path.name}: {prediction.verdict} (P(FAKE) = {prediction.prob_fake:.3f}); "
+                 f"map for {found.map_for}")
+        overlay_figure(found.pixels, found.heatmap, title, folder / name)
+        explained.results.append({"path": prediction.source, "prob_fake": prediction.prob_fake,
+                                  "verdict": prediction.verdict, "map_for": found.map_for, "overlay": name})
+    write_json(folder / "explanations.json", {"results": explained.results,
+                                              "failures": [{"path": p, "reason": r} for p, r in explained.failures]})
     return explained
 
 
@@ -77,20 +67,17 @@ def _unique(name: str, used: set[str]) -> str:
 
 def explain_dataset(
     run_dir: str | os.PathLike,
-    source: str | os.PathLike,
+    data: CifakeData,
     out: str | os.PathLike,
     split: str = "test",
     sample_per_label: int = 1000,
     per_class: int = 3,
     layer: str | None = None,
     seed: int = 1,
-    progress: bool = True,
-    data: CifakeData | None = None,
 ) -> dict:
     """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report."""
     started = time.perf_counter()
     model, config = load_model(run_dir)
-    data = data or load_dataset(source, progress=progress)
     images = data[split].limit(sample_per_label, seed).in_memory()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,7 +89,7 @@ def explain_dataset(
     faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
     sanity = randomisation_check(model, images.images, maps, targets, lambda m: GradCam(m, method.layer_name), seed)
     summary = {
-        "run": str(run_dir), "source": str(source), "split": split, "images": len(images),
+        "run": str(run_dir), "source": data.source, "split": split, "images": len(images),
         "per_label": {LABEL_NAMES[k]: int((images.labels == k).sum()) for k in (1, 0)},
         "layer": method.layer_name, "target": "predicted", "centre_share": regions,
         "faithfulness": faithfulness, "randomisation": sanity,
@@ -116,7 +103,7 @@ def explain_dataset(
         "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png"),
     }
     summary["seconds"] = round(time.perf_counter() - started, 1)
-    (folder / "explain.json").write_text(json.dumps(summary, indent=2))
+    write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
 

@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from cifake.files import atomic_write
 from cifake.generate.plan import DEFAULT_MODEL, GenerateConfig, Job, plan_jobs
 from cifake.progress import progress_bar
 
@@ -137,12 +138,7 @@ def _render(pipe, config: GenerateConfig, batch: list[Job]):
 
 
 def _atomic_save(image, path: Path, fmt: str, **options) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        image.save(tmp, fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: image.save(tmp, fmt, **options))
 
 
 def _manifest_line(config: GenerateConfig, job: Job, seconds: float | None) -> dict:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
-from cifake.models.io import WEIGHTS, atomic_write, load_model
+from cifake.files import atomic_write
+from cifake.models.io import WEIGHTS, load_model
 
 ONNX_NAME = "model.onnx"
 OPSET = 18
@@ -39,7 +40,11 @@ def weights_digest(run_dir: str | os.PathLike) -> str:
 
 def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write the run's model as ONNX (dynamic batch); default path RUN_DIR/model.onnx."""
-    import onnx
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (torch's exporter needs it)
+    except ImportError as exc:
+        raise ImportError(f"export needs onnx and onnxscript ({exc}): pip install 'cifake[onnx]'") from None
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # silence notes on torchvision ops we do not use
     model, _ = load_model(run_dir)

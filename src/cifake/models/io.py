@@ -9,6 +9,7 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from cifake.data.decode import IMAGE_SIZE
+from cifake.files import atomic_write, write_json
 from cifake.models.cnn import CifakeCNN, build_model, topology_from_dict
 from cifake.models.resnet import ResidualCNN
 
@@ -46,7 +47,7 @@ def save_model(model: CifakeCNN | ResidualCNN, run_dir: str | os.PathLike, train
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
-    atomic_write(out / CONFIG, lambda tmp: Path(tmp).write_text(json.dumps(model_config(model, training), indent=2)))
+    write_json(out / CONFIG, model_config(model, training))
     return out
 
 
@@ -76,13 +77,3 @@ def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN | ResidualCNN, dic
     except (RuntimeError, OSError) as exc:
         raise ValueError(f"{weights_path}: weights do not fit the config's topology ({exc})") from None
     return model.eval(), config
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(temporary path), then rename over `path`: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -24,14 +24,15 @@ import numpy as np
 from PIL import Image
 
 from cifake.calibration import Decision, apply_temperature
+from cifake.choices import BACKENDS
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.data.dataset import available_cores, default_cache_root
+from cifake.data.sources import LABEL_NAMES
 from cifake.models import load_model
 from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "onnx", "torch")
 
 Item = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -50,6 +51,14 @@ class Prediction:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Explanation:
+    prediction: Prediction
+    pixels: np.ndarray | None  # the 32 x 32 x 3 image the model saw; None for an unreadable input
+    heatmap: np.ndarray | None  # its 32 x 32 Grad-CAM map
+    map_for: str | None  # the label the map explains: REAL or FAKE
+
+
 def bundled_model_dir() -> Path:
     """The folder of the model shipped inside the package (safetensors + config + model card)."""
     return Path(str(resources.files("cifake.models") / "bundled"))
@@ -62,7 +71,7 @@ class Detector:
     def __init__(self, model, config: dict, model_id: str, max_pixels: int = MAX_PIXELS, batch_size: int = 64,
                  onnx: OnnxRunner | None = None):
         self.model = model.eval()  # Grad-CAM always runs on the torch model
-        self.onnx = onnx  # scores run on onnxruntime when given: 1.7x (batch 64) to 4x (batch 1) faster here
+        self.onnx = onnx  # scores run on onnxruntime when given (faster than torch: benchmarks/bench_onnx.py)
         self.backend = "onnx" if onnx else "torch"
         self.config = config
         calibration = config.get("calibration") or {}  # written by `cifake calibrate`
@@ -155,32 +164,35 @@ class Detector:
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
         """(prediction, 32 x 32 Grad-CAM map or None) per input; maps explain the verdict by default."""
-        return [(prediction, heatmap) for prediction, _, heatmap in self._explain(items, target, layer)]
+        return [(found.prediction, found.heatmap) for found in self.explanations(items, target, layer)]
 
-    def _explain(self, items: Iterable[Item], target: str, layer: str | None):
-        """(prediction, pixels, map) per input; each input is read and decoded once."""
+    def explanations(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
+                     ) -> list[Explanation]:
+        """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once."""
         from cifake.explain.gradcam import GradCam
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision))
         good = [i for i, (_, pixels, _) in enumerate(read) if pixels is not None]
         maps: list[np.ndarray | None] = [None] * len(read)
+        labels: list[str | None] = [None] * len(read)
         if good:
-            heatmaps, _ = GradCam(self.model, layer)(np.stack([read[i][1] for i in good]), target)
-            for i, heatmap in zip(good, heatmaps):
-                maps[i] = heatmap
-        return [(prediction, pixels, heatmap) for prediction, (_, pixels, _), heatmap in zip(predictions, read, maps)]
+            heatmaps, targets = GradCam(self.model, layer)(np.stack([read[i][1] for i in good]), target)
+            for i, heatmap, label in zip(good, heatmaps, targets):
+                maps[i], labels[i] = heatmap, LABEL_NAMES[int(label)]
+        return [Explanation(prediction, pixels, heatmap, label)
+                for prediction, (_, pixels, _), heatmap, label in zip(predictions, read, maps, labels)]
 
     def overlay_png(self, item: Item, target: str = "predicted") -> bytes:
         """The Grad-CAM overlay figure of one input as PNG bytes (raises BadImage for a bad input)."""
         from cifake.explain.figures import overlay_figure
 
-        ((prediction, pixels, heatmap),) = self._explain([item], target, None)
-        if prediction.error:
-            raise BadImage(prediction.error)
-        title = f"{prediction.verdict}: P(FAKE) = {prediction.prob_fake:.3f}"
+        (found,) = self.explanations([item], target)
+        if found.prediction.error:
+            raise BadImage(found.prediction.error)
+        title = f"{found.prediction.verdict}: P(FAKE) = {found.prediction.prob_fake:.3f}"
         buffer = io.BytesIO()
-        overlay_figure(pixels, heatmap, title, buffer)
+        overlay_figure(found.pixels, found.heatmap, title, buffer)
         return buffer.getvalue()
 
 

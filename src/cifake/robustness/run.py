@@ -1,19 +1,16 @@
 """`cifake robustness`: each condition of cifake.data.degrade applied to the whole test split, then scored.
 
 Writes robustness.json, robustness.csv, robustness.md / .html and robustness.png into the output folder. Every
-figure is given for the whole test split and without the 378 leaked test/FAKE duplicates.
+figure is given for the whole test split and without the leaked test duplicates (pixel-identical to a train image).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import time
 from pathlib import Path
 
-
-from cifake.data import CifakeData, load_dataset
+from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.data.degrade import CONDITIONS, degrade
 from cifake.metrics import compute_metrics
@@ -21,21 +18,21 @@ from cifake.metrics.plots import plot_robustness
 from cifake.models import load_model
 from cifake.models.inference import predict_logits
 from cifake.progress import progress_bar
-from cifake.report import Report
+from cifake.files import write_json
+from cifake.report import Report, csv_table
 
 
-def evaluate_robustness(run_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike | None = None,
+def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str | os.PathLike | None = None,
                         conditions: list[str] | None = None, limit: int | None = None, seed: int = 0,
-                        progress: bool = True, data: CifakeData | None = None) -> dict:
+                        progress: bool = True) -> dict:
     """Accuracy and ROC-AUC per condition on the test split (first `limit` images per label when given)."""
     conditions = conditions or list(CONDITIONS)
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
     model, _ = load_model(run_dir)
-    data = data or load_dataset(source, progress=progress)
     if "test" not in data.splits:
-        raise ValueError(f"{source}: has no test split to measure robustness on")
+        raise ValueError(f"{data.source}: has no test split to measure robustness on")
     keep = ~leaked_mask(data, "test")
     test = data["test"]
     if limit:
@@ -62,11 +59,9 @@ def evaluate_robustness(run_dir: str | os.PathLike, source: str | os.PathLike, o
 
 def write_robustness(result: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "robustness.json").write_text(json.dumps(result, indent=2))
-    with open(folder / "robustness.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(result["rows"][0]))
-        writer.writeheader()
-        writer.writerows(result["rows"])
+    write_json(folder / "robustness.json", result)
+    header = list(result["rows"][0])
+    (folder / "robustness.csv").write_text(csv_table(header, [[row[k] for k in header] for row in result["rows"]]))
     plot_robustness(result["rows"], folder / "robustness.png", f"Robustness of {Path(result['run']).name}")
     report = Report(f"Robustness of {result['run']}")
     report.paragraph(f"Test split: {result['images']:,} images ({result['without_leaked']:,} without the leaked "

@@ -1,7 +1,22 @@
-"""The study's 36-topology search (Ray Tune or in-process), its tables next to the paper's, and reproduce."""
+"""The study's 36-topology search (Ray Tune or in-process) and its tables next to the paper's.
 
-from cifake.search.grid import PROFILES, Budget, SearchSpace
-from cifake.search.runner import run_search
-from cifake.search.status import SearchStatus, search_status
+Imported lazily, so that the CLI reads the profiles (cifake.search.grid) without loading torch.
+"""
 
-__all__ = ["PROFILES", "Budget", "SearchSpace", "SearchStatus", "run_search", "search_status"]
+from __future__ import annotations
+
+from cifake.lazy import lazy_attributes
+
+_API = {
+    "PROFILES": "cifake.search.grid",
+    "Budget": "cifake.search.grid",
+    "SearchSpace": "cifake.search.grid",
+    "run_search": "cifake.search.runner",
+    "SearchStatus": "cifake.search.status",
+    "search_status": "cifake.search.status",
+}
+
+__all__ = list(_API)
+
+
+__getattr__ = lazy_attributes(__name__, _API)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from cifake.models import Topology
+from cifake.training.config import TrainConfig
+
+if TYPE_CHECKING:  # imported where used: the CLI reads PROFILES without loading torch
+    from cifake.models import Topology
+    from cifake.training.split import Split
 
 
 @dataclass(frozen=True)
@@ -16,10 +21,14 @@ class SearchSpace:
 
     def stage1(self) -> list[Topology]:
         """Feature extractors, flattened straight into the output."""
+        from cifake.models import Topology
+
         return [Topology(f, c, ()) for f in self.filters for c in self.conv_layers]
 
     def stage2(self, extractor: Topology) -> list[Topology]:
         """Dense heads of `units` x `layers` on the chosen extractor."""
+        from cifake.models import Topology
+
         return [Topology(extractor.filters, extractor.conv_layers, (units,) * layers)
                 for units in self.dense_units for layers in self.dense_layers]
 
@@ -41,9 +50,18 @@ class Budget:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def train_config(self) -> TrainConfig:
+        """The settings every trial trains with (the others keep TrainConfig's defaults, the study's)."""
+        return TrainConfig(epochs=self.epochs, patience=self.patience, batch_size=self.batch_size, seed=self.seed)
+
+    def split(self) -> Split:
+        from cifake.training.split import Split
+
+        return Split(self.val_fraction, self.limit_per_label)
+
 
 PROFILES = {
-    # quick: a reduced budget that runs on 2 CPU cores in about a quarter of an hour
+    # quick: 18 topologies, 8,000 images per label, 3 epochs (its run time: docs/search.md)
     "quick": (SearchSpace(dense_units=(32, 128, 512), dense_layers=(1, 2)), Budget(epochs=3, limit_per_label=8000)),
     # paper: the full protocol, all 36 topologies on the whole train split. 5 epochs with patience 2 left 11 of
     # the 12 extractors below the paper's accuracy: most were still improving at epoch 5, and validation loss is

@@ -8,24 +8,35 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from cifake.data import load_dataset
+from cifake.data import CifakeData
 from cifake.data.dataset import available_cores
 from cifake.models import Topology
 from cifake.models.cnn import IMAGE_SIZE, feature_size
-from cifake.models.io import atomic_write
+from cifake.files import write_json
 from cifake.progress import progress_bar
 from cifake.search.grid import Budget, SearchSpace
-from cifake.search.trial import result_path, run_trial
+from cifake.search.trial import TrialPlan, result_path, run_trial
 
 
 class SearchInterrupted(RuntimeError):
     """The search stopped (Ctrl-C, a signal) before every trial finished; the same command resumes it."""
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How trials are run: through Ray Tune (a local instance, or the cluster at `address`) or in this process."""
+
+    use_ray: bool = True
+    address: str | None = None
+    concurrency: int = 1  # trials at once
+    progress: bool = True
+
+
 def run_search(
-    source: str | os.PathLike,
+    data: CifakeData,
     out: str | os.PathLike,
     space: SearchSpace = SearchSpace(),
     budget: Budget = Budget(),
@@ -34,32 +45,31 @@ def run_search(
     ray_address: str | None = None,
     threads_per_trial: int = 1,
     concurrency: int | None = None,
-    cache_root: str | None = None,
     progress: bool = True,
     stages: int = 2,
 ) -> dict:
     """Stage 1 (feature extractors), then stage 2 (dense heads on the extractor of lowest validation loss).
 
-    `stages=1` stops after stage 1; running again with 2 later continues from the finished trials.
+    `stages=1` stops after stage 1; running again with 2 later continues from the finished trials. Trials read
+    the data from its source through the same cache, so Ray workers on this machine do not decode it again.
     """
     folder = Path(out).resolve()
-    source = str(Path(source).resolve())
     settings = {"space": space.to_dict(), "budget": budget.to_dict()}
     _check_settings(folder, settings)
-    load_dataset(source, cache_root=cache_root, progress=progress)  # decode once, before trials start in parallel
-    concurrency = concurrency or max(1, available_cores() // threads_per_trial)  # never more threads than cores
-    runner = dict(source=source, out=folder, budget=budget, threads=threads_per_trial, concurrency=concurrency,
-                  use_ray=use_ray, address=ray_address, cache_root=cache_root, progress=progress)
-
-    stage1 = _run_stage("stage 1: feature extractors", space.stage1(), **runner)
+    plan = TrialPlan(str(Path(data.source).resolve()), folder, budget, threads_per_trial,
+                     str(data.cache_dir.parent) if data.cache_dir else None)
+    # never more threads than cores
+    execution = Execution(use_ray, ray_address, concurrency or max(1, available_cores() // threads_per_trial),
+                          progress)
+    stage1 = _run_stage("stage 1: feature extractors", space.stage1(), plan, execution)
     extractor = choose_extractor(stage1)
     heads = space.stage2(Topology.from_dict(extractor["topology"])) if stages > 1 else []
-    stage2 = _run_stage("stage 2: dense heads", heads, **runner)
+    stage2 = _run_stage("stage 2: dense heads", heads, plan, execution)
     best = min(stage1 + stage2, key=lambda r: r["validation"]["loss"])
     summary = {**settings, "stage1": stage1, "stage2": stage2, "best_extractor": extractor["name"],
                "best": best["name"], "selection": "lowest validation loss (the test split is never used to choose)",
                "trial_seconds": round(sum(r["seconds"] for r in stage1 + stage2), 1)}
-    atomic_write(folder / "search.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
+    write_json(folder / "search.json", summary, indent=1)
     return summary
 
 
@@ -94,29 +104,29 @@ def _check_settings(folder: Path, settings: dict) -> None:
     path.write_text(json.dumps(settings, indent=1))
 
 
-def _run_stage(title: str, topologies: list[Topology], *, source, out: Path, budget, threads, concurrency, use_ray,
-               address, cache_root, progress) -> list[dict]:
+def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, execution: Execution) -> list[dict]:
     # Longest first: the last trials to start are then short ones, and no core idles while one long trial ends alone.
-    pending = sorted((t for t in topologies if not result_path(out, t).exists()), key=estimated_cost, reverse=True)
-    with progress_bar(progress and bool(pending)) as bar:
+    pending = sorted((t for t in topologies if not result_path(plan.out, t).exists()), key=estimated_cost,
+                     reverse=True)
+    with progress_bar(execution.progress and bool(pending)) as bar:
         task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
 
         def finished(topology: Topology) -> None:
             bar.advance(task)
-            if progress and result_path(out, topology).exists():
-                bar.console.print(trial_summary(json.loads(result_path(out, topology).read_text())))
+            if execution.progress and result_path(plan.out, topology).exists():
+                bar.console.print(trial_summary(json.loads(result_path(plan.out, topology).read_text())))
 
-        if pending and use_ray:
-            _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root, finished)
+        if pending and execution.use_ray:
+            _run_with_ray(title, pending, plan, execution, finished)
         else:
             for topology in pending:
-                run_trial(topology, budget, source, str(out), threads, cache_root)
+                run_trial(topology, plan)
                 finished(topology)
-    unfinished = [t.name for t in topologies if not result_path(out, t).exists()]
+    unfinished = [t.name for t in topologies if not result_path(plan.out, t).exists()]
     if unfinished:  # Ray Tune returns normally when it is stopped by a signal
         raise SearchInterrupted(f"{title}: {len(unfinished)} trial(s) did not finish ({', '.join(unfinished)}); "
                                 "run the same command again to resume them from their last epoch checkpoint")
-    return [json.loads(result_path(out, t).read_text()) for t in topologies]
+    return [json.loads(result_path(plan.out, t).read_text()) for t in topologies]
 
 
 def trial_summary(result: dict) -> str:
@@ -128,7 +138,7 @@ def trial_summary(result: dict) -> str:
     return line + f", {result['seconds'] / 60:.1f} min"
 
 
-def _run_with_ray(title, pending, source, out, budget, threads, concurrency, address, cache_root, finished) -> None:
+def _run_with_ray(title: str, pending: list[Topology], plan: TrialPlan, execution: Execution, finished) -> None:
     import ray
     from ray import tune
 
@@ -145,17 +155,17 @@ def _run_with_ray(title, pending, source, out, budget, threads, concurrency, add
 
     connected_here = not ray.is_initialized()
     if connected_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=execution.address, include_dashboard=False, log_to_driver=False)
     try:
         def trainable(config: dict) -> None:
-            result = run_trial(Topology.from_dict(config["topology"]), budget, source, str(out), threads, cache_root)
+            result = run_trial(Topology.from_dict(config["topology"]), plan)
             tune.report({"val_loss": result["validation"]["loss"], "val_accuracy": result["validation"]["accuracy"]})
 
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": threads}),
+            tune.with_resources(trainable, {"cpu": plan.threads}),
             param_space={"topology": tune.grid_search([t.to_dict() for t in pending])},
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(out / "ray"),
+            tune_config=tune.TuneConfig(max_concurrent_trials=execution.concurrency),
+            run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(plan.out / "ray"),
                                       verbose=0, callbacks=[AnnounceFinished(finished)]),
         )
         errors = [str(r.error) for r in tuner.fit() if r.error]

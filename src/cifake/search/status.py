@@ -16,7 +16,7 @@ import numpy as np
 from cifake.models import Topology
 from cifake.search.grid import Budget, SearchSpace
 from cifake.search.runner import choose_extractor, estimated_cost
-from cifake.search.trial import result_path
+from cifake.search.trial import result_path, trial_dir
 from cifake.training import checkpoint_progress
 
 
@@ -31,7 +31,7 @@ class TrialStatus:
     cost: float  # estimated_cost of the topology, the scale of the time-left estimate
     test_accuracy: float | None = None
     epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch in the trial's checkpoint
-    epoch_spans: tuple[tuple[float, float], ...] = ()  # (start, end) clock time of each epoch that recorded it
+    epoch_spans: tuple[tuple[float, float], ...] = ()  # (start, end) clock time of each epoch
 
 
 @dataclass
@@ -42,7 +42,6 @@ class SearchStatus:
     heads_waiting_for_stage1: int  # stage-2 heads not named yet: stage 1 picks their extractor
     seconds_left: float  # estimated trial time still to run, summed over trials (divide by trials run at once)
     wall_seconds: float = 0.0  # clock time with at least one epoch running, over every run of the search
-    untimed_epochs: int = 0  # epochs from before clock times were recorded: not in wall_seconds
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)
@@ -65,9 +64,7 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
         trials += [_trial_status(folder, head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
     spans = [span for trial in trials for span in trial.epoch_spans]
-    untimed = sum(len(trial.epoch_seconds) - len(trial.epoch_spans) for trial in trials)
-    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget), union_seconds(spans),
-                        untimed)
+    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget), union_seconds(spans))
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:
@@ -93,10 +90,10 @@ def _search_folder(folder: Path) -> Path:
 
 def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
     cost = estimated_cost(topology)
-    progress = checkpoint_progress(folder / "trials" / topology.name)
+    progress = checkpoint_progress(trial_dir(folder, topology))
     rows = progress.history if progress else []
-    epochs = tuple(row.get("wall_seconds", row["seconds"]) for row in rows)
-    spans = tuple((row["ended_at"] - row["wall_seconds"], row["ended_at"]) for row in rows if "ended_at" in row)
+    epochs = tuple(row["wall_seconds"] for row in rows)
+    spans = tuple((row["ended_at"] - row["wall_seconds"], row["ended_at"]) for row in rows)
     done = result_path(folder, topology)
     if done.is_file():
         result = json.loads(done.read_text())

@@ -3,13 +3,13 @@ difference in every cell; the same layout for the dense stage (rows: units; colu
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from cifake.report import csv_table, markdown_table
 
 METRICS = ("accuracy", "loss", "precision", "recall", "f1")
 TITLES = {"accuracy": "accuracy (%)", "loss": "loss", "precision": "precision", "recall": "recall", "f1": "F1"}
@@ -119,19 +119,6 @@ def cost_plot(summary: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def csv_table(header: list[str], rows: list[list[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def within(results: list[dict], points: float = 1.0) -> tuple[int, int]:

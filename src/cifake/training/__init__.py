@@ -1,7 +1,23 @@
-"""Training: Adam + binary cross-entropy on logits, early stopping, per-epoch checkpoints, resume."""
+"""Training: Adam + binary cross-entropy on logits, early stopping, per-epoch checkpoints, resume.
 
-from cifake.training.trainer import (CHECKPOINT, TrainConfig, TrainResult, checkpoint_progress, fit, has_checkpoint,
-                                     seed_everything)
+Imported lazily, so that reading TrainConfig (cifake.training.config) does not load torch.
+"""
 
-__all__ = ["CHECKPOINT", "TrainConfig", "TrainResult", "checkpoint_progress", "fit", "has_checkpoint",
-           "seed_everything"]
+from __future__ import annotations
+
+from cifake.lazy import lazy_attributes
+
+_API = {
+    "TrainConfig": "cifake.training.config",
+    "CHECKPOINT": "cifake.training.trainer",
+    "TrainResult": "cifake.training.trainer",
+    "checkpoint_progress": "cifake.training.trainer",
+    "fit": "cifake.training.trainer",
+    "has_checkpoint": "cifake.training.trainer",
+    "seed_everything": "cifake.training.trainer",
+}
+
+__all__ = list(_API)
+
+
+__getattr__ = lazy_attributes(__name__, _API)

@@ -25,48 +25,12 @@ from torch.nn import functional as F
 from cifake.data.dataset import ImageSet
 from cifake.data.degrade import random_degradations
 from cifake.models.inference import predict_logits, to_model_input
-from cifake.models.io import atomic_write
+from cifake.files import atomic_write
 from cifake.progress import progress_bar
+from cifake.training.config import RESUME_KEYS, TrainConfig
 from cifake.training.memory import keep_freed_memory
 
 CHECKPOINT = "checkpoint.safetensors"  # weights, optimizer state, best weights and history of the last epoch
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 5  # at most; early stopping on validation loss may end sooner
-    batch_size: int = 64  # faster than Keras' default 32 (benchmarks/bench_train.py); 93.2 % test accuracy in 5 epochs
-    learning_rate: float = 1e-3  # Adam's usual default, as in Keras
-    patience: int = 2  # epochs without a lower validation loss before stopping; best weights are restored
-    seed: int = 1  # the study sets every seed to 1
-    bf16: bool = True  # bf16 autocast: uses AMX/AVX-512-BF16 where the CPU has them (benchmarks/bench_train.py)
-    channels_last: bool = True  # NHWC convolutions, which oneDNN runs faster on CPU
-    eval_batch_size: int = 64  # small batches keep activations in L2: 64 ran 2-3x faster than 1024 (bench_inference.py)
-    degrade: float = 0.0  # share of training images given a random JPEG / rescale / blur / noise degradation
-    fused_adam: bool = True  # one kernel per step: 95 ms against 574 ms for a 52M-weight dense head (same maths,
-    # other rounding, so a run is resumed only with the same setting)
-    # --- the recipe beyond the study (defaults keep the study's plain Adam) ---
-    optimizer: str = "adam"  # "adam" (the study), "adamw", or "sgd" (Nesterov momentum 0.9)
-    weight_decay: float = 0.0
-    schedule: str = "constant"  # or "onecycle": linear warm-up over warmup_epochs, then linear decay to zero
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0  # targets pulled towards 0.5 by this much
-    ema: float = 0.0  # decay of a moving average of the weights, used for validation and the saved model (0: off)
-    flip: bool = False  # mirror a random half of each batch (a photo and its mirror image are equally real)
-
-    def checks(self) -> None:
-        if (self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or not self.learning_rate > 0
-                or not 0 <= self.degrade <= 1 or self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES
-                or self.weight_decay < 0 or self.warmup_epochs < 0 or not 0 <= self.label_smoothing < 1
-                or not 0 <= self.ema < 1):
-            raise ValueError(f"invalid training settings: {self}")
-
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "onecycle")
-# Settings a checkpoint must share with the run that resumes it (the others, e.g. epochs, may change).
-RESUME_KEYS = ("batch_size", "learning_rate", "seed", "bf16", "channels_last", "fused_adam", "degrade", "optimizer",
-               "weight_decay", "schedule", "warmup_epochs", "label_smoothing", "ema", "flip")
 
 
 @dataclass
@@ -94,7 +58,6 @@ def fit(
     progress: bool = True,
 ) -> TrainResult:
     """Train `model` in place; with a run_dir, checkpoint after every epoch and, with `resume`, continue one."""
-    config.checks()
     keep_freed_memory()
     images = torch.from_numpy(np.ascontiguousarray(train_set.images))
     targets = torch.from_numpy(np.asarray(train_set.labels, np.float32))
@@ -118,13 +81,8 @@ def fit(
                                                      task)
             seconds = time.perf_counter() - started
             val_loss, val_acc = _validate(scored, val_set, config)
-            result.history.append({
-                "epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                "val_loss": val_loss, "val_accuracy": val_acc,
-                "seconds": round(seconds, 3), "images_per_second": round(len(images) / seconds, 1),
-                "wall_seconds": round(time.perf_counter() - started, 3),  # with validation
-                "ended_at": round(time.time(), 3),  # clock time: a search's wall time, measured across resumed runs
-            })
+            result.history.append(_epoch_row(epoch, train_loss, train_acc, val_loss, val_acc, len(images), seconds,
+                                             time.perf_counter() - started))
             bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
             if val_loss < result.best_val_loss:
                 result.best_val_loss, result.best_epoch, since_best = val_loss, epoch, 0
@@ -138,13 +96,22 @@ def fit(
     return result
 
 
+def _epoch_row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float, images: int,
+               seconds: float, wall_seconds: float) -> dict:
+    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+            "val_accuracy": val_acc, "seconds": round(seconds, 3), "images_per_second": round(images / seconds, 1),
+            "wall_seconds": round(wall_seconds, 3),  # with validation
+            "ended_at": round(time.time(), 3)}  # clock time: a search's wall time, measured across resumed runs
+
+
 def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params, fused = model.parameters(), config.fused_adam or None
+    params = model.parameters()
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, nesterov=True,
                                weight_decay=config.weight_decay)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
+    # fused: one kernel per step, 95 ms against 574 ms for a 52M-weight dense head (benchmarks/bench_train.py)
+    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
 
 
 def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -263,7 +230,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averag
     state = _checkpoint_state(path)
     saved = state["config"]
     for key in RESUME_KEYS:
-        if saved.get(key, TrainConfig.__dataclass_fields__[key].default) != getattr(config, key):
+        if saved[key] != getattr(config, key):
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
@@ -274,7 +241,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averag
     best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     if averaged:
         averaged.model.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        averaged.updates = state.get("ema_updates", 0)
+        averaged.updates = state["ema_updates"]
     optim_state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

@@ -6,15 +6,15 @@ without the leaked duplicates -> Grad-CAM analysis -> report.md + a self-contain
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 
-from cifake.data import load_dataset
+from cifake.data import CifakeData
 from cifake.data.audit import audit, write_audit
 from cifake.experiment import evaluate_run
 from cifake.explain.run import explain_dataset
+from cifake.files import write_json
 from cifake.report import Report
 from cifake.search.grid import PROFILES
 from cifake.search.runner import run_search
@@ -23,32 +23,30 @@ from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_r
                                   within, write_tables)
 
 
-def reproduce(source: str | os.PathLike, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
+def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
               ray_address: str | None = None, progress: bool = True) -> dict:
+    """Audit, search, evaluate the best model with and without leaks, explain it, report (report.md/.html)."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     space, budget = PROFILES[profile]
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    data = load_dataset(source, progress=progress)
-
     audit_report = audit(data)
     write_audit(audit_report, folder / "audit")
-    summary = run_search(source, folder / "search", space, budget, use_ray=use_ray, ray_address=ray_address,
+    summary = run_search(data, folder / "search", space, budget, use_ray=use_ray, ray_address=ray_address,
                          progress=progress)
     best_dir = folder / "search" / "trials" / summary["best"]
-    evaluations = {leaked: evaluate_run(best_dir, source, "test", leaked, folder / "best", progress=False, data=data)
-                   for leaked in (False, True)}
-    explained = explain_dataset(best_dir, source, folder / "explain", "test",
-                                sample_per_label=1000 if profile == "paper" else 250, progress=False, data=data)
+    evaluations = {leaked: evaluate_run(best_dir, data, "test", leaked, folder / "best") for leaked in (False, True)}
+    explained = explain_dataset(best_dir, data, folder / "explain", "test",
+                                sample_per_label=1000 if profile == "paper" else 250)
     tables = write_tables(summary, folder / "tables")
     status = search_status(folder / "search")
     result = {"profile": profile, "best": summary["best"], "best_extractor": summary["best_extractor"],
               "test": evaluations[False], "test_without_leaked": evaluations[True],
               "within_1_point": within(summary["stage1"]), "seconds": round(time.perf_counter() - started, 1),
-              "search_wall_seconds": round(status.wall_seconds, 1), "untimed_epochs": status.untimed_epochs}
-    (folder / "reproduce.json").write_text(json.dumps(result, indent=1))
+              "search_wall_seconds": round(status.wall_seconds, 1)}
+    write_json(folder / "reproduce.json", result, indent=1)
     _report(result, summary, audit_report, explained, folder, tables).write(folder, "report")
     return result
 
@@ -89,6 +87,11 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
                      "resumed the trial; trials ran side by side, so they share the machine.")
     report.table(*trial_rows(summary))
     report.image(folder / "tables" / "trial_cost.png", "Minutes per epoch against parameters.")
+    _best_model_sections(report, result, explained, folder)
+    return report
+
+
+def _best_model_sections(report: Report, result: dict, explained: dict, folder: Path) -> None:
     report.heading("The chosen model on the official test split")
     rows = []
     shown = ("accuracy", "loss", "precision", "recall", "f1", "roc_auc")
@@ -114,14 +117,11 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
         f"{explained['randomisation']['full']['mean']:.3f}. The full analysis is in explain/explain.html.")
     report.image(folder / "explain" / "gradcam_grid.png", "Grad-CAM per class, REAL and FAKE examples.")
     report.image(folder / "explain" / "mean_maps.png", "Mean Grad-CAM of REAL and of FAKE images.")
-    return report
 
 
 def _search_time(result: dict, summary: dict) -> str:
-    untimed = result["untimed_epochs"]
     measured = (f"Over every run of the search, its epochs ran for {result['search_wall_seconds']:,.0f} s of wall "
-                "time (the union of their clock intervals, several trials at once"
-                + (f"; {untimed} epochs from before clock times were recorded are not counted" if untimed else "")
-                + "); ") if result["search_wall_seconds"] else ""
+                "time (the union of their clock intervals, several trials at once); "
+                if result["search_wall_seconds"] else "")
     trials = f"the trials' own times add up to {summary['trial_seconds']:,.0f} s."
     return measured + trials if measured else trials.capitalize()

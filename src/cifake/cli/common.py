@@ -1,0 +1,144 @@
+"""What every command shares: the app, the one error path, the options used by several commands, the
+terminal table and JSON writers. Commands live in one module per group and stay thin: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from cifake.choices import BACKENDS
+
+console = Console()  # wraps at the terminal's width (80 columns when piped)
+err = Console(stderr=True, soft_wrap=True)
+
+# Errors a user can fix (a bad argument, file or setting): their message on stderr and exit code 2.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError)
+
+
+@contextmanager
+def one_error_path(ctx: click.Context):
+    """How every command ends when it cannot finish: a message, never a traceback. Exit 2 for a user error,
+    130 for Ctrl-C or a stop signal (finished work is kept, and the message says how to resume)."""
+    from cifake.generate.pipeline import WeightsNotFound
+    from cifake.search.runner import SearchInterrupted
+
+    try:
+        yield
+    except SearchInterrupted as exc:  # its message says how to resume
+        err.print(f"[yellow]stopped:[/] {exc}")
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        how = ("add --resume to the same command to continue from the last finished epoch"
+               if ctx.invoked_subcommand == "train" else "run the same command again to resume")
+        err.print(f"[yellow]stopped:[/] interrupted. Finished work is kept; {how}.")
+        raise typer.Exit(130) from None
+    except (*USER_ERRORS, WeightsNotFound) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        err.print("[red]error:[/] ", end="")
+        err.print(str(message), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+class _Commands(TyperGroup):
+    """The command group: every command runs inside one_error_path."""
+
+    def invoke(self, ctx: click.Context):
+        with one_error_path(ctx):
+            return super().invoke(ctx)
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
+                  help="The `cifake` command line. Labels: REAL = 1 (positive), FAKE = 0.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect, audit and assemble CIFAKE sources.")
+app.add_typer(data_app, name="data")
+
+
+def choice(name: str, values: Iterable[str]) -> type[Enum]:
+    """An Enum of the library's allowed values: --help lists them and the parser refuses any other."""
+    return Enum(name, {value: value for value in values}, type=str)
+
+
+def value(option):
+    """A choice option's plain value (the library takes strings)."""
+    return option.value if isinstance(option, Enum) else option
+
+
+Backend = choice("Backend", BACKENDS)
+
+# --- options and arguments used by several commands -----------------------------------------------------------
+Source = Annotated[Path, typer.Argument(
+    help="CIFAKE folder tree, zip, folder of split zips, or folder with REAL/ and FAKE/.")]
+DataOption = Annotated[Path, typer.Option("--data", envvar="CIFAKE_DATA",
+                                          help="CIFAKE source (default: $CIFAKE_DATA).")]
+Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE",
+                                               help="Cache folder for decoded images.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the figures as JSON instead of tables.")]
+RunDir = Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")]
+ModelDir = Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")]
+BackendOption = Annotated[Backend, typer.Option(help="Scoring backend (auto: onnxruntime when installed).")]
+Ray = Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")]
+RayAddress = Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")]
+
+
+def load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
+    """A source decoded (once, then from the cache)."""
+    from cifake.data import load_dataset
+
+    return load_dataset(source, cache_root=cache, refresh=refresh, progress=not quiet)
+
+
+# --- output ----------------------------------------------------------------------------------------------------
+def print_json(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def print_table(header: Sequence[str], rows: Iterable[Sequence], title: str | None = None) -> None:
+    """The terminal table of every command: the first column may wrap, the others (figures) never do, so every
+    number stays whole at 80 columns. A header may hold a newline to stay narrow."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i > 0, overflow="fold")
+    for row in rows:
+        table.add_row(*(fmt(cell) for cell in row))
+    console.print(table)
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
+
+
+def duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def print_metrics(by_split: dict[str, dict]) -> None:
+    """The study's metrics (REAL positive) and more, one column per split, then each split's confusion matrix."""
+    keys = ("n", "accuracy", "loss", "precision", "recall", "f1", "roc_auc", "average_precision",
+            "fake_precision", "fake_recall", "fake_f1")
+    print_table(["metric", *by_split], [[key, *(m.get(key) for m in by_split.values())] for key in keys],
+                "Metrics (REAL = positive class, as in the study)")
+    for split, metrics in by_split.items():
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
+        console.print(f"{split} confusion matrix: true FAKE -> {tn:,} FAKE, {fp:,} REAL; "
+                      f"true REAL -> {fn:,} FAKE, {tp:,} REAL")

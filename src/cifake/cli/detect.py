@@ -1,0 +1,189 @@
+"""`cifake predict | explain | serve | generate`: detect, explain, deploy, and make synthetic images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cifake.choices import DEVICES, TARGETS
+from cifake.cli.common import (BackendOption, Cache, ModelDir, Quiet, RayAddress, app, choice, console, err, load,
+                               print_table, value)
+from cifake.generate.pipeline import DTYPES, SCHEDULERS
+
+Target = choice("Target", TARGETS)
+Scheduler = choice("Scheduler", SCHEDULERS)
+Dtype = choice("Dtype", DTYPES)
+Device = choice("Device", DEVICES)
+PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id"]
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    model: ModelDir = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        min=0, max=1, help="Call an image FAKE when P(FAKE) >= this, else REAL (default: the model's calibrated "
+                           "decision, which may say UNSURE).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    backend: BackendOption = "auto",
+    explain_dir: Annotated[Optional[Path], typer.Option(
+        "--explain", help="Write Grad-CAM overlays into this folder.")] = None,
+) -> None:
+    """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
+    from cifake.explain.run import explain_files
+    from cifake.predict import Detector, expand_paths
+
+    detector = Detector.load(model, value(backend))
+    rows, failed = [], 0
+    writer = csv.DictWriter(sys.stdout, PREDICTION_FIELDS) if as_csv else None
+    if writer:
+        writer.writeheader()
+    for result in detector.iter_predict(expand_paths(paths), threshold):
+        if result.error:
+            failed += 1
+            err.print(f"{result.source}: {result.error}", markup=False, highlight=False)
+            continue
+        row = {"path": result.source, "prob_fake": round(result.prob_fake, 6), **{
+            k: getattr(result, k) for k in PREDICTION_FIELDS[2:]}}
+        if as_json:
+            print(json.dumps(row))
+        elif writer:
+            writer.writerow(row)
+        else:
+            rows.append([result.source, result.prob_fake, result.verdict])
+    if not (as_json or as_csv):
+        print_table(["path", "P(FAKE)", "verdict"], rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
+    if explain_dir:
+        explain_files(detector, list(expand_paths(paths)), explain_dir)
+        err.print(f"Grad-CAM overlays: {explain_dir}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _rule(detector, threshold: float | None) -> str:
+    if threshold is not None:
+        return f"FAKE when P(FAKE) >= {threshold}"
+    rule = detector.decision
+    if rule.real_at == rule.fake_at:
+        return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}"
+    return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}, REAL below {rule.real_at:.4g}, UNSURE between"
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders to explain.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for overlays, figures and the report.")] = Path("explain"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="Explain a dataset split instead of files.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
+    per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
+    sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
+    layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU).")] = None,
+    target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
+                      ] = "predicted",
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
+    from cifake.explain.run import explain_dataset, explain_files
+    from cifake.predict import Detector
+
+    if bool(images) == bool(data):
+        raise ValueError("give image files, or --data SOURCE, not both or neither")
+    if data:
+        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer)
+        shares = summary["centre_share"]
+        console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
+                      f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
+        console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
+        return
+    explained = explain_files(Detector.load(run_dir, "torch"), images, out, layer, value(target))
+    for result in explained.results:
+        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
+                      f"{out / result['overlay']}", markup=False)
+    for path, reason in explained.failures:
+        err.print(f"{path}: {reason}", markup=False)
+    if explained.failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    model: ModelDir = None,
+    max_file_mb: Annotated[float, typer.Option(help="Largest upload, in MB.")] = 20,
+    max_pixels: Annotated[int, typer.Option(
+        help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
+    max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
+    backend: BackendOption = "auto",
+) -> None:
+    """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
+    import uvicorn
+
+    from cifake.predict import Detector
+    from cifake.serve import Limits, create_app
+
+    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_pixels=max_pixels, max_files=max_files)
+    detector = Detector.load(model, value(backend))
+    application = create_app(detector, limits, model)
+    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend}")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Output folder: FAKE/<CIFAKE name>.jpg and manifest.jsonl.")],
+    classes: Annotated[Optional[str], typer.Option(
+        help="Comma-separated class names (default: CIFAR-10's ten).")] = None,
+    per_class: Annotated[int, typer.Option(help="Images per class.")] = 10,
+    like: Annotated[Optional[Path], typer.Option(
+        help="Take classes and counts from this labelled REAL source.")] = None,
+    model: Annotated[str, typer.Option(
+        help="Hugging Face model id or local diffusers folder.")] = "CompVis/stable-diffusion-v1-4",
+    steps: Annotated[int, typer.Option(help="Denoising steps.")] = 50,
+    scheduler: Annotated[Scheduler, typer.Option(help="Sampler (euler-ancestral is the study's).")
+                         ] = "euler-ancestral",
+    size: Annotated[int, typer.Option(help="Render size in pixels.")] = 512,
+    out_size: Annotated[int, typer.Option(help="Saved size in pixels (bilinear resize).")] = 32,
+    prompt_template: Annotated[str, typer.Option(
+        help="Prompt; {label} and {article} (a/an) are filled in.")] = "a photograph of {article} {label}",
+    seed: Annotated[int, typer.Option(help="Base seed; each image's seed derives from (seed, class, index).")] = 1,
+    device: Annotated[Device, typer.Option(help="Where the pipeline runs.")] = "cpu",
+    dtype: Annotated[Dtype, typer.Option(help="Pipeline precision.")] = "fp32",
+    batch_size: Annotated[int, typer.Option(help="Images per pipeline call.")] = 4,
+    keep_full_size: Annotated[bool, typer.Option(help="Also keep each full-size render as PNG.")] = False,
+    shard: Annotated[str, typer.Option(help="i/n: make only shard i (from 0) of n, for several processes.")] = "0/1",
+    ray_address: RayAddress = None,
+    quiet: Quiet = False,
+) -> None:
+    """Render a CIFAKE-style synthetic twin with Stable Diffusion; reruns resume, shards split the work."""
+    from cifake.generate import GenerateConfig, counts_like, parse_shard
+    from cifake.generate.pipeline import generate as run_generation
+
+    names = [c.strip() for c in classes.split(",")] if classes else None
+    counts: int | list[int] = per_class
+    if like:
+        names, counts = counts_like(like)
+    config = GenerateConfig(out=str(out), per_class=counts, model=model, scheduler=value(scheduler), steps=steps,
+                            size=size, out_size=out_size, prompt_template=prompt_template, seed=seed,
+                            device=value(device), dtype=value(dtype), batch_size=batch_size,
+                            keep_full_size=keep_full_size, shard=parse_shard(shard),
+                            **({"classes": names} if names else {}))
+    config.counts()
+    if ray_address:
+        from cifake.generate.distributed import generate_on_ray
+
+        summaries = generate_on_ray(config, ray_address)
+        console.print(f"{sum(s['generated'] for s in summaries):,} images made by {len(summaries)} Ray shards")
+        return
+    summary = run_generation(config, progress=not quiet)
+    rate = f", {summary['images_per_second']} images/s" if summary.get("images_per_second") else ""
+    console.print(f"{summary['generated']:,} made, {summary['skipped_existing']:,} already there "
+                  f"({summary['planned']:,} in this shard){rate}. Output: {out}")

@@ -1,0 +1,117 @@
+"""`cifake search | search-status | reproduce`: the study's two-stage search and its whole experiment."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cifake.cli.common import (AsJson, DataOption, Quiet, Ray, RayAddress, app, choice, console, duration, load,
+                               print_json, print_table, value)
+from cifake.search.grid import PROFILES
+
+Profile = choice("Profile", PROFILES)
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    return None if text is None else tuple(int(part) for part in text.split(","))
+
+
+@app.command()
+def search(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Search folder: trials/<name>/ (model, run.json), search.json.")],
+    profile: Annotated[Profile, typer.Option(help="quick (a reduced budget) or paper (the full protocol).")] = "paper",
+    filters: Annotated[Optional[str], typer.Option(help="Stage-1 filters, e.g. 16,32,64,128.")] = None,
+    conv_layers: Annotated[Optional[str], typer.Option(help="Stage-1 conv layers, e.g. 1,2,3.")] = None,
+    dense_units: Annotated[Optional[str], typer.Option(help="Stage-2 units, e.g. 32,64,...,4096.")] = None,
+    dense_layers: Annotated[Optional[str], typer.Option(help="Stage-2 dense layers, e.g. 1,2,3.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs per trial.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience per trial.")] = None,
+    limit: Annotated[Optional[int], typer.Option(
+        help="Images per label (data fraction); default: the profile's.")] = None,
+    ray: Ray = True,
+    ray_address: RayAddress = None,
+    threads_per_trial: Annotated[int, typer.Option(
+        help="Torch threads per trial; trials run cores/threads at once.")] = 1,
+    stages: Annotated[int, typer.Option(help="1: feature extractors only; 2: then the dense heads.")] = 2,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """The study's search: 12 feature extractors, then dense heads on the best; resumable, Ray-distributed."""
+    from cifake.search.runner import run_search
+    from cifake.search.tables import stage1_rows, within
+
+    space, budget = PROFILES[value(profile)]
+    space = replace(space, **{k: v for k, v in (("filters", _ints(filters)), ("conv_layers", _ints(conv_layers)),
+                                                ("dense_units", _ints(dense_units)),
+                                                ("dense_layers", _ints(dense_layers))) if v})
+    budget = replace(budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
+                                                  ("limit_per_label", limit)) if v is not None})
+    summary = run_search(load(data, None, quiet), out, space, budget, use_ray=ray, ray_address=ray_address,
+                         threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
+    if as_json:
+        return print_json(summary)
+    header, rows = stage1_rows(summary["stage1"], "accuracy")
+    print_table([h.replace(" (paper / ours / diff)", "\n(paper / ours / diff)") for h in header], rows,
+                "Stage-1 test accuracy (%)")
+    close, compared = within(summary["stage1"])
+    console.print(f"Best extractor {summary['best_extractor']}; best searched {summary['best']} (validation loss). "
+                  f"Stage-1 test accuracy within 1 point of the paper in {close} of {compared} cells.")
+
+
+@app.command("search-status")
+def search_status(
+    folder: Annotated[Path, typer.Argument(help="A search folder (cifake search --out) or a reproduce report folder.")],
+    concurrency: Annotated[Optional[int], typer.Option(help="Trials run at once, for the wall-time estimate "
+                                                               "(default: this machine's cores).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Where a search stands (safe while it runs): finished, started and waiting trials, and time left."""
+    from cifake.data.dataset import available_cores
+    from cifake.search.status import search_status as read_status
+
+    status = read_status(folder)
+    if as_json:
+        return print_json({"folder": str(status.folder), "trials": [asdict(t) for t in status.trials],
+                           "total": status.total, "heads_waiting_for_stage1": status.heads_waiting_for_stage1,
+                           "seconds_left": round(status.seconds_left, 1),
+                           "wall_seconds": round(status.wall_seconds, 1)})
+    print_table(("trial", "stage", "state", "epochs", "val loss", "time", "test acc"),
+                [[t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.epochs}", t.best_val_loss,
+                  duration(t.seconds) if t.seconds else "-", t.test_accuracy] for t in status.trials])
+    at_once = concurrency or available_cores()
+    waiting = f"; {status.heads_waiting_for_stage1} dense heads wait for stage 1 (not in the estimate)" \
+        if status.heads_waiting_for_stage1 else ""
+    console.print(f"{status.count('finished')} of {status.total} trials finished, {status.count('started')} started"
+                  f"{waiting}. Time left: about {duration(status.seconds_left)} of trial time, "
+                  f"{duration(status.seconds_left / at_once)} with {at_once} at once (a rough estimate).")
+    if status.wall_seconds:
+        console.print(f"Wall time so far: {duration(status.wall_seconds)} with at least one epoch running, over "
+                      "every run of the search.")
+
+
+@app.command()
+def reproduce(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("reports/reproduce"),
+    profile: Annotated[Profile, typer.Option(help="quick (a reduced budget) or paper (the full protocol).")] = "quick",
+    ray: Ray = True,
+    ray_address: RayAddress = None,
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
+    from cifake.reproduce import reproduce as run_reproduce
+
+    result = run_reproduce(load(data, None, quiet), out, value(profile), use_ray=ray, ray_address=ray_address,
+                           progress=not quiet)
+    if as_json:
+        return print_json(result)
+    close, compared = result["within_1_point"]
+    console.print(f"Best model {result['best']}: test accuracy {result['test']['accuracy']:.4f} "
+                  f"({result['test_without_leaked']['accuracy']:.4f} without leaked duplicates); stage-1 accuracy "
+                  f"within 1 point of the paper in {close} of {compared} cells; {result['seconds']:,.0f} s.")
+    console.print(f"Report: {out / 'report.md'} and {out / 'report.html'}")
