@@ -210,3 +210,23 @@ def test_explain_uses_the_layer_asked_for(detector):
     first = conv_layer_names(detector.model)[0]
     early = detector.explain(images, layer=first)
     assert any(not np.allclose(a[1], b[1]) for a, b in zip(default, early))
+
+
+def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_verdicts(tmp_path, monkeypatch):
+    import cifake.predict.detector as detector_module
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for n in range(3):
+        (images / f"{n}.jpg").write_bytes(jpeg_bytes(synthetic_image(n % 2, n)))
+    decoded = []
+    real_decode = detector_module.decode_image
+    monkeypatch.setattr(detector_module, "decode_image",
+                        lambda data, **options: decoded.append(1) or real_decode(data, **options))
+    out = tmp_path / "overlays"
+    printed = cli("predict", images, "--explain", out, "--threshold", "0", "--json", "--backend", "torch").stdout
+    rows = [json.loads(line) for line in printed.splitlines()]
+    assert len(decoded) == 3 and len(rows) == 3 and {r["verdict"] for r in rows} == {"FAKE"}  # threshold 0
+    overlays = json.loads((out / "explanations.json").read_text())["results"]
+    assert [(o["path"], o["verdict"]) for o in overlays] == [(r["path"], r["verdict"]) for r in rows]
+    assert [o["prob_fake"] for o in overlays] == pytest.approx([r["prob_fake"] for r in rows], abs=1e-6)

@@ -118,7 +118,7 @@ def print_table(header: Sequence[str], rows: Iterable[Sequence], title: str | No
 def fmt(value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return str(value)
     return f"{value:,}" if isinstance(value, int) else f"{value:.4f}"
 

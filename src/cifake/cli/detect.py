@@ -40,11 +40,15 @@ def predict(
     from cifake.predict import Detector, expand_paths
 
     detector = Detector.load(model, value(backend))
+    if explain_dir:  # the overlays' scores are the printed ones: each image is decoded and scored once
+        results = explain_files(detector, expand_paths(paths), explain_dir, threshold=threshold).predictions
+    else:
+        results = detector.iter_predict(expand_paths(paths), threshold)  # in chunks: bounded memory
     rows, failed = [], 0
     writer = csv.DictWriter(sys.stdout, PREDICTION_FIELDS) if as_csv else None
     if writer:
         writer.writeheader()
-    for result in detector.iter_predict(expand_paths(paths), threshold):
+    for result in results:
         if result.error:
             failed += 1
             err.print(f"{result.source}: {result.error}", markup=False, highlight=False)
@@ -60,7 +64,6 @@ def predict(
     if not (as_json or as_csv):
         print_table(["path", "P(FAKE)", "verdict"], rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
     if explain_dir:
-        explain_files(detector, list(expand_paths(paths)), explain_dir)
         err.print(f"Grad-CAM overlays: {explain_dir}")
     if failed:
         raise typer.Exit(1)
@@ -92,7 +95,7 @@ def explain(
 ) -> None:
     """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
     from cifake.explain.run import explain_dataset, explain_files
-    from cifake.predict import Detector
+    from cifake.predict import Detector, expand_paths
 
     if bool(images) == bool(data):
         raise ValueError("give image files, or --data SOURCE, not both or neither")
@@ -103,7 +106,7 @@ def explain(
                       f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
         console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
         return
-    explained = explain_files(Detector.load(run_dir, "torch"), images, out, layer, value(target))
+    explained = explain_files(Detector.load(run_dir, "torch"), expand_paths(images), out, layer, value(target))
     for result in explained.results:
         console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
                       f"{out / result['overlay']}", markup=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,7 +50,6 @@ def training_options(command):
     recipe = inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         Optional[Path], typer.Option(help="JSON file of training settings (and optionally \"topology\"); options "
                                           "given here override it.")])
-    assert all(s.default is not MISSING for s in fields(TrainConfig))
     context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
     with_config.__signature__ = inspect.Signature(own + [context, recipe] + [_training_option(s) for s in
                                                                              fields(TrainConfig)])

@@ -21,26 +21,28 @@ from cifake.files import write_json
 from cifake.report import Report
 
 if TYPE_CHECKING:
-    from cifake.predict import Detector
+    from collections.abc import Iterable
+
+    from cifake.predict import Detector, Prediction
 
 
 @dataclass
 class FileExplanations:
     results: list[dict] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    predictions: list[Prediction] = field(default_factory=list)  # one per file, in order, failures included
 
 
-def explain_files(detector: Detector, paths: list[Path], out: str | os.PathLike, layer: str | None = None,
-                  target: str = "predicted") -> FileExplanations:
-    """One overlay PNG per image file (folders are searched recursively), with the verdict `cifake predict` gives;
-    bad files are listed, not raised. Writes explanations.json beside the overlays."""
+def explain_files(detector: Detector, files: Iterable[Path], out: str | os.PathLike, layer: str | None = None,
+                  target: str = "predicted", threshold: float | None = None) -> FileExplanations:
+    """One overlay PNG per image file, with the verdict `cifake predict` gives (each file decoded once); bad files
+    are listed, not raised. Writes explanations.json beside the overlays."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    files = [f for p in map(Path, paths)
-             for f in (sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p])]
     explained, used = FileExplanations(), set()
-    for found in detector.explanations(files, target, layer):
+    for found in detector.explanations(files, target, layer, threshold):
         prediction = found.prediction
+        explained.predictions.append(prediction)
         if prediction.error:
             explained.failures.append((prediction.source, prediction.error))
             continue

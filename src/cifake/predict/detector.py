@@ -166,13 +166,14 @@ class Detector:
         """(prediction, 32 x 32 Grad-CAM map or None) per input; maps explain the verdict by default."""
         return [(found.prediction, found.heatmap) for found in self.explanations(items, target, layer)]
 
-    def explanations(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
-                     ) -> list[Explanation]:
-        """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once."""
+    def explanations(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None,
+                     threshold: float | None = None) -> list[Explanation]:
+        """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once.
+        The verdicts follow the calibrated decision, or `threshold` as in iter_predict."""
         from cifake.explain.gradcam import GradCam
 
         read = [self._read(n, item) for n, item in enumerate(items)]
-        predictions = list(self._score(read, self.decision))
+        predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))
         good = [i for i, (_, pixels, _) in enumerate(read) if pixels is not None]
         maps: list[np.ndarray | None] = [None] * len(read)
         labels: list[str | None] = [None] * len(read)
