@@ -1,7 +1,7 @@
 """Run the two-stage search, in-process or through Ray Tune (a local instance or an existing cluster).
 
-Each finished trial is a JSON file; a rerun of the same command skips those, so a killed search loses at most
-the trials that were running (and those resume from their last epoch checkpoint).
+Each finished trial has its run record (trials/<name>/run.json); a rerun of the same command skips those, so a
+killed search loses at most the trials that were running (and those resume from their last epoch checkpoint).
 """
 
 from __future__ import annotations
