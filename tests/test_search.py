@@ -116,11 +116,12 @@ def test_a_resumed_trial_counts_the_epochs_of_earlier_runs(learnable_zip, tmp_pa
 def test_ctrl_c_ends_a_search_with_how_to_resume_not_a_traceback(learnable_zip, tmp_path):
     args = [sys.executable, "-m", "cifake", "search", "--data", str(learnable_zip), "--out", str(tmp_path),
             "--filters", "4,8,16", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1",
-            "--epochs", "6", "--limit", "300", "--no-ray", "-q"]
+            "--epochs", "30", "--patience", "30", "--limit", "300", "--no-ray", "-q"]  # trials of several seconds
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not _finished(tmp_path):
         time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
