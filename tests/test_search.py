@@ -117,7 +117,9 @@ def test_ctrl_c_ends_a_search_with_how_to_resume_not_a_traceback(learnable_zip, 
     args = [sys.executable, "-m", "cifake", "search", "--data", str(learnable_zip), "--out", str(tmp_path),
             "--filters", "4,8,16", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1",
             "--epochs", "30", "--patience", "30", "--limit", "300", "--no-ray", "-q"]  # trials of several seconds
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A test worker may ignore SIGINT, and a child would inherit that (Python then never raises KeyboardInterrupt)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not _finished(tmp_path):
         time.sleep(0.05)
