@@ -274,14 +274,14 @@ def test_optimizers_are_built_as_configured():
     from cifake.models import Topology
     from cifake.training.trainer import _make_optimizer
 
-    model = build_model(Topology(4, 1, ()))
-    sgd = _make_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.1, weight_decay=0.01))
+    model, cpu = build_model(Topology(4, 1, ())), torch.device("cpu")
+    sgd = _make_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.1, weight_decay=0.01), cpu)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
     assert sgd.defaults["lr"] == 0.1 and sgd.defaults["weight_decay"] == 0.01
-    adamw = _make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05))
+    adamw = _make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05), cpu)
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["fused"] is True
     assert adamw.defaults["lr"] == 0.003 and adamw.defaults["weight_decay"] == 0.05
-    adam = _make_optimizer(model, TrainConfig())
+    adam = _make_optimizer(model, TrainConfig(), cpu)
     assert type(adam) is torch.optim.Adam and adam.defaults["fused"] and adam.defaults["lr"] == 1e-3
 
 
@@ -291,8 +291,8 @@ def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):
     _fit(splits, epochs=1, run_dir=tmp_path)
     config = TrainConfig(epochs=2, batch_size=32, patience=5)
     model = build_model("paper").to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(model, config)
-    result, best, since_best = _load_checkpoint(tmp_path, model, optimizer, config)
+    optimizer = _make_optimizer(model, config, torch.device("cpu"))
+    result, best, since_best = _load_checkpoint(tmp_path, model, optimizer, config, torch.device("cpu"))
     assert len(result.history) == 1 and result.resumed_from_epoch == 1 and since_best == 0 and best
     conv = model.features[0].weight
     assert not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last)

@@ -34,6 +34,7 @@ _API = {
     "calibrate_run": "cifake.calibration.run",
     "evaluate_robustness": "cifake.robustness",
     "export_onnx": "cifake.models.export",
+    "resolve_device": "cifake.devices",
 }
 
 __all__ = ["__version__", *_API]

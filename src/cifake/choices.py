@@ -6,3 +6,7 @@ SCHEDULES = ("constant", "onecycle")  # TrainConfig.schedule
 BACKENDS = ("auto", "onnx", "torch")  # Detector.load
 TARGETS = ("predicted", "REAL", "FAKE")  # what a Grad-CAM map explains
 DEVICES = ("cpu", "cuda", "mps")  # cifake generate
+# Where a command runs: auto (CUDA, then MPS, else the CPU), cpu, cuda, cuda:N or mps (cifake.devices)
+DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
+DEVICE_HELP = "Where to compute: auto (a CUDA GPU, then an Apple GPU, else the CPU), cpu, cuda, cuda:N or mps."
+COMPILE_MODES = ("off", "default", "reduce-overhead")  # TrainConfig.compile; reduce-overhead: CUDA graphs

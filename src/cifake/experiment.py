@@ -20,9 +20,9 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
+from cifake.devices import describe, mixed_precision, resolve_device
 from cifake.files import atomic_write, write_json
 from cifake.metrics import evaluate
-from cifake.metrics.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_roc_curve, plot_training_curves
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
 from cifake.training import TrainConfig, TrainResult, fit, has_checkpoint, seed_everything
 from cifake.training.split import Split
@@ -42,6 +42,7 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
     if has_checkpoint(folder) and not resume:
         raise RunExists(f"{folder} already holds a run; pass --resume to continue it, or choose another --out")
     started = time.perf_counter()
+    device = resolve_device(config.device)
     split = split or Split()
     train_set, val_set = split.carve(data, config.seed)
     seed_everything(config.seed)
@@ -62,14 +63,21 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
         "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
         "data": {"source": data.source, "cache": str(data.cache_dir)},
         **_outcome(result, time.perf_counter() - started),
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()},
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+                        **describe(device), "precision": _precision_name(mixed_precision(device, config.bf16))},
     }
     save_model(model, folder, record)
     _write_history(folder / "history.csv", result.history)
     if plots:
+        from cifake.metrics.plots import plot_training_curves
+
         plot_training_curves(result.history, folder / "training_curves.png")
     write_json(folder / RECORD, record | metrics)  # last: its presence means the run finished
     return record | metrics
+
+
+def _precision_name(dtype: torch.dtype | None) -> str:
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + gradient scaling"}.get(dtype, "fp32")
 
 
 def _outcome(result: TrainResult, seconds: float) -> dict:
@@ -98,9 +106,10 @@ def validation_split(config: dict, data: CifakeData):
 
 
 def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "test", exclude_leaked: bool = False,
-                 out: str | os.PathLike | None = None) -> dict:
+                 out: str | os.PathLike | None = None, device: str | torch.device = "auto") -> dict:
     """Metrics of a saved model on one split; with exclude_leaked, test images that also occur in train are left out."""
-    model, _ = load_model(run_dir)
+    device = resolve_device(device)
+    model, _ = load_model(run_dir, device)
     if split not in data.splits and len(data.splits) == 1:
         split = next(iter(data.splits))  # a REAL/FAKE folder of one's own has a single split
     images = data[split]
@@ -110,7 +119,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
         excluded = int(mask.sum())
         images = images.take(np.flatnonzero(~mask))
     metrics, logits = evaluate(model, images)
-    metrics |= {"split": split, "source": data.source, "excluded_leaked": excluded}
+    metrics |= {"split": split, "source": data.source, "excluded_leaked": excluded, **describe(device)}
     folder = Path(out or run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"eval-{split}{'-no-leaked' if exclude_leaked else ''}"
@@ -120,6 +129,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
 
 
 def plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:
+    # matplotlib loads only to plot: runs without plots (search trials, benchmarks/gpu_check.py) do without it
+    from cifake.metrics.plots import plot_confusion_matrix, plot_per_class_accuracy, plot_roc_curve
+
     plot_confusion_matrix(metrics["confusion_matrix"], folder / f"{stem}_confusion_matrix.png",
                           f"Confusion matrix ({stem})")
     plot_roc_curve(logits, labels, metrics["roc_auc"], folder / f"{stem}_roc.png", f"ROC curve ({stem}), REAL positive")

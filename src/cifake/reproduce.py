@@ -24,8 +24,10 @@ from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_r
 
 
 def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
-              ray_address: str | None = None, progress: bool = True) -> dict:
-    """Audit, search, evaluate the best model with and without leaks, explain it, report (report.md/.html)."""
+              ray_address: str | None = None, progress: bool = True, device: str = "auto",
+              gpus_per_trial: float | None = None) -> dict:
+    """Audit, search, evaluate the best model with and without leaks, explain it, report (report.md/.html).
+    Trials run as `run_search` places them (device, GPUs per trial); evaluation and Grad-CAM run on `device`."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     space, budget = PROFILES[profile]
@@ -35,17 +37,18 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
     audit_report = audit(data)
     write_audit(audit_report, folder / "audit")
     summary = run_search(data, folder / "search", space, budget, use_ray=use_ray, ray_address=ray_address,
-                         progress=progress)
+                         progress=progress, device=device, gpus_per_trial=gpus_per_trial)
     best_dir = folder / "search" / "trials" / summary["best"]
-    evaluations = {leaked: evaluate_run(best_dir, data, "test", leaked, folder / "best") for leaked in (False, True)}
+    evaluations = {leaked: evaluate_run(best_dir, data, "test", leaked, folder / "best", device)
+                   for leaked in (False, True)}
     explained = explain_dataset(best_dir, data, folder / "explain", "test",
-                                sample_per_label=1000 if profile == "paper" else 250)
+                                sample_per_label=1000 if profile == "paper" else 250, device=device)
     tables = write_tables(summary, folder / "tables")
     status = search_status(folder / "search")
     result = {"profile": profile, "best": summary["best"], "best_extractor": summary["best_extractor"],
               "test": evaluations[False], "test_without_leaked": evaluations[True],
               "within_1_point": within(summary["stage1"]), "seconds": round(time.perf_counter() - started, 1),
-              "search_wall_seconds": round(status.wall_seconds, 1)}
+              "search_wall_seconds": round(status.wall_seconds, 1), "device": evaluations[False]["device"]}
     write_json(folder / "reproduce.json", result, indent=1)
     _report(result, summary, audit_report, explained, folder, tables).write(folder, "report")
     return result

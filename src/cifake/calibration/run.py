@@ -7,11 +7,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cifake.calibration.decision import UNSURE, Decision, choose_decision
 from cifake.calibration.temperature import apply_temperature, calibration_error, fit_temperature, reliability_bins
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
+from cifake.devices import describe, resolve_device
 from cifake.experiment import validation_split
 from cifake.files import write_json
 from cifake.metrics.plots import plot_reliability
@@ -35,10 +37,11 @@ def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decis
 
 
 def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged: float = 0.01,
-                  max_fake_passed: float = 0.02) -> dict:
+                  max_fake_passed: float = 0.02, device: str | torch.device = "auto") -> dict:
     """Fit, store and report; returns the report (also written to RUN_DIR/calibration.json)."""
     folder = Path(run_dir)
-    model, config = load_model(folder)
+    device = resolve_device(device)
+    model, config = load_model(folder, device)
     val = validation_split(config, data)
     val_logits = predict_logits(model, val.images)
     temperature = fit_temperature(val_logits, val.labels)
@@ -47,7 +50,7 @@ def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged
 
     report = {"temperature": temperature, "decision": decision.to_dict(),
               "targets": {"max_real_flagged": max_real_flagged, "max_fake_passed": max_fake_passed},
-              "validation": _scores(val_logits, val.labels, temperature, decision)}
+              "validation": _scores(val_logits, val.labels, temperature, decision), **describe(device)}
     if "test" in data.splits:
         test = data["test"]
         test_logits = predict_logits(model, test.images)

@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from cifake.choices import BACKENDS
+from cifake.choices import BACKENDS, DEVICE_HELP
 
 console = Console()  # wraps at the terminal's width (80 columns when piped)
 err = Console(stderr=True, soft_wrap=True)
 
-# Errors a user can fix (a bad argument, file or setting): their message on stderr and exit code 2.
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError)
+# Errors a user can fix (a bad argument, file or setting, a device that is not there, a cluster that cannot be
+# reached): their message on stderr and exit code 2.
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportError, ConnectionError)
 
 
 @contextmanager
@@ -89,7 +90,22 @@ RunDir = Annotated[Path, typer.Argument(help="Run folder holding model.safetenso
 ModelDir = Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")]
 BackendOption = Annotated[Backend, typer.Option(help="Scoring backend (auto: onnxruntime when installed).")]
 Ray = Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")]
-RayAddress = Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help="Existing Ray cluster to use.")]
+RayAddress = Annotated[Optional[str], typer.Option(envvar="RAY_ADDRESS", help=(
+    "Existing Ray cluster to use (HOST:PORT, ray://HOST:PORT or auto); its token, if it has one, from "
+    "RAY_AUTH_TOKEN or ~/.ray/auth_token."))]
+DeviceOption = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+GpusPerTrial = Annotated[Optional[float], typer.Option(help=(
+    "GPUs each trial asks Ray for; fractions share one (0.25: four trials per GPU). Default: 0.25 where the Ray "
+    "cluster has GPUs, else 0."))]
+
+
+def use_device(spec: str) -> str:
+    """Resolve a --device option (a clear error if it is not there) and say on stderr which device runs."""
+    from cifake.devices import device_name, resolve_device
+
+    device = resolve_device(spec)
+    err.print(f"device: {device} ({device_name(device)})", markup=False, highlight=False)
+    return str(device)
 
 
 def load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):

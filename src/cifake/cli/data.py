@@ -1,4 +1,4 @@
-"""`cifake data info | audit | build`."""
+"""`cifake data info | audit | build | subset`."""
 
 from __future__ import annotations
 
@@ -82,3 +82,19 @@ def data_build(
     counts = build_dataset(real, fake, out, test_fraction, seed)
     print_table(["where", "images"], counts.items())
     console.print(f"Dataset: {out} (read it with `cifake data info {out}`)")
+
+
+@data_app.command("subset")
+def data_subset(
+    source: Source,
+    out: Annotated[Path, typer.Option(help="The zip to write (CIFAKE layout: train|test/REAL|FAKE/...).")],
+    train: Annotated[int, typer.Option(help="Train images per label.")] = 10_000,
+    test: Annotated[int, typer.Option(help="Test images per label.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 1,
+) -> None:
+    """A seeded sample of a source as one small zip (original bytes and names), e.g. to carry to a GPU machine."""
+    from cifake.data.build import subset_zip
+
+    counts = subset_zip(source, out, {"train": train, "test": test}, seed)
+    print_table(["where", "images"], counts.items())
+    console.print(f"Subset: {out} ({out.stat().st_size / 1e6:.1f} MB)")

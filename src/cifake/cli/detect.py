@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.choices import DEVICES, TARGETS
-from cifake.cli.common import (BackendOption, Cache, ModelDir, Quiet, RayAddress, app, choice, console, err, load,
-                               print_table, value)
+from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, RayAddress, app, choice, console,
+                               err, load, print_table, use_device, value)
 from cifake.generate.pipeline import DTYPES, SCHEDULERS
 
 Target = choice("Target", TARGETS)
@@ -32,14 +32,15 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
     backend: BackendOption = "auto",
+    device: DeviceOption = "auto",
     explain_dir: Annotated[Optional[Path], typer.Option(
         "--explain", help="Write Grad-CAM overlays into this folder.")] = None,
 ) -> None:
     """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
     from cifake.explain.run import explain_files
-    from cifake.predict import Detector, expand_paths
+    from cifake.predict import expand_paths
 
-    detector = Detector.load(model, value(backend))
+    detector = _detector(model, value(backend), device)
     if explain_dir:  # the overlays' scores are the printed ones: each image is decoded and scored once
         results = explain_files(detector, expand_paths(paths), explain_dir, threshold=threshold).predictions
     else:
@@ -69,6 +70,15 @@ def predict(
         raise typer.Exit(1)
 
 
+def _detector(model: Path | None, backend: str, device: str):
+    """The Detector of a command, its device said on stderr (onnxruntime scores on the CPU)."""
+    from cifake.predict import Detector
+
+    detector = Detector.load(model, backend, device)
+    use_device(detector.device)
+    return detector
+
+
 def _rule(detector, threshold: float | None) -> str:
     if threshold is not None:
         return f"FAKE when P(FAKE) >= {threshold}"
@@ -90,23 +100,26 @@ def explain(
     layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU).")] = None,
     target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
                       ] = "predicted",
+    device: DeviceOption = "auto",
     cache: Cache = None,
     quiet: Quiet = False,
 ) -> None:
     """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
     from cifake.explain.run import explain_dataset, explain_files
-    from cifake.predict import Detector, expand_paths
+    from cifake.predict import expand_paths
 
     if bool(images) == bool(data):
         raise ValueError("give image files, or --data SOURCE, not both or neither")
     if data:
-        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer)
+        device = use_device(device)
+        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer,
+                                  device=device)
         shares = summary["centre_share"]
         console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
                       f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
         console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
         return
-    explained = explain_files(Detector.load(run_dir, "torch"), expand_paths(images), out, layer, value(target))
+    explained = explain_files(_detector(run_dir, "torch", device), expand_paths(images), out, layer, value(target))
     for result in explained.results:
         console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
                       f"{out / result['overlay']}", markup=False)
@@ -126,17 +139,18 @@ def serve(
         help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
     max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
     backend: BackendOption = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
     import uvicorn
 
-    from cifake.predict import Detector
     from cifake.serve import Limits, create_app
 
     limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_pixels=max_pixels, max_files=max_files)
-    detector = Detector.load(model, value(backend))
+    detector = _detector(model, value(backend), device)
     application = create_app(detector, limits, model)
-    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend}")
+    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend} "
+                  f"on {detector.device}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cifake.cli.common import (AsJson, DataOption, Quiet, Ray, RayAddress, app, choice, console, duration, load,
-                               print_json, print_table, value)
+from cifake.cli.common import (AsJson, DataOption, DeviceOption, GpusPerTrial, Quiet, Ray, RayAddress, app, choice,
+                               console, duration, load, print_json, print_table, use_device, value)
 from cifake.search.grid import PROFILES
 
 Profile = choice("Profile", PROFILES)
@@ -34,8 +34,10 @@ def search(
         help="Images per label (data fraction); default: the profile's.")] = None,
     ray: Ray = True,
     ray_address: RayAddress = None,
+    device: DeviceOption = "auto",
+    gpus_per_trial: GpusPerTrial = None,
     threads_per_trial: Annotated[int, typer.Option(
-        help="Torch threads per trial; trials run cores/threads at once.")] = 1,
+        help="CPUs (torch threads) per trial; on CPUs, trials run cores/threads at once.")] = 1,
     stages: Annotated[int, typer.Option(help="1: feature extractors only; 2: then the dense heads.")] = 2,
     as_json: AsJson = False,
     quiet: Quiet = False,
@@ -50,8 +52,11 @@ def search(
                                                 ("dense_layers", _ints(dense_layers))) if v})
     budget = replace(budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
                                                   ("limit_per_label", limit)) if v is not None})
+    if not (ray and ray_address):  # a cluster's trials find the device they were given, on their own nodes
+        use_device(device)
     summary = run_search(load(data, None, quiet), out, space, budget, use_ray=ray, ray_address=ray_address,
-                         threads_per_trial=threads_per_trial, progress=not quiet, stages=stages)
+                         threads_per_trial=threads_per_trial, progress=not quiet, stages=stages, device=device,
+                         gpus_per_trial=gpus_per_trial)
     if as_json:
         return print_json(summary)
     header, rows = stage1_rows(summary["stage1"], "accuracy")
@@ -100,14 +105,17 @@ def reproduce(
     profile: Annotated[Profile, typer.Option(help="quick (a reduced budget) or paper (the full protocol).")] = "quick",
     ray: Ray = True,
     ray_address: RayAddress = None,
+    device: DeviceOption = "auto",
+    gpus_per_trial: GpusPerTrial = None,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
     """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
     from cifake.reproduce import reproduce as run_reproduce
 
+    use_device(device)  # evaluation and Grad-CAM run here; under Ray each trial finds the device it was given
     result = run_reproduce(load(data, None, quiet), out, value(profile), use_ray=ray, ray_address=ray_address,
-                           progress=not quiet)
+                           progress=not quiet, device=device, gpus_per_trial=gpus_per_trial)
     if as_json:
         return print_json(result)
     close, compared = result["within_1_point"]

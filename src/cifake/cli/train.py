@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cifake.cli.common import (AsJson, Cache, DataOption, Quiet, RunDir, app, choice, console, load, percent,
-                               print_json, print_metrics, print_table, value)
+from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, Quiet, RunDir, app, choice, console, load,
+                               percent, print_json, print_metrics, print_table, use_device, value)
 from cifake.data.degrade import CONDITIONS
 from cifake.training.config import TrainConfig, read_recipe
 
@@ -82,6 +82,7 @@ def train(
 
     spec = resolve_topology(topology or recipe_topology, filters, conv_layers, _parse_dense(dense))
     split = Split(val_fraction, limit)
+    use_device(config.device)
     dataset = load(data, cache, quiet)
     if not as_json:
         console.print(f"Training {spec.name} on {data} -> {out}")
@@ -112,6 +113,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
     exclude_leaked: Annotated[bool, typer.Option(help="Leave out test images that also occur in train.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for the results (default: the run folder).")] = None,
+    device: DeviceOption = "auto",
     as_json: AsJson = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -119,7 +121,8 @@ def evaluate(
     """Evaluate a trained model on a split: the study's metrics (REAL positive) and more."""
     from cifake.experiment import evaluate_run
 
-    metrics = evaluate_run(run_dir, load(data, cache, quiet), split, exclude_leaked, out)
+    device = use_device(device)
+    metrics = evaluate_run(run_dir, load(data, cache, quiet), split, exclude_leaked, out, device)
     if as_json:
         return print_json(metrics)
     if exclude_leaked:
@@ -135,6 +138,7 @@ def calibrate(
         help="Target share of REAL images called FAKE (false accusations), on validation.")] = 0.01,
     max_fake_passed: Annotated[float, typer.Option(
         help="Target share of FAKE images called REAL, on validation.")] = 0.02,
+    device: DeviceOption = "auto",
     as_json: AsJson = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -142,7 +146,8 @@ def calibrate(
     """Fit temperature scaling and REAL / UNSURE / FAKE thresholds on validation; store them in config.json."""
     from cifake.calibration.run import calibrate_run
 
-    report = calibrate_run(run_dir, load(data, cache, quiet), max_real_flagged, max_fake_passed)
+    device = use_device(device)
+    report = calibrate_run(run_dir, load(data, cache, quiet), max_real_flagged, max_fake_passed, device)
     if as_json:
         return print_json(report)
     rule = report["decision"]
@@ -173,6 +178,7 @@ def robustness(
     condition: Annotated[Optional[list[Condition]], typer.Option(
         help="A condition to run (repeatable; default: all).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Test images per label (default: all).")] = None,
+    device: DeviceOption = "auto",
     as_json: AsJson = False,
     cache: Cache = None,
     quiet: Quiet = False,
@@ -182,7 +188,9 @@ def robustness(
 
     folder = out or run_dir / "robustness"
     conditions = [value(c) for c in condition] if condition else None
-    result = evaluate_robustness(run_dir, load(data, cache, quiet), folder, conditions, limit, progress=not quiet)
+    device = use_device(device)
+    result = evaluate_robustness(run_dir, load(data, cache, quiet), folder, conditions, limit, progress=not quiet,
+                                 device=device)
     if as_json:
         return print_json(result)
     shown = ("accuracy", "roc_auc", "recall_real", "recall_fake", "accuracy_without_leaked", "roc_auc_without_leaked")

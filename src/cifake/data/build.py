@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zipfile
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from cifake.data.decode import ZipMemberReader
+from cifake.files import atomic_write
 from cifake.data.sources import LABEL_NAMES, Member, cifake_file_name, cifar_class, find_members
 
 
@@ -96,3 +98,47 @@ def _read(root: Path, member: Member) -> bytes:
     finally:
         reader.close()
 
+
+
+def subset_zip(source: str | os.PathLike, out: str | os.PathLike, per_label: dict[str, int], seed: int = 1) -> dict:
+    """A smaller CIFAKE in one zip, in CIFAKE's layout (SPLIT/LABEL/name, the files' own bytes and names): a
+    seeded sample of `per_label[split]` images of each label of each split (all of them where there are fewer).
+    Returns the counts per split and label. Small enough to carry to another machine (e.g. a GPU check)."""
+    target = Path(out)
+    if target.exists():
+        raise FileExistsError(f"{target} exists; choose a new --out")
+    members = find_members(source)
+    rng = np.random.default_rng(seed)
+    chosen: list[Member] = []
+    counts: dict[str, int] = {}
+    for split, count in per_label.items():
+        for label in (1, 0):
+            group = sorted((m for m in members if m.split == split and m.label == label), key=lambda m: m.name)
+            if not group:
+                raise ValueError(f"{source}: no {split}/{LABEL_NAMES[label]} images")
+            picked = sorted(rng.choice(len(group), size=min(count, len(group)), replace=False))
+            chosen += [group[i] for i in picked]
+            counts[f"{split}/{LABEL_NAMES[label]}"] = len(picked)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, lambda tmp: _write_zip(Path(source), chosen, tmp))
+    return counts
+
+
+def _write_zip(root: Path, members: list[Member], path: str) -> None:
+    by_container: dict[str, list[Member]] = defaultdict(list)
+    for member in members:
+        by_container[member.container].append(member)
+    # JPEGs do not compress: stored members keep the zip as fast to read as the originals
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for container, group in by_container.items():
+            entries = [m.zip_entry for m in group]
+            reader = ZipMemberReader(container, [m.name for m in group], entries if all(entries) else None) \
+                if container else None
+            try:
+                for i, member in enumerate(group):
+                    data = reader.read(i) if reader else (root / member.name).read_bytes()
+                    name = f"{member.split}/{LABEL_NAMES[member.label]}/{PurePosixPath(member.name).name}"
+                    archive.writestr(name, data)
+            finally:
+                if reader:
+                    reader.close()

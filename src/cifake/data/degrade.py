@@ -11,7 +11,6 @@ from collections.abc import Callable
 import numpy as np
 import simplejpeg
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -37,6 +36,8 @@ def rescale(scale: float) -> Degradation:
 def blur(sigma: float) -> Degradation:
     """Gaussian blur with standard deviation `sigma` pixels (reflected borders)."""
     def apply(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        from scipy.ndimage import gaussian_filter  # here: training without blur runs without scipy
+
         smooth = gaussian_filter(images.astype(np.float32), sigma=(0, sigma, sigma, 0), mode="reflect", truncate=3.0)
         return np.clip(np.rint(smooth), 0, 255).astype(np.uint8)
     return apply

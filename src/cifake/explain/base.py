@@ -46,11 +46,13 @@ class AttributionMethod(ABC):
         """
         maps = np.empty(images.shape[:3], np.float32)
         targets = np.empty(len(images), np.int64)
+        device = next(self.model.parameters()).device
         for start in range(0, len(images), self.batch_size):
-            pixels = to_model_input(torch.from_numpy(np.array(images[start : start + self.batch_size])), False)
+            batch = torch.from_numpy(np.array(images[start : start + self.batch_size])).to(device)
+            pixels = to_model_input(batch, False)
             labels = self._targets(pixels, target, start)
-            maps[start : start + len(pixels)] = self.attribute(pixels, labels).detach().numpy()
-            targets[start : start + len(pixels)] = labels.numpy()
+            maps[start : start + len(pixels)] = self.attribute(pixels, labels).detach().cpu().numpy()
+            targets[start : start + len(pixels)] = labels.cpu().numpy()
         return maps, targets
 
     def _targets(self, pixels: torch.Tensor, target: str | np.ndarray, start: int) -> torch.Tensor:
@@ -60,8 +62,8 @@ class AttributionMethod(ABC):
             if target == "predicted":
                 with torch.no_grad():
                     return (self.model(pixels) > 0).long()
-            return torch.full((len(pixels),), 1 if target == "REAL" else 0, dtype=torch.long)
-        return torch.as_tensor(np.asarray(target)[start : start + len(pixels)], dtype=torch.long)
+            return torch.full((len(pixels),), 1 if target == "REAL" else 0, dtype=torch.long, device=pixels.device)
+        return torch.as_tensor(np.asarray(target)[start : start + len(pixels)], dtype=torch.long, device=pixels.device)
 
     @abstractmethod
     def attribute(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
+
 from cifake.data import CifakeData
+from cifake.devices import describe, resolve_device
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
 from cifake.explain.figures import (
@@ -53,7 +56,7 @@ def explain_files(detector: Detector, files: Iterable[Path], out: str | os.PathL
         overlay_figure(found.pixels, found.heatmap, title, folder / name)
         explained.results.append({"path": prediction.source, "prob_fake": prediction.prob_fake,
                                   "verdict": prediction.verdict, "map_for": found.map_for, "overlay": name})
-    write_json(folder / "explanations.json", {"results": explained.results,
+    write_json(folder / "explanations.json", {"device": detector.device, "results": explained.results,
                                               "failures": [{"path": p, "reason": r} for p, r in explained.failures]})
     return explained
 
@@ -76,10 +79,12 @@ def explain_dataset(
     per_class: int = 3,
     layer: str | None = None,
     seed: int = 1,
+    device: str | torch.device = "auto",
 ) -> dict:
     """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report."""
     started = time.perf_counter()
-    model, config = load_model(run_dir)
+    device = resolve_device(device)
+    model, config = load_model(run_dir, device)
     images = data[split].limit(sample_per_label, seed).in_memory()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,6 +101,7 @@ def explain_dataset(
         "layer": method.layer_name, "target": "predicted", "centre_share": regions,
         "faithfulness": faithfulness, "randomisation": sanity,
         "accuracy_on_sample": float(((prob_real > 0.5) == (images.labels == 1)).mean()),
+        **describe(device),
     }
     figures = {
         "grid": class_grid_figure(images.images, maps, images.labels, images.classes, prob_real, per_class,

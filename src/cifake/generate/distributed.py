@@ -26,10 +26,9 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
     """
     import ray
 
-    connected_here = not ray.is_initialized()
-    if connected_here:
-        ray.init(address=None if address in (None, "local") else address, include_dashboard=False, log_to_driver=False)
-    try:
+    from cifake.cluster import ray_session
+
+    with ray_session(address):
         count = shards or int(ray.cluster_resources().get("GPU", 0))
         if count < 1:
             raise ValueError("the Ray cluster has no GPUs, and generation runs one shard per GPU there; on CPUs, "
@@ -38,6 +37,3 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
         task = ray.remote(num_gpus=gpus_per_shard, max_retries=2)(_generate_shard)
         device = "cuda" if gpus_per_shard > 0 and config.device == "cpu" else config.device
         return ray.get([task.remote(replace(config, shard=(i, count), device=device)) for i in range(count)])
-    finally:
-        if connected_here:
-            ray.shutdown()  # a local instance started here stops here; a cluster connection is let go

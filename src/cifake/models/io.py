@@ -6,9 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from cifake.data.decode import IMAGE_SIZE
+from cifake.devices import resolve_device
 from cifake.files import atomic_write, write_json
 from cifake.models.cnn import CifakeCNN, build_model, topology_from_dict
 from cifake.models.resnet import ResidualCNN
@@ -45,14 +47,16 @@ def save_model(model: CifakeCNN | ResidualCNN, run_dir: str | os.PathLike, train
     """Write model.safetensors and config.json into run_dir (atomically: temporary files, then rename)."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    # on the CPU whatever the model trained on: a file made on a GPU loads on any machine
+    weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
     write_json(out / CONFIG, model_config(model, training))
     return out
 
 
-def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN | ResidualCNN, dict]:
-    """Load (model in eval mode, config) from a run folder holding model.safetensors and config.json."""
+def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CifakeCNN | ResidualCNN, dict]:
+    """Load (model in eval mode on `device`, config) from a run folder holding model.safetensors and config.json.
+    The weights are read to the CPU first, so a model trained on any device loads on any other."""
     folder = Path(run_dir)
     config_path, weights_path = folder / CONFIG, folder / WEIGHTS
     for path in (config_path, weights_path):
@@ -73,7 +77,7 @@ def load_model(run_dir: str | os.PathLike) -> tuple[CifakeCNN | ResidualCNN, dic
     model.mean.fill_(config["input"]["mean"])
     model.std.fill_(config["input"]["std"])
     try:
-        model.load_state_dict(load_file(weights_path))
+        model.load_state_dict(load_file(weights_path, device="cpu"))
     except (RuntimeError, OSError) as exc:
         raise ValueError(f"{weights_path}: weights do not fit the config's topology ({exc})") from None
-    return model.eval(), config
+    return model.to(resolve_device(device)).eval(), config

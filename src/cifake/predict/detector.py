@@ -28,6 +28,7 @@ from cifake.choices import BACKENDS
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.data.dataset import available_cores, default_cache_root
 from cifake.data.sources import LABEL_NAMES
+from cifake.devices import resolve_device
 from cifake.models import load_model
 from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
@@ -70,9 +71,10 @@ class Detector:
 
     def __init__(self, model, config: dict, model_id: str, max_pixels: int = MAX_PIXELS, batch_size: int = 64,
                  onnx: OnnxRunner | None = None):
-        self.model = model.eval()  # Grad-CAM always runs on the torch model
+        self.model = model.eval()  # Grad-CAM always runs on the torch model, on its device
         self.onnx = onnx  # scores run on onnxruntime when given (faster than torch: benchmarks/bench_onnx.py)
         self.backend = "onnx" if onnx else "torch"
+        self.device = "cpu" if onnx else str(next(model.parameters()).device)  # where scores are computed
         self.config = config
         calibration = config.get("calibration") or {}  # written by `cifake calibrate`
         self.temperature = float(calibration.get("temperature", 1.0))
@@ -82,18 +84,24 @@ class Detector:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike | None = None, backend: str = "auto", **options) -> Detector:
+    def load(cls, run_dir: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
+             **options) -> Detector:
         """The bundled model, or the model of a run folder (model.safetensors + config.json).
 
-        backend: "onnx" scores with onnxruntime (the folder's model.onnx when it matches the weights, else a
-        fresh export into the cache), "torch" with torch, "auto" with onnxruntime when it is installed."""
+        backend: "onnx" scores with onnxruntime on the CPU (the folder's model.onnx when it matches the weights,
+        else a fresh export into the cache), "torch" with torch on `device`, "auto" with onnxruntime when it is
+        installed and the device is the CPU, else torch. device: auto, cpu, cuda, cuda:N or mps."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        chosen = resolve_device("cpu" if backend == "onnx" and device == "auto" else device)
+        if backend == "onnx" and chosen.type != "cpu":
+            raise ValueError(f"backend 'onnx' scores on the CPU; use --backend torch to score on {chosen}")
         folder = Path(run_dir) if run_dir else bundled_model_dir()
-        model, config = load_model(folder)
+        model, config = load_model(folder, chosen)
         digest = weights_digest(folder)
         name = "bundled" if run_dir is None else folder.name
-        runner = None if backend == "torch" else _onnx_runner(folder, digest, required=backend == "onnx")
+        wants_onnx = backend == "onnx" or (backend == "auto" and chosen.type == "cpu")
+        runner = _onnx_runner(folder, digest, required=backend == "onnx") if wants_onnx else None
         return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner, **options)
 
     def pixels(self, item: Item) -> np.ndarray:

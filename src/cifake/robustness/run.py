@@ -10,9 +10,12 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.data.degrade import CONDITIONS, degrade
+from cifake.devices import describe, resolve_device
 from cifake.metrics import compute_metrics
 from cifake.metrics.plots import plot_robustness
 from cifake.models import load_model
@@ -24,13 +27,14 @@ from cifake.report import Report, csv_table
 
 def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str | os.PathLike | None = None,
                         conditions: list[str] | None = None, limit: int | None = None, seed: int = 0,
-                        progress: bool = True) -> dict:
+                        progress: bool = True, device: str | torch.device = "auto") -> dict:
     """Accuracy and ROC-AUC per condition on the test split (first `limit` images per label when given)."""
     conditions = conditions or list(CONDITIONS)
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
-    model, _ = load_model(run_dir)
+    device = resolve_device(device)
+    model, _ = load_model(run_dir, device)
     if "test" not in data.splits:
         raise ValueError(f"{data.source}: has no test split to measure robustness on")
     keep = ~leaked_mask(data, "test")
@@ -51,7 +55,7 @@ def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str |
             rows.append(row)
             bar.advance(task)
     result = {"run": str(run_dir), "images": int(len(test)), "without_leaked": int(keep.sum()), "seed": seed,
-              "rows": rows, "seconds": round(time.perf_counter() - started, 1)}
+              "rows": rows, "seconds": round(time.perf_counter() - started, 1), **describe(device)}
     if out is not None:
         write_robustness(result, Path(out))
     return result

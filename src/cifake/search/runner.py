@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cifake.data import CifakeData
@@ -31,8 +31,10 @@ class Execution:
 
     use_ray: bool = True
     address: str | None = None
-    concurrency: int = 1  # trials at once
+    concurrency: int | None = None  # trials at once at most; None: as many as Ray's resources allow
     progress: bool = True
+    gpus_per_trial: float | None = None  # None: 0.25 where the cluster has GPUs, else 0
+    resources: dict = field(default_factory=dict)  # filled in: Tune's resources of each trial, by name
 
 
 def run_search(
@@ -47,26 +49,32 @@ def run_search(
     concurrency: int | None = None,
     progress: bool = True,
     stages: int = 2,
+    device: str = "auto",
+    gpus_per_trial: float | None = None,
 ) -> dict:
     """Stage 1 (feature extractors), then stage 2 (dense heads on the extractor of lowest validation loss).
 
     `stages=1` stops after stage 1; running again with 2 later continues from the finished trials. Trials read
     the data from its source through the same cache, so Ray workers on this machine do not decode it again.
+
+    Devices: without Ray, trials run one after another on `device`. Under Ray each trial asks for
+    `threads_per_trial` CPUs and `gpus_per_trial` GPUs (fractions share a GPU: 0.25 runs four trials on one), and
+    Ray places trials on every GPU of the machine or cluster; a trial uses the GPU it was given (device auto).
     """
     folder = Path(out).resolve()
+    _check_gpus(gpus_per_trial, use_ray)
     settings = {"space": space.to_dict(), "budget": budget.to_dict()}
-    _check_settings(folder, settings)
+    _check_settings(folder, settings, {"device": device, "gpus_per_trial": gpus_per_trial})
     plan = TrialPlan(str(Path(data.source).resolve()), folder, budget, threads_per_trial,
-                     str(data.cache_dir.parent) if data.cache_dir else None)
-    # never more threads than cores
-    execution = Execution(use_ray, ray_address, concurrency or max(1, available_cores() // threads_per_trial),
-                          progress)
+                     str(data.cache_dir.parent) if data.cache_dir else None, device)
+    execution = Execution(use_ray, ray_address, concurrency, progress, gpus_per_trial)
     stage1 = _run_stage("stage 1: feature extractors", space.stage1(), plan, execution)
     extractor = choose_extractor(stage1)
     heads = space.stage2(Topology.from_dict(extractor["topology"])) if stages > 1 else []
     stage2 = _run_stage("stage 2: dense heads", heads, plan, execution)
     best = min(stage1 + stage2, key=lambda r: r["validation"]["loss"])
-    summary = {**settings, "stage1": stage1, "stage2": stage2, "best_extractor": extractor["name"],
+    summary = {**settings, "device": device, "trial_resources": execution.resources,
+               "stage1": stage1, "stage2": stage2, "best_extractor": extractor["name"],
                "best": best["name"], "selection": "lowest validation loss (the test split is never used to choose)",
                "trial_seconds": round(sum(r["seconds"] for r in stage1 + stage2), 1)}
     write_json(folder / "search.json", summary, indent=1)
@@ -93,15 +101,25 @@ def estimated_cost(topology: Topology) -> float:
     return work + 3 * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
-def _check_settings(folder: Path, settings: dict) -> None:
+def _check_gpus(gpus_per_trial: float | None, use_ray: bool) -> None:
+    if gpus_per_trial is None:
+        return
+    if gpus_per_trial < 0 or (gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial)):
+        raise ValueError(f"GPUs per trial must be a fraction in [0, 1] or a whole number, not {gpus_per_trial}")
+    if gpus_per_trial and not use_ray:
+        raise ValueError("GPUs per trial are shared out by Ray; without Ray, trials run one at a time on --device")
+
+
+def _check_settings(folder: Path, settings: dict, where: dict) -> None:
+    """Refuse to continue a search with other settings; `where` (device, GPUs) is recorded but may change."""
     path = folder / "search_settings.json"
     if path.exists():
-        saved = json.loads(path.read_text())
+        saved = {k: v for k, v in json.loads(path.read_text()).items() if k in settings}
         if saved != json.loads(json.dumps(settings)):
             raise ValueError(f"{folder} holds a search with other settings ({saved}); choose another --out")
         return
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=1))
+    path.write_text(json.dumps(settings | where, indent=1))
 
 
 def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, execution: Execution) -> list[dict]:
@@ -142,35 +160,51 @@ def _run_with_ray(title: str, pending: list[Topology], plan: TrialPlan, executio
     import ray
     from ray import tune
 
+    from cifake.cluster import ray_session
+
     class AnnounceFinished(tune.Callback):  # runs in this (driver) process as each trial ends
-        def __init__(self, announce) -> None:
-            self.announce = announce
+        def __init__(self, announce, resources: dict) -> None:
+            self.announce, self.resources = announce, resources
+
+        def on_trial_start(self, iteration, trials, trial, **info) -> None:
+            name = Topology.from_dict(trial.config["topology"]).name
+            self.resources[name] = dict(trial.placement_group_factory.required_resources)
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
             if self.announce:
                 self.announce(Topology.from_dict(trial.config["topology"]))
 
         def __getstate__(self) -> dict:  # Tune pickles its run config for restores; the progress bar stays here
-            return {"announce": None}
+            return {"announce": None, "resources": {}}
 
-    connected_here = not ray.is_initialized()
-    if connected_here:
-        ray.init(address=execution.address, include_dashboard=False, log_to_driver=False)
-    try:
+    # Tune's newer console output prints an experiment header on stdout even at verbose=0, which would corrupt
+    # `--json`; its classic output is silent there, and cifake shows its own progress
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    with ray_session(execution.address, num_cpus=available_cores()):
+        gpus = _gpus_per_trial(execution.gpus_per_trial, ray.cluster_resources().get("GPU", 0))
+
         def trainable(config: dict) -> None:
             result = run_trial(Topology.from_dict(config["topology"]), plan)
             tune.report({"val_loss": result["validation"]["loss"], "val_accuracy": result["validation"]["accuracy"]})
 
         tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": plan.threads}),
+            tune.with_resources(trainable, {"cpu": plan.threads, "gpu": gpus}),
             param_space={"topology": tune.grid_search([t.to_dict() for t in pending])},
             tune_config=tune.TuneConfig(max_concurrent_trials=execution.concurrency),
             run_config=tune.RunConfig(name=title.split(":")[0].replace(" ", "-"), storage_path=str(plan.out / "ray"),
-                                      verbose=0, callbacks=[AnnounceFinished(finished)]),
+                                      verbose=0, callbacks=[AnnounceFinished(finished, execution.resources)]),
         )
         errors = [str(r.error) for r in tuner.fit() if r.error]
         if errors:
             raise RuntimeError(f"{len(errors)} trial(s) failed under Ray: {errors[0]}")
-    finally:
-        if connected_here:
-            ray.shutdown()
+
+
+def _gpus_per_trial(asked: float | None, cluster_gpus: float) -> float:
+    """GPUs each trial asks Ray for. By default a quarter of one where there are GPUs: the study's CNNs are so small
+    that one trial leaves a GPU mostly waiting on kernel launches, and four at once fit in a few GB of its memory."""
+    if asked is None:
+        return 0.25 if cluster_gpus else 0
+    if asked > cluster_gpus:
+        raise ValueError(f"each trial asks for {asked:g} GPU(s) but the Ray cluster has {cluster_gpus:g}: no trial "
+                         "could ever start. Use --gpus-per-trial 0 (CPU trials), or a cluster with GPU nodes")
+    return asked

@@ -7,7 +7,7 @@ epoch; its run.json is written only when the trial is finished, so its presence 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ class TrialPlan:
     budget: Budget
     threads: int = 1  # torch threads per trial
     cache_root: str | None = None
+    device: str = "auto"  # under Ray, a trial sees only the GPUs Ray gave it: auto finds those, or the CPU
 
 
 def trial_dir(out: Path, topology: Topology) -> Path:
@@ -44,5 +45,6 @@ def run_trial(topology: Topology, plan: TrialPlan) -> dict:
         return json.loads(done.read_text())
     torch.set_num_threads(plan.threads)
     data = load_dataset(plan.source, cache_root=plan.cache_root, progress=False)
-    return train_run(data, trial_dir(plan.out, topology), topology, plan.budget.train_config(), plan.budget.split(),
-                     resume=True, progress=False, plots=False)
+    config = replace(plan.budget.train_config(), device=plan.device)
+    return train_run(data, trial_dir(plan.out, topology), topology, config, plan.budget.split(), resume=True,
+                     progress=False, plots=False)

@@ -65,7 +65,8 @@ class Service:
     def card(self) -> dict:
         # the model card and its figures, as tools/bundle_model.py writes them
         card, metrics = self.card_dir / "MODEL_CARD.md", self.card_dir / "metrics.json"
-        return {"model_id": self.detector.model_id, "backend": self.detector.backend, "config": self.detector.config,
+        return {"model_id": self.detector.model_id, "backend": self.detector.backend, "device": self.detector.device,
+                "config": self.detector.config,
                 "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
                 "model_card": card.read_text() if card.is_file() else None, "limits": asdict(self.limits)}
 
@@ -104,7 +105,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model_id": detector.model_id, "backend": detector.backend}
+        return {"status": "ok", "model_id": detector.model_id, "backend": detector.backend,
+                "device": detector.device}
 
     @app.get("/v1/model")
     def model_card() -> dict:

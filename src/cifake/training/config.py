@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from cifake.choices import OPTIMIZERS, SCHEDULES
+from cifake.choices import COMPILE_MODES, DEVICE_HELP, DEVICE_PATTERN, OPTIMIZERS, SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -23,14 +24,20 @@ class Allowed:
     low_open: bool = False  # low itself is excluded
     high_open: bool = False
     choices: tuple[str, ...] = ()
+    pattern: str | None = None  # a regular expression the whole value must match
+    described: str = ""  # the pattern in words, for the error message
 
     def admits(self, value) -> bool:
+        if self.pattern:
+            return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
         if self.choices:
             return value in self.choices
         return ((self.low is None or value > self.low or (value == self.low and not self.low_open))
                 and (self.high is None or value < self.high or (value == self.high and not self.high_open)))
 
     def __str__(self) -> str:
+        if self.pattern:
+            return self.described
         if self.choices:
             return "one of " + ", ".join(self.choices)
         if self.high is None:
@@ -63,7 +70,8 @@ class TrainConfig:
     patience: int = _setting(2, "Early-stopping patience in epochs (validation loss); best weights are restored.",
                              POSITIVE_INT, resumable=False)
     seed: int = _setting(1, "Seed for everything: weights, shuffles, split (the study used 1).")
-    bf16: bool = _setting(True, "bf16 autocast while training (AMX / AVX-512-BF16 on CPUs that have them).")
+    bf16: bool = _setting(True, "Mixed precision while training: bf16 autocast (AMX / AVX-512-BF16 CPUs, recent GPUs), "
+                                "fp16 with a gradient scaler on GPUs without bf16; fp32 on MPS.")
     channels_last: bool = _setting(True, "NHWC memory format, which oneDNN convolves faster on CPU.")
     # small batches keep activations in cache: 64 ran 2-3x faster than 1024 (benchmarks/bench_inference.py)
     eval_batch_size: int = _setting(64, "Batch size for validation and test scoring.", POSITIVE_INT, resumable=False)
@@ -80,6 +88,13 @@ class TrainConfig:
     ema: float = _setting(0.0, "Decay of a moving average of the weights, validated and saved (e.g. 0.999); 0: off.",
                           SHARE_BELOW_ONE)
     flip: bool = _setting(False, "Mirror a random half of each batch (a photo and its mirror are equally real).")
+    compile: str = _setting("off", "torch.compile the training forward pass: off, default, or reduce-overhead (CUDA "
+                                   "graphs); for tiny CNNs on a GPU, where kernel launches dominate "
+                                   "(benchmarks/gpu_check.py measures it).", Allowed(choices=COMPILE_MODES))
+    # Not a resume key: the checkpoint records the device it was made on, and a resume elsewhere is refused there.
+    device: str = _setting("auto", DEVICE_HELP, Allowed(pattern=DEVICE_PATTERN,
+                                                        described="one of auto, cpu, cuda, cuda:N, mps"),
+                           resumable=False)
 
     def __post_init__(self) -> None:
         for setting in fields(self):

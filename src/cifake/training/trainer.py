@@ -2,7 +2,9 @@
 
 Read top to bottom: hyperparameters, the epoch loop, checkpoints. Images stay in memory as one uint8
 (N, 32, 32, 3) tensor; each batch is gathered, viewed as NCHW (its NHWC memory is already channels_last) and
-converted to float there, so the loop does no per-sample Python work.
+converted to float there, so the loop does no per-sample Python work. On a GPU that tensor is copied to the
+device once and batches are gathered there; loss and accuracy add up on the device, and the host waits for it
+only when the progress bar is refreshed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.nn import functional as F
 
 from cifake.data.dataset import ImageSet
 from cifake.data.degrade import random_degradations
+from cifake.devices import mixed_precision, resolve_device, supports_float64
 from cifake.models.inference import predict_logits, to_model_input
 from cifake.files import atomic_write
 from cifake.progress import progress_bar
@@ -57,19 +60,22 @@ def fit(
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train `model` in place; with a run_dir, checkpoint after every epoch and, with `resume`, continue one."""
+    """Train `model` in place on `config.device`; with a run_dir, checkpoint after every epoch and, with `resume`,
+    continue one (on the device type it was made on). The model is left on that device."""
     keep_freed_memory()
-    images = torch.from_numpy(np.ascontiguousarray(train_set.images))
-    targets = torch.from_numpy(np.asarray(train_set.labels, np.float32))
+    device = resolve_device(config.device)
+    images, targets, val_images = _on_device(train_set, val_set, device)
+    model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(model, config)
     averaged = _Ema(model, config.ema) if config.ema else None
     scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
+    step = _Step(model, config, device, averaged)
     result, best_state, since_best = TrainResult(), copy.deepcopy(scored.state_dict()), 0
     folder = Path(run_dir) if run_dir else None
     if resume and folder and has_checkpoint(folder):
-        result, best_state, since_best = _load_checkpoint(folder, model, optimizer, config, averaged)
+        result, best_state, since_best = _load_checkpoint(folder, model, step.optimizer, config, device, averaged,
+                                                          step.scaler)
 
     with progress_bar(progress, "loss", "acc") as bar:
         for epoch in range(len(result.history) + 1, config.epochs + 1):
@@ -77,10 +83,9 @@ def fit(
                 break
             task = bar.add_task(f"Epoch {epoch}/{config.epochs}", total=len(images), loss="-", acc="-")
             started = time.perf_counter()
-            train_loss, train_acc = _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch, bar,
-                                                     task)
+            train_loss, train_acc = _train_one_epoch(model, step, images, targets, config, epoch, bar, task)
             seconds = time.perf_counter() - started
-            val_loss, val_acc = _validate(scored, val_set, config)
+            val_loss, val_acc = _validate(scored, val_images, val_set.labels, config)
             result.history.append(_epoch_row(epoch, train_loss, train_acc, val_loss, val_acc, len(images), seconds,
                                              time.perf_counter() - started))
             bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
@@ -91,9 +96,20 @@ def fit(
                 since_best += 1
                 result.stopped_early = since_best >= config.patience and epoch < config.epochs
             if folder:
-                _save_checkpoint(folder, model, optimizer, best_state, result, since_best, config, averaged)
+                _save_checkpoint(folder, model, step.optimizer, best_state, result, since_best, config, device,
+                                 averaged, step.scaler)
     model.load_state_dict(best_state)
     return result
+
+
+def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device):
+    """(train images, targets, validation images) where training reads them: on a GPU all of them go there once;
+    on the CPU validation images stay as they are (a memmap is read batch by batch)."""
+    images = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)
+    targets = torch.from_numpy(np.asarray(train_set.labels, np.float32)).to(device)
+    val_images = val_set.images if device.type == "cpu" else torch.from_numpy(
+        np.ascontiguousarray(val_set.images)).to(device)
+    return images, targets, val_images
 
 
 def _epoch_row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float, images: int,
@@ -104,14 +120,16 @@ def _epoch_row(epoch: int, train_loss: float, train_acc: float, val_loss: float,
             "ended_at": round(time.time(), 3)}  # clock time: a search's wall time, measured across resumed runs
 
 
-def _make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     params = model.parameters()
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, nesterov=True,
                                weight_decay=config.weight_decay)
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    # fused: one kernel per step, 95 ms against 574 ms for a 52M-weight dense head (benchmarks/bench_train.py)
-    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=True)
+    # fused: one kernel per step, 95 ms against 574 ms for a 52M-weight dense head (benchmarks/bench_train.py);
+    # on CUDA too one kernel launch instead of several per parameter. MPS keeps torch's default.
+    fused = True if device.type in ("cpu", "cuda") else None
+    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
 
 
 def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -148,45 +166,78 @@ def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
-def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_number: int) -> torch.Tensor:
+def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_number: int,
+                   mirrored: torch.Tensor | None = None) -> torch.Tensor:
     """A uint8 NHWC batch as the model's float input, degraded and mirrored as the config asks. Both are seeded
-    by (seed, epoch, batch), so every epoch draws afresh and a resumed run sees the same images as an unbroken one."""
-    if config.degrade > 0:
+    by (seed, epoch, batch), so every epoch draws afresh and a resumed run sees the same images as an unbroken one.
+    `mirrored` is the batch's flip_choice, when the caller drew it already (on the device)."""
+    if config.degrade > 0:  # Pillow and NumPy work: on the host, whatever the device
         rng = np.random.default_rng([config.seed, epoch, batch_number])
-        batch = torch.from_numpy(random_degradations(batch.numpy(), config.degrade, rng))
+        batch = torch.from_numpy(random_degradations(batch.cpu().numpy(), config.degrade, rng)).to(batch.device)
     x = to_model_input(batch, config.channels_last)
     if config.flip:  # mirror a seeded random half of the batch
-        mirrored = torch.rand(len(x), generator=torch.Generator().manual_seed(
-            config.seed * 1_000_003 + epoch * 100_003 + batch_number)) < 0.5
+        if mirrored is None:
+            mirrored = flip_choice(config, epoch, batch_number, len(x)).to(x.device)
         x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
     return x
 
 
-def _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch, bar, task) -> tuple[float, float]:
-    model.train()
-    steps_per_epoch = math.ceil(len(images) / config.batch_size)
-    order = epoch_order(len(images), config.seed, epoch)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
-    for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
-        index = order[start : start + config.batch_size]
-        x = training_input(images[index], config, epoch, batch_number)
-        y = targets[index]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            logits = model(x)
+def flip_choice(config: TrainConfig, epoch: int, batch_number: int, count: int) -> torch.Tensor:
+    """Which images of a batch are mirrored: a seeded coin per image, the same on every device."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 100_003 + batch_number)
+    return torch.rand(count, generator=generator) < 0.5
+
+
+class _Step:
+    """One optimisation step on a batch: forward under the device's mixed precision, loss, backward, update."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, averaged: _Ema | None):
+        self.model, self.averaged, self.device = model, averaged, device
+        self.optimizer = _make_optimizer(model, config, device)
+        self.precision = mixed_precision(device, config.bf16)
+        # fp16 needs its gradients scaled against underflow; bf16 and fp32 do not (a disabled scaler is a no-op)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision is torch.float16)
+        # compiled or not, it shares the model's weights; only the training steps run it
+        self.forward = model if config.compile == "off" else torch.compile(model, mode=config.compile)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.precision or torch.bfloat16, enabled=bool(self.precision)):
+            logits = self.forward(x)
         smoothed = y * (1 - config.label_smoothing) + 0.5 * config.label_smoothing if config.label_smoothing else y
         loss = F.binary_cross_entropy_with_logits(logits.float(), smoothed)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.averaged:
+            self.averaged.update(self.model)
+        return loss.detach(), logits.detach()
+
+
+def _train_one_epoch(model, step: _Step, images, targets, config, epoch, bar, task) -> tuple[float, float]:
+    model.train()
+    device = images.device
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    order = epoch_order(len(images), config.seed, epoch).to(device)
+    flips = None
+    if config.flip and device.type != "cpu":  # drawn for the whole epoch, so no batch waits on a host copy
+        flips = torch.cat([flip_choice(config, epoch, b, min(config.batch_size, len(images) - b * config.batch_size))
+                           for b in range(steps_per_epoch)]).to(device)
+    total_dtype = torch.float64 if supports_float64(device) else torch.float32
+    loss_sum = torch.zeros((), dtype=total_dtype, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
+        index = order[start : start + config.batch_size]
+        mirrored = flips[start : start + len(index)] if flips is not None else None
+        x = training_input(images[index], config, epoch, batch_number, mirrored)
+        y = targets[index]
         if config.schedule != "constant":
             rate = _learning_rate(config, (epoch - 1) * steps_per_epoch + batch_number, steps_per_epoch)
-            for group in optimizer.param_groups:
+            for group in step.optimizer.param_groups:
                 group["lr"] = rate
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if averaged:
-            averaged.update(model)
-        loss_sum += loss.detach() * len(index)
-        correct += ((logits.detach() > 0) == (y > 0.5)).sum()
+        loss, logits = step(x, y, config)
+        loss_sum += loss * len(index)
+        correct += ((logits > 0) == (y > 0.5)).sum()
         if batch_number % 50 == 49:  # refreshing the display every batch would cost more than tiny batches
             seen = start + len(index)
             bar.update(task, completed=seen, loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
@@ -194,9 +245,9 @@ def _train_one_epoch(model, optimizer, averaged, images, targets, config, epoch,
     return loss_sum.item() / len(images), correct.item() / len(images)
 
 
-def _validate(model, val_set: ImageSet, config: TrainConfig) -> tuple[float, float]:
-    logits = torch.from_numpy(predict_logits(model, val_set.images, config.eval_batch_size))
-    labels = torch.from_numpy(np.asarray(val_set.labels, np.float32))
+def _validate(model, images, labels: np.ndarray, config: TrainConfig) -> tuple[float, float]:
+    logits = torch.from_numpy(predict_logits(model, images, config.eval_batch_size))
+    labels = torch.from_numpy(np.asarray(labels, np.float32))
     loss = F.binary_cross_entropy_with_logits(logits, labels).item()
     return loss, ((logits > 0) == (labels > 0.5)).float().mean().item()
 
@@ -205,7 +256,7 @@ def _validate(model, val_set: ImageSet, config: TrainConfig) -> tuple[float, flo
 # One file written atomically: a kill at any moment leaves either the previous checkpoint or the new one.
 
 def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainResult, since_best, config,
-                     averaged: _Ema | None = None) -> None:
+                     device: torch.device, averaged: _Ema | None = None, scaler=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if averaged:
@@ -215,23 +266,30 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
     for index, state in optim["state"].items():
         tensors |= {f"optim.{index}.{k}": torch.as_tensor(v).reshape(-1) if k == "step" else v
                     for k, v in state.items()}
-    tensors = {k: v.detach().contiguous() for k, v in tensors.items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}  # portable: read anywhere
     state = {
         "result": asdict(result), "since_best": since_best, "config": asdict(config),
         "ema_updates": averaged.updates if averaged else 0,
         "param_groups": optim["param_groups"],
+        "device": device.type,  # a resume must run on the same kind of device to continue exactly
+        "grad_scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     metadata = {"cifake_checkpoint": json.dumps(state)}
     atomic_write(folder / CHECKPOINT, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averaged: _Ema | None = None):
+def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device: torch.device,
+                     averaged: _Ema | None = None, scaler=None):
     path = folder / CHECKPOINT
     state = _checkpoint_state(path)
-    saved = state["config"]
+    saved = TrainConfig().to_dict() | state["config"]  # settings added since the checkpoint keep their defaults
     for key in RESUME_KEYS:
         if saved[key] != getattr(config, key):
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
+    made_on = state.get("device", "cpu")
+    if made_on != device.type:  # other kernels, other rounding: the continued run would not be the same run
+        raise ValueError(f"{path}: this run was trained on {made_on} and cannot continue exactly on {device.type}; "
+                         f"resume it with --device {made_on}, or start a new run in another --out")
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
     # Early stopping is decided again under this run's epochs and patience, so a finished run can be extended.
@@ -249,6 +307,8 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, averag
             optim_state.setdefault(int(index), {})[name] = value.reshape(()) if name == "step" else value
     optimizer.load_state_dict({"state": optim_state, "param_groups": state["param_groups"]})
     _match_parameter_layout(optimizer)
+    if scaler is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
     return result, best_state, state["since_best"]
 
 

@@ -1,0 +1,173 @@
+"""The GPU check: what cifake does on an accelerator, in one run of at most about 8 minutes on one GPU.
+
+Make the data once (41.7 MB: 10,000 images per label of train and of test, from the CIFAKE zips), carry the
+repository and that zip to the GPU machine, and run:
+
+    cifake data subset $CIFAKE_DATA --out gpu-data/cifake-subset.zip --train 10000 --test 10000
+    python benchmarks/gpu_check.py --data gpu-data/cifake-subset.zip            # --device auto: the GPU
+
+It prints, and writes to OUT/gpu_check.json:
+1. the device;
+2. training images/s of the study's CNN (batch 64) on the device and on the CPU, and on the device with
+   torch.compile (default, and reduce-overhead = CUDA graphs), best epoch after the first;
+3. the study's CNN trained --epochs epochs on the device and on the CPU (test accuracy; they should agree within
+   0.5 point);
+4. a determinism check: the device run repeated, its history and test metrics compared;
+5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
+   time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU.
+`--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from cifake.data import load_dataset
+from cifake.devices import device_name, resolve_device
+from cifake.experiment import train_run
+from cifake.models import Topology, build_model
+from cifake.search import run_search
+from cifake.search.grid import PROFILES
+from cifake.training import TrainConfig, fit, seed_everything
+from cifake.training.split import Split
+
+PAPER_TRAIN_IMAGES = 90_000  # the paper profile trains on the whole train split less a tenth for validation
+
+
+def main() -> None:
+    args = _arguments()
+    device = resolve_device(args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.data, cache_root=args.cache, progress=False)
+    report: dict = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+                    "data": str(args.data)}
+    say(f"device {device} ({device_name(device)}), torch {torch.__version__}")
+    report["throughput"] = throughput(data, device, args.throughput_images)
+    report["training"] = training(data, device, args.epochs, out)
+    report["search"] = quick_search(data, device, args, out)
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    say(f"written {out / 'gpu_check.json'}")
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="CIFAKE source, e.g. the subset zip")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="gpu-check", help="folder for runs and gpu_check.json")
+    parser.add_argument("--cache", help="cache folder for decoded images")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the accuracy and determinism runs")
+    parser.add_argument("--throughput-images", type=int, default=20_000)
+    parser.add_argument("--search-filters", default="16,32,64,128", help="the quick profile's, or fewer")
+    parser.add_argument("--search-conv-layers", default="1,2,3")
+    parser.add_argument("--search-dense-units", default="32,128,512")
+    return parser.parse_args()
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def throughput(data, device: torch.device, images: int) -> dict:
+    """Images/s of one training epoch of the study's CNN, best epoch after the first (which pays for compiling)."""
+    train = data["train"].limit(images // 2).in_memory()
+    val = data["test"].limit(500).in_memory()
+    settings = {"cpu": TrainConfig(epochs=2, patience=9, device="cpu")}
+    if device.type != "cpu":
+        settings |= {f"{device.type}": TrainConfig(epochs=3, patience=9, device=str(device))}
+        settings |= {f"{device.type} compile {mode}": TrainConfig(epochs=3, patience=9, device=str(device),
+                                                                  compile=mode)
+                     for mode in ("default", "reduce-overhead")}
+    rates = {}
+    for name, config in settings.items():
+        seed_everything(1)
+        try:
+            history = fit(build_model("paper"), train, val, config, progress=False).history
+            rates[name] = max(row["images_per_second"] for row in history[1:])
+        except Exception as exc:  # a compile mode may not work on every stack; the check goes on
+            rates[name] = f"failed: {type(exc).__name__}: {exc}"[:300]
+        say(f"training throughput, study's CNN, batch 64, {len(train):,} images: {name}: {rates[name]} images/s")
+    return rates
+
+
+def training(data, device: torch.device, epochs: int, out: Path) -> dict:
+    """The study's CNN trained on the device (twice, for determinism) and on the CPU; test metrics compared."""
+    config = TrainConfig(epochs=epochs, patience=epochs)
+    runs = {}
+    for name, spec in (("device", str(device)), ("device again", str(device)), ("cpu", "cpu")):
+        if name == "cpu" and device.type == "cpu":
+            runs["cpu"] = runs["device"]
+            continue
+        folder = out / "runs" / name.replace(" ", "-")
+        record = train_run(data, folder, Topology(32, 2, (64,)), replace(config, device=spec), Split(0.1, None),
+                           resume=True, progress=False, plots=False)
+        runs[name] = record
+        say(f"{epochs} epochs on {spec}: test accuracy {record['test']['accuracy']:.4f}, "
+            f"{record['train_images_per_second']:,.0f} images/s, {record['seconds']:.1f} s")
+    identical = _scores(out / "runs" / "device") == _scores(out / "runs" / "device-again")
+    gap = abs(runs["device"]["test"]["accuracy"] - runs["cpu"]["test"]["accuracy"]) * 100
+    say(f"determinism: two runs on {device} give {'identical' if identical else 'DIFFERENT'} metrics")
+    say(f"device vs CPU test accuracy: {gap:.2f} point apart ({'within' if gap <= 0.5 else 'MORE than'} 0.5)")
+    return {"test_accuracy": {k: v["test"]["accuracy"] for k, v in runs.items()},
+            "images_per_second": {k: v["train_images_per_second"] for k, v in runs.items()},
+            "deterministic": identical, "device_cpu_gap_points": round(gap, 3)}
+
+
+def _scores(run: Path) -> tuple:
+    """What must repeat exactly: every epoch's losses and accuracies, and the validation and test metrics."""
+    record = json.loads((run / "run.json").read_text())
+    losses = [{k: row[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+              for row in _history(run)]
+    return json.dumps(record["test"], sort_keys=True), json.dumps(record["validation"], sort_keys=True), losses
+
+
+def _history(run: Path) -> list[dict]:
+    with open(run / "history.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def quick_search(data, device: torch.device, args, out: Path) -> dict:
+    """The quick profile's wall time on the device, and a projection of the paper profile from its epoch times."""
+    space, budget = PROFILES["quick"]
+    ints = lambda text: tuple(int(t) for t in text.split(","))  # noqa: E731
+    space = replace(space, filters=ints(args.search_filters), conv_layers=ints(args.search_conv_layers),
+                    dense_units=ints(args.search_dense_units))
+    started = time.perf_counter()
+    summary = run_search(data, out / "quick-search", space, budget, use_ray=False, device=str(device),
+                         progress=False)
+    wall = time.perf_counter() - started
+    trials = summary["stage1"] + summary["stage2"]
+    per_image = {t["name"]: _seconds_per_image(out / "quick-search" / "trials" / t["name"]) for t in trials}
+    stage1 = sum(per_image[t["name"]] for t in summary["stage1"])
+    heads = [per_image[t["name"]] for t in summary["stage2"]] or [0.0]
+    paper_space, paper_budget = PROFILES["paper"]
+    paper_heads = len(paper_space.dense_units) * len(paper_space.dense_layers)
+    scale = PAPER_TRAIN_IMAGES * paper_budget.epochs  # every trial run to its last epoch: an upper bound
+    projection = (stage1 * 12 / max(1, len(summary["stage1"])) + max(heads) * paper_heads) * scale
+    say(f"quick profile on {device}: {len(trials)} trials in {wall:.0f} s")
+    for name, seconds in per_image.items():
+        say(f"  {name}: {seconds * 1e6:.1f} us per training image per epoch (with validation)")
+    say(f"paper profile projection on one {device.type} device, trials one after another: (sum over the 12 extractors "
+        f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {paper_budget.epochs} "
+        f"epochs = {projection / 60:.1f} min (an upper bound: early stopping ends most trials sooner)")
+    return {"quick_wall_seconds": round(wall, 1), "trials": len(trials),
+            "seconds_per_image": {k: round(v, 9) for k, v in per_image.items()},
+            "paper_projection_minutes": round(projection / 60, 1), "best": summary["best"]}
+
+
+def _seconds_per_image(trial: Path) -> float:
+    """Median wall time per training image of a trial's epochs, validation included."""
+    images = json.loads((trial / "run.json").read_text())["split"]["train"]
+    return statistics.median(float(row["wall_seconds"]) for row in _history(trial)) / images
+
+
+if __name__ == "__main__":
+    main()

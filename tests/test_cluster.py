@@ -1,0 +1,113 @@
+"""Joining a Ray cluster as a user would: a head started here with token authentication, `cifake search
+--ray-address` with its token, with a wrong one, and an address where nothing listens (search, reproduce and
+generate share one connection helper)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from cifake.cluster import ClusterUnreachable, check_reachable, split_address
+from conftest import flat
+
+pytestmark = pytest.mark.e2e
+TOKEN = "cifake-test-token-0123456789abcdef"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def head():
+    """A Ray head on this machine that requires a token; its address. Stopped by signal, not `ray stop` (which
+    would stop every Ray instance on the machine, other tests' too)."""
+    pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    port = _free_port()
+    home = Path(tempfile.mkdtemp(prefix="cifake-head-"))
+    temp_dir = tempfile.mkdtemp(prefix="rh")  # short: Ray's socket paths must fit in 107 bytes
+    env = {**os.environ, "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+    ray = Path(sys.executable).with_name("ray")
+    proc = subprocess.Popen([str(ray), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            check_reachable(address, timeout=1)
+            break
+        except ClusterUnreachable:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("the Ray head did not start within 60 s")
+            time.sleep(0.5)
+    time.sleep(2)  # the GCS listens before the head node has registered
+    yield address
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _cifake(*args, token: str | None, timeout: float = 240) -> tuple[subprocess.CompletedProcess, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["HOME"] = tempfile.mkdtemp(prefix="cifake-client-")  # no ~/.ray/auth_token but the one given
+    if token:
+        env["RAY_AUTH_TOKEN"] = token
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "cifake", *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+    return done, time.monotonic() - started
+
+
+def _search(data, out, address):
+    return ["search", "--data", data, "--out", out, "--ray-address", address, "--filters", "4,8", "--conv-layers",
+            "1", "--stages", "1", "--epochs", "1", "--limit", "60", "--quiet", "--json"]
+
+
+def test_a_search_runs_on_a_cluster_that_requires_a_token(head, learnable_zip, tmp_path):
+    done, _ = _cifake(*_search(learnable_zip, tmp_path / "search", head), token=TOKEN)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert sorted(r["name"] for r in summary["stage1"]) == ["f4-c1-dnone", "f8-c1-dnone"]
+    assert (tmp_path / "search" / "trials" / "f4-c1-dnone" / "run.json").is_file()
+
+
+def test_a_wrong_token_is_a_clear_error_within_30_seconds(head, learnable_zip, tmp_path):
+    done, seconds = _cifake(*_search(learnable_zip, tmp_path / "search", head), token="not-the-token")
+    message = flat(done.stderr)
+    assert done.returncode == 2 and seconds < 30, (seconds, done.stderr)
+    assert f"Ray cluster at {head} refused the connection" in message and "RAY_AUTH_TOKEN" in message
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "--data", "DATA", "--out", "OUT"],
+    ["reproduce", "--data", "DATA", "--out", "OUT"],
+    ["generate", "--out", "OUT", "--per-class", "1"],
+])
+def test_an_address_where_nothing_listens_fails_fast(command, learnable_zip, tmp_path):
+    args = [str(learnable_zip) if a == "DATA" else str(tmp_path / "out") if a == "OUT" else a for a in command]
+    done, seconds = _cifake(*args, "--ray-address", f"127.0.0.1:{_free_port()}", token=None, timeout=120)
+    assert done.returncode == 2 and seconds < 30, (seconds, done.stderr)
+    assert "no Ray cluster answers at 127.0.0.1:" in flat(done.stderr) and "Traceback" not in done.stderr
+
+
+def test_addresses_are_read_as_ray_writes_them():
+    assert split_address("10.0.0.5:6380") == ("10.0.0.5", 6380)
+    assert split_address("ray://head.example:10002") == ("head.example", 10002)
+    assert split_address("ray://head.example") == ("head.example", 10001)
+    assert split_address("head") == ("head", 6379)
+    with pytest.raises(ValueError, match="the port must be a number"):
+        split_address("head:port")
