@@ -41,7 +41,7 @@ def test_health_model_card_and_docs(client):
 
     assert card["metrics"] == json.loads((bundled_model_dir() / "metrics.json").read_text())
     assert card["limits"] == {"max_file_bytes": 2_000_000, "max_request_bytes": 64 * 1024 * 1024,
-                              "max_pixels": 40_000_000, "max_files": 4}
+                              "max_pixels": 40_000_000, "max_files": 4, "max_queue": 16, "timeout_s": 30.0}
     openapi = client.get("/openapi.json").json()
     assert openapi["paths"].keys() >= {"/v1/predict", "/v1/explain", "/v1/model"}
     assert openapi["info"]["title"] == "cifake" and openapi["info"]["version"] == cifake.__version__
@@ -290,3 +290,66 @@ def test_web_page_in_headless_chromium(server, tmp_path):
     expected = Detector.load().predict([image])[0]
     assert verdict == expected.verdict and probability == f"{100 * expected.prob_fake:.1f}%"
     assert width >= 512
+
+
+def _chromium(playwright):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (make browser)")
+        pytest.skip("no chromium on this machine (make browser installs it)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run", "--disable-sync"])
+
+
+@pytest.mark.e2e
+def test_the_api_docs_page_works_offline_in_headless_chromium(server):
+    from playwright.sync_api import sync_playwright
+
+    elsewhere = []
+
+    def only_the_server(route):  # an offline network: anything but the server itself fails
+        if route.request.url.startswith(server):
+            return route.continue_()
+        elsewhere.append(route.request.url)
+        return route.abort()
+
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        page = browser.new_page()
+        page.route("**/*", only_the_server)
+        page.goto(f"{server}/docs")
+        page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=30_000)
+        paths = page.eval_on_selector_all(".opblock-summary-path", "nodes => nodes.map(n => n.textContent)")
+        browser.close()
+    assert {"/v1/predict", "/v1/explain", "/v1/model"} <= {p.replace("\u200b", "") for p in paths}
+    assert elsewhere == []
+
+
+@pytest.mark.e2e
+def test_a_live_server_stops_a_chunked_upload_at_the_limit():
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--max-request-mb", "1",
+                             "--backend", "onnx"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sent = [0]
+
+    def endless():  # 64 MB in 64 KB chunks, with no Content-Length
+        boundary = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.jpg\"\r\n\r\n"
+        yield boundary
+        for _ in range(1024):
+            sent[0] += 65536
+            yield b"\xff" * 65536
+
+    try:
+        url = _wait_until_up(proc, f"http://127.0.0.1:{port}")
+        try:
+            response = httpx.post(f"{url}/v1/predict", content=endless(), timeout=60,
+                                  headers={"content-type": "multipart/form-data; boundary=b"})
+            assert response.status_code == 413 and "over the limit" in response.json()["error"]
+        except httpx.TransportError:
+            pass  # the server answered and closed the connection while the client was still sending
+        assert sent[0] < 16 * 1024 * 1024, "the server read far past its limit"
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -138,20 +138,55 @@ def serve(
     max_pixels: Annotated[int, typer.Option(
         help="Largest image, in pixels (decompression bombs are refused).")] = 40_000_000,
     max_files: Annotated[int, typer.Option(help="Most files per request.")] = 64,
+    max_request_mb: Annotated[float, typer.Option(
+        help="Largest request body, in MB, enforced as it streams in (also without Content-Length).")] = 64,
+    max_queue: Annotated[int, typer.Option(
+        min=1, help="Requests waiting for or running inference; more get 503 with Retry-After at once.")] = 16,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may wait for inference before a 504.")] = 30,
+    api_key: Annotated[Optional[list[str]], typer.Option(
+        envvar="CIFAKE_API_KEYS", help="Require this bearer token on /v1/* (repeatable: one per client; "
+                                       "CIFAKE_API_KEYS holds several, comma-separated). /healthz stays open.")] = None,
+    insecure: Annotated[bool, typer.Option(
+        help="Allow serving on a non-loopback address without an API key.")] = False,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(
+        help="A web origin whose pages may call the API (repeatable); none by default.")] = None,
+    access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     backend: BackendOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
-    """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /docs) and the web page at /."""
+    """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /metrics, /docs) and the web page at /."""
+    import logging
+
     import uvicorn
 
-    from cifake.serve import Limits, create_app
+    from cifake.serve import Access, Limits, create_app
 
-    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_pixels=max_pixels, max_files=max_files)
+    keys = tuple(k.strip() for given in api_key or () for k in given.split(",") if k.strip())
+    _check_exposure(host, keys, insecure)
+    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_request_bytes=int(max_request_mb * 1024 * 1024),
+                    max_pixels=max_pixels, max_files=max_files, max_queue=max_queue, timeout_s=timeout)
     detector = _detector(model, value(backend), device)
-    application = create_app(detector, limits, model)
+    application = create_app(detector, limits, model, Access(keys, tuple(cors_origin or ())))
+    if access_log:
+        log = logging.getLogger("cifake.serve.access")
+        log.addHandler(logging.StreamHandler(sys.stderr))
+        log.setLevel(logging.INFO)
     console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend} "
-                  f"on {detector.device}")
+                  f"on {detector.device}; {f'{len(keys)} API key(s)' if keys else 'no API key'}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _check_exposure(host: str, keys: tuple[str, ...], insecure: bool) -> None:
+    """Refuse to put the API on a network without a key, unless told to."""
+    import ipaddress
+
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if not (loopback or keys or insecure):
+        raise ValueError(f"refusing to serve on {host} without an API key: anyone who reaches the port could use it. "
+                         "Give --api-key KEY (or CIFAKE_API_KEYS), or --insecure to serve openly")
 
 
 @app.command()

@@ -1,5 +1,5 @@
 """The REST service and web page (FastAPI + uvicorn)."""
 
-from cifake.serve.app import Limits, create_app
+from cifake.serve.app import Access, Limits, create_app
 
-__all__ = ["Limits", "create_app"]
+__all__ = ["Access", "Limits", "create_app"]

@@ -1,10 +1,14 @@
 """The REST service and web page: FastAPI app over a Detector. Bad input gets a JSON 4xx, never a 500.
 
-Inference runs in a worker thread (starlette's threadpool), so the event loop keeps serving other requests.
+Inference runs in a worker thread (starlette's threadpool), so the event loop keeps serving other requests. At
+most `max_queue` requests wait for or run inference; the next gets an immediate 503 with Retry-After, and one
+that waits longer than `timeout_s` a 504. Every request first passes the Guard (serve/guard.py: request id,
+access log, API keys, the streamed size limit, metrics). /docs is served from files in the package (no CDN).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import asdict, dataclass
@@ -15,15 +19,23 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cifake import __version__
 from cifake.data.decode import BadImage
 from cifake.predict.detector import Detector, bundled_model_dir
+from cifake.serve.guard import Guard
+from cifake.serve.metrics import ServiceMetrics
 
 STATIC = Path(str(resources.files("cifake.serve") / "static"))
+# Swagger UI 5 (OpenAPI 3.1, which FastAPI writes), shipped as files by the fastapi-offline package: /docs needs
+# no CDN
+SWAGGER = Path(str(resources.files("fastapi_offline") / "static"))
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,17 @@ class Limits:
     max_request_bytes: int = 64 * 1024 * 1024  # a whole request
     max_pixels: int = 40_000_000  # larger images are refused as decompression bombs
     max_files: int = 64  # per request
+    max_queue: int = 16  # requests waiting for or running inference; more get 503 at once
+    timeout_s: float = 30.0  # a request waiting for inference longer than this gets 504
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use the service: with api_keys, /v1/* needs one as a bearer token; cors_origins are the web
+    origins whose pages may call the API from a browser (none by default)."""
+
+    api_keys: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
 
 class Service:
@@ -40,14 +63,35 @@ class Service:
     def __init__(self, detector: Detector, limits: Limits, card_dir: Path):
         self.detector, self.limits, self.card_dir = detector, limits, card_dir
         detector.max_pixels = limits.max_pixels
+        self.metrics = ServiceMetrics(detector.model_id, detector.backend, detector.device)
         # One inference at a time: torch already uses every core for one batch, and parallel batches only thrash.
         self.lock = threading.Lock()
+        self.pending, self.pending_lock = 0, threading.Lock()  # waiting for or running inference
 
     async def run(self, function, *args):
+        """function(*args) in a worker thread, one at a time; 503 when the queue is full, 504 past the time limit
+        (the work already started finishes in its thread and still counts in the queue until then)."""
+        with self.pending_lock:
+            if self.pending >= self.limits.max_queue:
+                self.metrics.refused.inc()
+                raise HTTPException(503, f"busy: {self.pending} requests are waiting for inference; retry shortly",
+                                    headers={"Retry-After": "1"})
+            self.pending += 1
+            self.metrics.queue.set(self.pending)
+
         def locked():
-            with self.lock:
-                return function(*args)
-        return await run_in_threadpool(locked)
+            try:
+                with self.lock:
+                    return function(*args)
+            finally:
+                with self.pending_lock:
+                    self.pending -= 1
+                    self.metrics.queue.set(self.pending)
+
+        try:
+            return await asyncio.wait_for(run_in_threadpool(locked), self.limits.timeout_s)
+        except TimeoutError:
+            raise HTTPException(504, f"inference did not finish within {self.limits.timeout_s:g} s") from None
 
     async def read_uploads(self, files: list[UploadFile]) -> list[tuple[str, bytes]]:
         if not files:
@@ -71,17 +115,24 @@ class Service:
                 "model_card": card.read_text() if card.is_file() else None, "limits": asdict(self.limits)}
 
 
-def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | None = None) -> FastAPI:
+def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | None = None,
+               access: Access = Access()) -> FastAPI:
     service = Service(detector, limits, model_dir or bundled_model_dir())
-    app = FastAPI(title="cifake", version=__version__,
+    app = FastAPI(title="cifake", version=__version__, docs_url=None, redoc_url=None,
                   description="Is an image real or AI-generated? The CIFAKE study's detector, with Grad-CAM.")
-    _add_error_handlers(app, limits)
+    _add_error_handlers(app)
     _add_routes(app, service)
+    app.mount("/static/swagger", StaticFiles(directory=SWAGGER), name="swagger")  # before /static
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(Guard, api_keys=access.api_keys, max_request_bytes=limits.max_request_bytes,
+                       metrics=service.metrics)
+    if access.cors_origins:  # outside the Guard: a browser's preflight carries no key
+        app.add_middleware(CORSMiddleware, allow_origins=list(access.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
     return app
 
 
-def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
@@ -89,15 +140,7 @@ def _add_error_handlers(app: FastAPI, limits: Limits) -> None:
 
     @app.exception_handler(StarletteHTTPException)  # also the 404s of the static files
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limits.max_request_bytes:
-            return JSONResponse({"error": f"request of {int(length):,} bytes is over the limit of "
-                                          f"{limits.max_request_bytes:,} bytes"}, status_code=413)
-        return await call_next(request)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def _add_routes(app: FastAPI, service: Service) -> None:
@@ -112,6 +155,17 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def model_card() -> dict:
         return service.card()
 
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="cifake API",
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/swagger/favicon.png")
+
     @app.post("/v1/predict")
     async def predict(files: list[UploadFile], threshold: Annotated[float | None, Query(
             ge=0, le=1, description="FAKE when P(FAKE) >= this (default: the model's calibrated decision)")] = None
@@ -121,6 +175,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         Verdicts follow the model's calibrated decision (REAL, UNSURE or FAKE) unless a threshold is given."""
         uploads = await service.read_uploads(files)
         predictions = await service.run(detector.predict, [data for _, data in uploads], threshold)
+        service.metrics.scored([p.verdict for p in predictions])
         results = [{**p.to_dict(), "source": name} for (name, _), p in zip(uploads, predictions)]
         decision = detector.decision.to_dict() if threshold is None else {"fake_at": threshold, "real_at": threshold}
         body = {"model_id": detector.model_id, "decision": decision, "results": results}

@@ -1,0 +1,139 @@
+"""The service as a team deploys it: API keys, CORS, the queue limit, the time limit, the streamed size limit,
+request ids with an access log, and Prometheus metrics. In-process (TestClient); the live server tests are in
+test_serve.py."""
+
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cifake import Detector
+from cifake.serve import Access, Limits, create_app
+from conftest import cli, flat, jpeg_bytes, synthetic_image
+
+IMAGE = jpeg_bytes(synthetic_image(1, 3))
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return Detector.load()
+
+
+def _predict(client, headers=None, files=1):
+    return client.post("/v1/predict", headers=headers or {},
+                       files=[("files", (f"{i}.jpg", IMAGE)) for i in range(files)])
+
+
+def test_api_keys_guard_v1_and_leave_health_open(detector):
+    client = TestClient(create_app(detector, access=Access(api_keys=("key-one", "key-two"))))
+    refused = client.get("/v1/model")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert "API key" in refused.json()["error"]
+    assert _predict(client, {"Authorization": "Bearer key-three"}).status_code == 401
+    assert _predict(client, {"Authorization": "Basic key-one"}).status_code == 401
+    assert _predict(client, {"Authorization": "Bearer key-two"}).status_code == 200
+    assert client.get("/v1/model", headers={"Authorization": "Bearer key-one"}).status_code == 200
+    assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+    assert TestClient(create_app(detector)).get("/v1/model").status_code == 200  # no keys: open
+
+
+def test_cors_is_closed_unless_an_origin_is_given(detector):
+    preflight = {"Origin": "https://team.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization"}
+    closed = TestClient(create_app(detector)).options("/v1/predict", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    client = TestClient(create_app(detector, access=Access(api_keys=("k",), cors_origins=("https://team.example",))))
+    opened = client.options("/v1/predict", headers=preflight)  # a preflight carries no key, and must pass
+    assert opened.status_code == 200 and opened.headers["access-control-allow-origin"] == "https://team.example"
+    other = client.options("/v1/predict", headers=preflight | {"Origin": "https://elsewhere.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def _slow(detector, monkeypatch, seconds: float, entered: threading.Event):
+    predict = detector.predict
+
+    def slow_predict(*args, **kwargs):
+        entered.set()
+        time.sleep(seconds)
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(detector, "predict", slow_predict)
+
+
+def test_a_full_queue_answers_503_at_once_with_retry_after(monkeypatch):
+    detector = Detector.load()
+    entered = threading.Event()
+    _slow(detector, monkeypatch, 1.5, entered)
+    client = TestClient(create_app(detector, Limits(max_queue=1)))
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_predict, client)
+        assert entered.wait(30)
+        started = time.perf_counter()
+        busy = _predict(client)
+        assert time.perf_counter() - started < 1  # refused at once, not after the queue drains
+        assert first.result().status_code == 200
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+    assert _predict(client).status_code == 200  # the queue drained
+    assert "cifake_busy_refusals_total 1.0" in client.get("/metrics").text
+
+
+def test_a_request_past_the_time_limit_gets_504(monkeypatch):
+    detector = Detector.load()
+    _slow(detector, monkeypatch, 1.0, threading.Event())
+    response = _predict(TestClient(create_app(detector, Limits(timeout_s=0.2))))
+    assert response.status_code == 504 and "within 0.2 s" in response.json()["error"]
+
+
+def test_a_body_without_content_length_is_stopped_at_the_limit(detector):
+    client = TestClient(create_app(detector, Limits(max_request_bytes=50_000)))
+    boundary = "cifakeboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + b"\xff" * 200_000 + f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks():  # a generator body: sent chunked, with no Content-Length
+        for start in range(0, len(body), 8192):
+            yield body[start:start + 8192]
+
+    response = client.post("/v1/predict", content=chunks(),
+                           headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413
+    assert response.json()["error"] == "request body over the limit of 50,000 bytes"  # counted as it came in
+    declared = client.post("/v1/predict", content=body, headers={
+        "content-type": f"multipart/form-data; boundary={boundary}"})
+    assert declared.status_code == 413 and declared.json()["error"].startswith(f"request of {len(body):,} bytes")
+
+
+def test_every_response_has_a_request_id_and_an_access_log_line(detector, caplog):
+    client = TestClient(create_app(detector, access=Access(api_keys=("k",))))
+    with caplog.at_level(logging.INFO, logger="cifake.serve.access"):
+        ok, refused = client.get("/healthz"), client.get("/v1/model")
+    ids = [ok.headers["x-request-id"], refused.headers["x-request-id"]]
+    assert len(set(ids)) == 2 and all(len(i) == 16 for i in ids)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cifake.serve.access"]
+    assert [(line["request_id"], line["path"], line["status"]) for line in lines] == [
+        (ids[0], "/healthz", 200), (ids[1], "/v1/model", 401)]
+    assert all(line["ms"] >= 0 and line["method"] == "GET" for line in lines)
+
+
+def test_metrics_count_requests_images_verdicts_and_name_the_model(detector):
+    client = TestClient(create_app(detector))
+    verdicts = [r["verdict"] for r in _predict(client, files=3).json()["results"]]
+    client.get("/no/such/page")
+    text = client.get("/metrics").text
+    assert 'cifake_requests_total{method="POST",route="/v1/predict",status="200"} 1.0' in text
+    assert 'cifake_requests_total{method="GET",route="other",status="404"} 1.0' in text
+    assert "cifake_images_scored_total 3.0" in text
+    for verdict in set(verdicts):
+        assert f'cifake_verdicts_total{{verdict="{verdict}"}} {float(verdicts.count(verdict))}' in text
+    assert 'cifake_request_seconds_bucket{le="30.0",route="/v1/predict"} 1.0' in text
+    assert "cifake_queue_depth 0.0" in text
+    assert f'model_id="{detector.model_id}"' in text and 'backend="onnx"' in text
+
+
+def test_serve_refuses_a_network_address_without_a_key():
+    result = cli("serve", "--host", "0.0.0.0", check=False)
+    assert result.returncode == 2 and "refusing to serve on 0.0.0.0 without an API key" in flat(result.stderr)
