@@ -131,9 +131,57 @@ def test_metrics_count_requests_images_verdicts_and_name_the_model(detector):
         assert f'cifake_verdicts_total{{verdict="{verdict}"}} {float(verdicts.count(verdict))}' in text
     assert 'cifake_request_seconds_bucket{le="30.0",route="/v1/predict"} 1.0' in text
     assert "cifake_queue_depth 0.0" in text
-    assert f'model_id="{detector.model_id}"' in text and 'backend="onnx"' in text
+    assert f'cifake_model_info{{backend="onnx",device="cpu",model_id="{detector.model_id}"}} 1.0' in text
 
 
 def test_serve_refuses_a_network_address_without_a_key():
     result = cli("serve", "--host", "0.0.0.0", check=False)
     assert result.returncode == 2 and "refusing to serve on 0.0.0.0 without an API key" in flat(result.stderr)
+
+
+@pytest.mark.e2e
+def test_a_short_soak_has_no_errors_and_flat_memory():
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from soak_serve import soak
+
+    result = soak(requests=2000, clients=16)  # benchmarks/soak_serve.py runs 20,000
+    assert result["errors"] == 0, result["error_codes"]
+    assert result["growth"] < 0.10, result
+
+
+@pytest.mark.e2e
+def test_two_workers_serve_and_report_metrics_summed_over_both(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--workers", "2",
+                               "--api-key", "team-key"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer team-key"}
+    try:
+        for _ in range(450):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        with ThreadPoolExecutor(4) as pool:  # concurrent, so both workers take requests
+            codes = list(pool.map(lambda _: httpx.post(f"{url}/v1/predict", headers=key, timeout=60,
+                                                       files=[("files", ("a.jpg", IMAGE))]).status_code, range(40)))
+        assert codes == [200] * 40
+        assert httpx.post(f"{url}/v1/predict", files=[("files", ("a.jpg", IMAGE))]).status_code == 401
+        text = httpx.get(f"{url}/metrics").text
+        assert 'cifake_requests_total{method="POST",route="/v1/predict",status="200"} 40.0' in text
+        assert "cifake_images_scored_total 40.0" in text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -151,6 +151,8 @@ def serve(
     cors_origin: Annotated[Optional[list[str]], typer.Option(
         help="A web origin whose pages may call the API (repeatable); none by default.")] = None,
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Server processes, each with its own model and cores / N scoring threads.")] = 1,
     backend: BackendOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
@@ -165,15 +167,39 @@ def serve(
     _check_exposure(host, keys, insecure)
     limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_request_bytes=int(max_request_mb * 1024 * 1024),
                     max_pixels=max_pixels, max_files=max_files, max_queue=max_queue, timeout_s=timeout)
-    detector = _detector(model, value(backend), device)
-    application = create_app(detector, limits, model, Access(keys, tuple(cors_origin or ())))
+    access = Access(keys, tuple(cors_origin or ()))
+    detector = _detector(model, value(backend), device)  # also checks the model and device before any worker starts
     if access_log:
         log = logging.getLogger("cifake.serve.access")
         log.addHandler(logging.StreamHandler(sys.stderr))
         log.setLevel(logging.INFO)
     console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend} "
-                  f"on {detector.device}; {f'{len(keys)} API key(s)' if keys else 'no API key'}")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+                  f"on {detector.device}; {f'{len(keys)} API key(s)' if keys else 'no API key'}; "
+                  f"{workers} worker(s)")
+    if workers == 1:
+        uvicorn.run(create_app(detector, limits, model, access), host=host, port=port, log_level="warning")
+    else:
+        _serve_with_workers(host, port, workers, model, value(backend), device, limits, access, access_log)
+
+
+def _serve_with_workers(host, port, workers, model, backend, device, limits, access, access_log) -> None:
+    """uvicorn's process workers, each building its app from settings in the environment (cifake.serve.worker)."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from cifake.data.dataset import available_cores
+    from cifake.serve.worker import SETTINGS, settings_for_workers
+
+    threads = max(1, available_cores() // workers)
+    os.environ[SETTINGS] = settings_for_workers(model, backend, device, limits, access, threads)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="cifake-metrics-"))
+    log_config = {"version": 1, "disable_existing_loggers": False, "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}}, "loggers": {
+        "cifake.serve.access": {"handlers": ["stderr"], "level": "INFO" if access_log else "WARNING"}}}
+    uvicorn.run("cifake.serve.worker:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", log_config=log_config)
 
 
 def _check_exposure(host: str, keys: tuple[str, ...], insecure: bool) -> None:

@@ -85,12 +85,13 @@ class Detector:
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
-             **options) -> Detector:
+             threads: int | None = None, **options) -> Detector:
         """The bundled model, or the model of a run folder (model.safetensors + config.json).
 
         backend: "onnx" scores with onnxruntime on the CPU (the folder's model.onnx when it matches the weights,
         else a fresh export into the cache), "torch" with torch on `device`, "auto" with onnxruntime when it is
-        installed and the device is the CPU, else torch. device: auto, cpu, cuda, cuda:N or mps."""
+        installed and the device is the CPU, else torch. device: auto, cpu, cuda, cuda:N or mps. threads: CPU
+        threads for scoring (default: every core), e.g. cores / workers when several processes serve."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
         chosen = resolve_device("cpu" if backend == "onnx" and device == "auto" else device)
@@ -101,7 +102,8 @@ class Detector:
         digest = weights_digest(folder)
         name = "bundled" if run_dir is None else folder.name
         wants_onnx = backend == "onnx" or (backend == "auto" and chosen.type == "cpu")
-        runner = _onnx_runner(folder, digest, required=backend == "onnx") if wants_onnx else None
+        threads = threads or available_cores()
+        runner = _onnx_runner(folder, digest, threads, required=backend == "onnx") if wants_onnx else None
         return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner, **options)
 
     def pixels(self, item: Item) -> np.ndarray:
@@ -205,7 +207,7 @@ class Detector:
         return buffer.getvalue()
 
 
-def _onnx_runner(folder: Path, digest: str, required: bool) -> OnnxRunner | None:
+def _onnx_runner(folder: Path, digest: str, threads: int, required: bool) -> OnnxRunner | None:
     """An onnxruntime session for these weights: the folder's model.onnx if it was exported from them, else a
     fresh export in the cache. None (torch is used) when onnxruntime is missing or export fails, unless required."""
     try:
@@ -216,12 +218,12 @@ def _onnx_runner(folder: Path, digest: str, required: bool) -> OnnxRunner | None
         return None
     try:
         for path in (folder / ONNX_NAME, _cache_dir() / f"{digest}.onnx"):
-            runner = _try_runner(path)
+            runner = _try_runner(path, threads)
             if runner and runner.metadata.get("cifake_weights_sha256") == digest:  # else stale: other weights
                 return runner
         path = _cache_dir() / f"{digest}.onnx"
         export_onnx(folder, path)
-        return OnnxRunner(path, threads=available_cores())
+        return OnnxRunner(path, threads=threads)
     except Exception as exc:  # any export or runtime failure: torch still gives the same scores
         if required:
             raise ValueError(f"{folder}: could not run the model on onnxruntime ({exc})") from None
@@ -229,11 +231,11 @@ def _onnx_runner(folder: Path, digest: str, required: bool) -> OnnxRunner | None
         return None
 
 
-def _try_runner(path: Path) -> OnnxRunner | None:
+def _try_runner(path: Path, threads: int) -> OnnxRunner | None:
     if not path.is_file():
         return None
     try:
-        return OnnxRunner(path, threads=available_cores())
+        return OnnxRunner(path, threads=threads)
     except ValueError as exc:
         log.warning("%s", exc)
         return None

@@ -1,8 +1,15 @@
-"""The service's Prometheus metrics (prometheus-client), in a registry of its own per app, served at /metrics."""
+"""The service's Prometheus metrics (prometheus-client), in a registry of its own per app, served at /metrics.
+
+With several worker processes (PROMETHEUS_MULTIPROC_DIR set), prometheus-client keeps the values in files that
+/metrics adds up over the workers.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Routes are labelled by their template, never by a raw path: a scan of random URLs must not create series.
 ROUTES = ("/", "/healthz", "/metrics", "/docs", "/openapi.json", "/v1/predict", "/v1/explain", "/v1/model")
@@ -19,11 +26,20 @@ class ServiceMetrics:
         self.images = Counter("cifake_images_scored", "Images scored (unreadable uploads not counted)",
                               registry=self.registry)
         self.verdicts = Counter("cifake_verdicts", "Verdicts given, by verdict", ["verdict"], registry=self.registry)
-        self.queue = Gauge("cifake_queue_depth", "Requests waiting for or running inference", registry=self.registry)
+        self.queue = Gauge("cifake_queue_depth", "Requests waiting for or running inference",
+                           multiprocess_mode="livesum", registry=self.registry)
         self.refused = Counter("cifake_busy_refusals", "Requests refused with 503 because the queue was full",
                                registry=self.registry)
-        Info("cifake_model", "The model being served", registry=self.registry).info(
-            {"model_id": model_id, "backend": backend, "device": device})
+        Gauge("cifake_model_info", "The model being served (value 1)", ["model_id", "backend", "device"],
+              multiprocess_mode="max", registry=self.registry).labels(model_id, backend, device).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """(body, content type) of /metrics: this process's metrics, or every worker's in multiprocess mode."""
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
     @staticmethod
     def route(path: str) -> str:
