@@ -35,16 +35,17 @@ def predict(
     device: DeviceOption = "auto",
     explain_dir: Annotated[Optional[Path], typer.Option(
         "--explain", help="Write Grad-CAM overlays into this folder.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Score on a Ray cluster with Ray Data (HOST:PORT, ray://HOST:PORT, auto, or local for a Ray instance "
+             "on this machine); files and model on storage every node sees.")] = None,
+    actors: Annotated[Optional[int], typer.Option(
+        min=1, help="Scoring actors with --ray-address (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
-    from cifake.explain.run import explain_files
     from cifake.predict import expand_paths
 
     detector = _detector(model, value(backend), device)
-    if explain_dir:  # the overlays' scores are the printed ones: each image is decoded and scored once
-        results = explain_files(detector, expand_paths(paths), explain_dir, threshold=threshold).predictions
-    else:
-        results = detector.iter_predict(expand_paths(paths), threshold)  # in chunks: bounded memory
+    results = _predictions(detector, expand_paths(paths), threshold, explain_dir, ray_address, model, actors)
     rows, failed = [], 0
     writer = csv.DictWriter(sys.stdout, PREDICTION_FIELDS) if as_csv else None
     if writer:
@@ -68,6 +69,22 @@ def predict(
         err.print(f"Grad-CAM overlays: {explain_dir}")
     if failed:
         raise typer.Exit(1)
+
+
+def _predictions(detector, files, threshold, explain_dir, ray_address, model, actors):
+    """The predictions `cifake predict` prints: here (in chunks: bounded memory), here with Grad-CAM overlays
+    (each image decoded and scored once, so the overlays' scores are the printed ones), or on Ray."""
+    from cifake.explain.run import explain_files
+
+    if ray_address:
+        if explain_dir:
+            raise ValueError("--explain runs here, not on Ray: leave out --ray-address to write overlays")
+        from cifake.predict.bulk import predict_on_ray
+
+        return predict_on_ray(files, ray_address, str(model) if model else None, detector.backend, threshold, actors)
+    if explain_dir:
+        return explain_files(detector, files, explain_dir, threshold=threshold).predictions
+    return detector.iter_predict(files, threshold)
 
 
 def _detector(model: Path | None, backend: str, device: str):
@@ -153,33 +170,45 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="One JSON line per request on stderr.")] = True,
     workers: Annotated[int, typer.Option(
         min=1, help="Server processes, each with its own model and cores / N scoring threads.")] = 1,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Serve with Ray Serve on this Ray cluster (or local): replicas with batching.")] = None,
+    replicas: Annotated[int, typer.Option(min=1, help="Ray Serve replicas (with --ray-address).")] = 2,
     backend: BackendOption = "auto",
     device: DeviceOption = "auto",
 ) -> None:
     """Serve the REST API (/v1/predict, /v1/explain, /v1/model, /healthz, /metrics, /docs) and the web page at /."""
+    from cifake.serve import Limits
+
+    access = _access(host, api_key, cors_origin, insecure, ray_address)
+    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_request_bytes=int(max_request_mb * 1024 * 1024),
+                    max_pixels=max_pixels, max_files=max_files, max_queue=max_queue, timeout_s=timeout)
+    detector = _detector(model, value(backend), device)  # also checks the model and device before any worker starts
+    if ray_address:
+        from cifake.serve.ray_serve import run_on_ray
+
+        console.print(f"cifake on Ray Serve at http://{host}:{port}/ ({replicas} replicas)")
+        return run_on_ray(ray_address, host, port, str(model) if model else None, detector.backend, limits, replicas)
+    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend} "
+                  f"on {detector.device}; {len(access.api_keys)} API key(s); {workers} worker(s)")
+    if workers == 1:
+        _serve_here(host, port, detector, limits, model, access, access_log)
+    else:
+        _serve_with_workers(host, port, workers, model, value(backend), device, limits, access, access_log)
+
+
+def _serve_here(host, port, detector, limits, model, access, access_log: bool) -> None:
+    """One server process: the app over the detector already loaded."""
     import logging
 
     import uvicorn
 
-    from cifake.serve import Access, Limits, create_app
+    from cifake.serve import create_app
 
-    keys = tuple(k.strip() for given in api_key or () for k in given.split(",") if k.strip())
-    _check_exposure(host, keys, insecure)
-    limits = Limits(max_file_bytes=int(max_file_mb * 1024 * 1024), max_request_bytes=int(max_request_mb * 1024 * 1024),
-                    max_pixels=max_pixels, max_files=max_files, max_queue=max_queue, timeout_s=timeout)
-    access = Access(keys, tuple(cors_origin or ()))
-    detector = _detector(model, value(backend), device)  # also checks the model and device before any worker starts
     if access_log:
         log = logging.getLogger("cifake.serve.access")
         log.addHandler(logging.StreamHandler(sys.stderr))
         log.setLevel(logging.INFO)
-    console.print(f"cifake serving on http://{host}:{port}/ (API docs at /docs), scoring with {detector.backend} "
-                  f"on {detector.device}; {f'{len(keys)} API key(s)' if keys else 'no API key'}; "
-                  f"{workers} worker(s)")
-    if workers == 1:
-        uvicorn.run(create_app(detector, limits, model, access), host=host, port=port, log_level="warning")
-    else:
-        _serve_with_workers(host, port, workers, model, value(backend), device, limits, access, access_log)
+    uvicorn.run(create_app(detector, limits, model, access), host=host, port=port, log_level="warning")
 
 
 def _serve_with_workers(host, port, workers, model, backend, device, limits, access, access_log) -> None:
@@ -200,6 +229,18 @@ def _serve_with_workers(host, port, workers, model, backend, device, limits, acc
         "cifake.serve.access": {"handlers": ["stderr"], "level": "INFO" if access_log else "WARNING"}}}
     uvicorn.run("cifake.serve.worker:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", log_config=log_config)
+
+
+def _access(host: str, api_key: list[str] | None, cors_origin: list[str] | None, insecure: bool,
+            ray_address: str | None):
+    """Who may call the service, checked against where it listens."""
+    from cifake.serve import Access
+
+    keys = tuple(k.strip() for given in api_key or () for k in given.split(",") if k.strip())
+    if ray_address and keys:
+        raise ValueError("API keys are the local server's; under Ray Serve, control access at the cluster's gateway")
+    _check_exposure(host, keys, insecure)
+    return Access(keys, tuple(cors_origin or ()))
 
 
 def _check_exposure(host: str, keys: tuple[str, ...], insecure: bool) -> None:

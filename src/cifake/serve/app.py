@@ -121,6 +121,7 @@ def create_app(detector: Detector, limits: Limits = Limits(), model_dir: Path | 
                   description="Is an image real or AI-generated? The CIFAKE study's detector, with Grad-CAM.")
     _add_error_handlers(app)
     _add_routes(app, service)
+    _add_operations_routes(app, service)
     app.mount("/static/swagger", StaticFiles(directory=SWAGGER), name="swagger")  # before /static
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard, api_keys=access.api_keys, max_request_bytes=limits.max_request_bytes,
@@ -142,17 +143,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _add_routes(app: FastAPI, service: Service) -> None:
-    detector = service.detector
-
-    @app.get("/healthz")
-    def healthz() -> dict:
-        return {"status": "ok", "model_id": detector.model_id, "backend": detector.backend,
-                "device": detector.device}
-
-    @app.get("/v1/model")
-    def model_card() -> dict:
-        return service.card()
+def _add_operations_routes(app: FastAPI, service: Service) -> None:
+    """What operators read: Prometheus metrics and the API's docs page (from packaged files)."""
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -165,6 +157,20 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                                    swagger_js_url="/static/swagger/swagger-ui-bundle.js",
                                    swagger_css_url="/static/swagger/swagger-ui.css",
                                    swagger_favicon_url="/static/swagger/favicon.png")
+
+
+def _add_routes(app: FastAPI, service: Service) -> None:
+    detector = service.detector
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model_id": detector.model_id, "backend": detector.backend,
+                "device": detector.device}
+
+    @app.get("/v1/model")
+    def model_card() -> dict:
+        return service.card()
+
 
     @app.post("/v1/predict")
     async def predict(files: list[UploadFile], threshold: Annotated[float | None, Query(
