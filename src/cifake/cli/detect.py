@@ -223,7 +223,10 @@ def _serve_with_workers(host, port, workers, model, backend, device, limits, acc
 
     threads = max(1, available_cores() // workers)
     os.environ[SETTINGS] = settings_for_workers(model, backend, device, limits, access, threads)
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="cifake-metrics-"))
+    metrics_dir = None if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.TemporaryDirectory(
+        prefix="cifake-metrics-")  # the workers' metric files, removed when the server stops
+    if metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     log_config = {"version": 1, "disable_existing_loggers": False, "handlers": {
         "stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}}, "loggers": {
         "cifake.serve.access": {"handlers": ["stderr"], "level": "INFO" if access_log else "WARNING"}}}
