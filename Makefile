@@ -6,7 +6,7 @@ CIFAKE_DATA ?= ../shared/data/cifake
 RUN ?= runs/paper
 export CIFAKE_DATA
 
-.PHONY: install browser lint test mutate reproduce paper-model bundle bench clean
+.PHONY: install browser lint test mutate reproduce paper-model bundle bench clean keras-venv
 
 install: $(VENV)/.installed
 
@@ -69,3 +69,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache mutants
+
+# TensorFlow in a virtualenv of its own, for benchmarks/keras_anchor.py (the study's CNN in Keras); a benchmark
+# tool, not part of CI
+keras-venv: .venv-tf/.installed
+.venv-tf/.installed:
+	$(PYTHON) -m venv .venv-tf
+	.venv-tf/bin/python -m pip install --quiet 'tensorflow==2.21.*'
+	touch $@
