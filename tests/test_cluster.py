@@ -111,3 +111,15 @@ def test_addresses_are_read_as_ray_writes_them():
     assert split_address("head") == ("head", 6379)
     with pytest.raises(ValueError, match="the port must be a number"):
         split_address("head:port")
+
+
+def test_a_failed_join_leaves_the_auth_mode_as_it_found_it(monkeypatch):
+    pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    from cifake.cluster import ray_session
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+    with pytest.raises(ClusterUnreachable, match="no Ray cluster answers"):
+        with ray_session(f"127.0.0.1:{_free_port()}"):
+            pass
+    assert "RAY_AUTH_MODE" not in os.environ

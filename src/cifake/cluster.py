@@ -39,12 +39,17 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         yield
         return
     options = {"include_dashboard": False, "log_to_driver": False}
-    token_mode_set = False
+    joining = address not in (None, "local")
+    # Ray sends no token unless token mode is on: switch it on when there is a token to send (a head without
+    # authentication ignores it), and back off when the block ends, also when joining failed
+    token_mode_set = joining and bool(auth_token_source()) and "RAY_AUTH_MODE" not in os.environ
+    if token_mode_set:
+        _set_auth_mode("token")
     try:
-        if address in (None, "local"):  # "local": a new instance, even where a cluster runs on this machine
+        if joining:
+            _join(ray, address, options)
+        else:  # "local": a new instance, even where a cluster runs on this machine
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **options)
-        else:
-            token_mode_set = _join(ray, address, options)
         yield
     finally:
         ray.shutdown()  # a local instance started here stops here; a cluster connection is let go
@@ -52,12 +57,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
             _set_auth_mode(None)
 
 
-def _join(ray, address: str, options: dict) -> bool:
-    """Connect to the cluster at `address`; returns whether token mode was switched on for it."""
+def _join(ray, address: str, options: dict) -> None:
+    """Connect to the cluster at `address`, or raise ClusterUnreachable saying what to check."""
     token = auth_token_source()
-    token_mode_set = bool(token) and "RAY_AUTH_MODE" not in os.environ
-    if token_mode_set:
-        _set_auth_mode("token")
     if address != "auto":
         check_reachable(address)
     try:
@@ -70,7 +72,6 @@ def _join(ray, address: str, options: dict) -> bool:
             "authentication, give this machine its token (`ray get-auth-token` on the head prints it) in "
             f"RAY_AUTH_TOKEN or ~/.ray/auth_token; also check that the head runs Ray {ray.__version__} like "
             "this machine") from None
-    return token_mode_set
 
 
 def _set_auth_mode(mode: str | None) -> None:

@@ -171,7 +171,6 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     def model_card() -> dict:
         return service.card()
 
-
     @app.post("/v1/predict")
     async def predict(files: list[UploadFile], threshold: Annotated[float | None, Query(
             ge=0, le=1, description="FAKE when P(FAKE) >= this (default: the model's calibrated decision)")] = None
