@@ -46,6 +46,8 @@ def main() -> None:
     args = _arguments()
     device = resolve_device(args.device)
     out = Path(args.out)
+    if out.exists() and any(out.iterdir()):  # finished runs would be reused, and their times are not this run's
+        raise SystemExit(f"{out} is not empty: give a new --out, so every figure is measured by this run")
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_root=args.cache, progress=False)
     report: dict = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
@@ -108,7 +110,7 @@ def training(data, device: torch.device, epochs: int, out: Path) -> dict:
             continue
         folder = out / "runs" / name.replace(" ", "-")
         record = train_run(data, folder, Topology(32, 2, (64,)), replace(config, device=spec), Split(0.1, None),
-                           resume=True, progress=False, plots=False)
+                           progress=False, plots=False)
         runs[name] = record
         say(f"{epochs} epochs on {spec}: test accuracy {record['test']['accuracy']:.4f}, "
             f"{record['train_images_per_second']:,.0f} images/s, {record['seconds']:.1f} s")
