@@ -61,6 +61,10 @@ def test_train_then_evaluate(learnable_zip, tmp_path):
     assert config["training"]["split"]["train"] + config["training"]["split"]["validation"] == 600
     record = json.loads((run / "run.json").read_text())
     assert {k: v for k, v in record.items() if k not in ("validation", "test")} == config["training"]
+    phases = record["phases"]
+    assert list(phases) == ["split", "training", "validation", "checkpoints_and_setup", "scoring"]
+    assert all(v >= 0 for v in phases.values()) and phases["training"] > 0
+    assert sum(phases.values()) <= record["seconds"] + 0.01  # where the run's own seconds went
     test_metrics = record["test"]
     evaluated = json.loads(cli("evaluate", run, "--data", learnable_zip, "--json", "-q").stdout)
     assert evaluated["accuracy"] == test_metrics["accuracy"] and evaluated["n"] == 200

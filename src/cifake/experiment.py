@@ -45,10 +45,12 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
     device = resolve_device(config.device)
     split = split or Split()
     train_set, val_set = split.carve(data, config.seed)
+    carved = time.perf_counter()
     seed_everything(config.seed)
     model = build_model(topology)
     result = fit(model, train_set.in_memory(), val_set, config, folder, resume=resume, progress=progress)
     model = model.to(memory_format=torch.contiguous_format)
+    trained = time.perf_counter()
 
     scored = {"validation": val_set, "test": split.test(data, config.seed)}
     metrics = {}
@@ -63,6 +65,7 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
         "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
         "data": {"source": data.source, "cache": str(data.cache_dir)},
         **_outcome(result, time.perf_counter() - started),
+        "phases": _phases(result, carved - started, trained - carved, time.perf_counter() - trained),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                         **describe(device), "precision": _precision_name(mixed_precision(device, config.bf16))},
     }
@@ -74,6 +77,17 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
         plot_training_curves(result.history, folder / "training_curves.png")
     write_json(folder / RECORD, record | metrics)  # last: its presence means the run finished
     return record | metrics
+
+
+def _phases(result: TrainResult, carving: float, fitting: float, scoring: float) -> dict:
+    """Where this run's seconds went (epochs from an earlier, resumed run not included): carving the split,
+    training steps, validation after each epoch, the rest of fit (copies, checkpoints), scoring val and test."""
+    epochs = result.history[result.resumed_from_epoch:]
+    training = sum(row["seconds"] for row in epochs)
+    validation = sum(row["wall_seconds"] - row["seconds"] for row in epochs)
+    return {name: round(value, 3) for name, value in (
+        ("split", carving), ("training", training), ("validation", validation),
+        ("checkpoints_and_setup", fitting - training - validation), ("scoring", scoring))}
 
 
 def _precision_name(dtype: torch.dtype | None) -> str:
