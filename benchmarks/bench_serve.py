@@ -10,16 +10,13 @@ run with 4x as many clients as `--max-queue` allows to wait.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-from common import data_path
+from common import data_path, start_server
 
 
 def main() -> None:
@@ -45,16 +42,8 @@ def main() -> None:
 
 
 def load_test(images: list[bytes], workers: int, clients: int, requests: int, files: int, max_queue: int) -> dict:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--workers", str(workers),
-                               "--max-queue", str(max_queue), "--no-access-log"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server("--workers", str(workers), "--max-queue", str(max_queue), "--no-access-log")
     try:
-        _wait(url)
-
         def client(k: int) -> list[tuple[int, float]]:
             upload = [("files", (f"{k}-{i}.jpg", images[(k + i) % len(images)])) for i in range(files)]
             answers = []
@@ -78,16 +67,6 @@ def load_test(images: list[bytes], workers: int, clients: int, requests: int, fi
     return {"rps": len(answers) / seconds, "ips": ok * files / seconds, "p50": 1000 * statistics.median(served),
             "p95": 1000 * quantiles[18], "errors": sum(code not in (200, 503) for code, _ in answers),
             "busy": sum(code == 503 for code, _ in answers) / len(answers)}
-
-
-def _wait(url: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,3 +30,23 @@ def timed(label: str, results: dict):
     start = time.perf_counter()
     yield
     results[label] = time.perf_counter() - start
+
+
+def start_server(*options: str) -> tuple[subprocess.Popen, str]:
+    """`cifake serve OPTIONS` on a free loopback port, once /healthz answers: (process, base URL)."""
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), *options],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not start")

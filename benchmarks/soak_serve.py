@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,7 +18,8 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, start_server
+
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import jpeg_bytes, synthetic_image  # noqa: E402  (the tests' own synthetic images)
 
@@ -33,20 +32,12 @@ def resident_mb(pid: int) -> float:
 
 
 def soak(requests: int, clients: int) -> dict:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--max-file-mb", "0.1",
-                               "--no-access-log", "--max-queue", str(2 * clients)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server("--max-file-mb", "0.1", "--no-access-log", "--max-queue", str(2 * clients))
     inputs = [(jpeg_bytes(synthetic_image(i % 2, i)), 200) for i in range(8)]
     bad, oversized = (b"not an image", 422), (b"\xff" * 200_000, 413)
     done, warm = [0], {}
     lock = threading.Lock()
     try:
-        _wait(url)
-
         def client(k: int) -> list[int]:
             wrong = []
             with httpx.Client(base_url=url, timeout=60) as http:
@@ -73,16 +64,6 @@ def soak(requests: int, clients: int) -> dict:
             "requests_per_second": round(requests / seconds, 1), "errors": len(wrong),
             "error_codes": sorted(set(wrong)), "resident_mb_warm": round(warm["mb"], 1),
             "resident_mb_end": round(end_mb, 1), "growth": round(end_mb / warm["mb"] - 1, 4)}
-
-
-def _wait(url: str) -> None:
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit("the server did not start")
 
 
 def main() -> None:

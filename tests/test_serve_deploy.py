@@ -4,6 +4,7 @@ test_serve.py."""
 
 import json
 import logging
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from cifake import Detector
 from cifake.serve import Access, Limits, create_app
-from conftest import cli, flat, jpeg_bytes, synthetic_image
+from conftest import REPO, cli, flat, jpeg_bytes, synthetic_image
+
+sys.path.insert(0, str(REPO / "benchmarks"))  # the serving benchmarks' server starter and soak
 
 IMAGE = jpeg_bytes(synthetic_image(1, 3))
 
@@ -141,11 +144,6 @@ def test_serve_refuses_a_network_address_without_a_key():
 
 @pytest.mark.e2e
 def test_a_short_soak_has_no_errors_and_flat_memory():
-    import sys
-
-    from conftest import REPO
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from soak_serve import soak
 
     result = soak(requests=2000, clients=16)  # benchmarks/soak_serve.py runs 20,000
@@ -154,26 +152,13 @@ def test_a_short_soak_has_no_errors_and_flat_memory():
 
 
 @pytest.mark.e2e
-def test_two_workers_serve_and_report_metrics_summed_over_both(tmp_path):
-    import socket
-    import subprocess
-    import sys
-
+def test_two_workers_serve_and_report_metrics_summed_over_both():
     import httpx
+    from common import start_server
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cifake", "serve", "--port", str(port), "--workers", "2",
-                               "--api-key", "team-key"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer team-key"}
+    server, url = start_server("--workers", "2", "--api-key", "team-key")
+    key = {"Authorization": "Bearer team-key"}
     try:
-        for _ in range(450):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         with ThreadPoolExecutor(4) as pool:  # concurrent, so both workers take requests
             codes = list(pool.map(lambda _: httpx.post(f"{url}/v1/predict", headers=key, timeout=60,
                                                        files=[("files", ("a.jpg", IMAGE))]).status_code, range(40)))

@@ -21,8 +21,6 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
     once, so a GPU is not made to wait for the host after every batch."""
     model.eval()
     device = next(model.parameters()).device
-    if device.type == "cpu" and not isinstance(images, torch.Tensor):
-        return _predict_on_cpu(model, images, batch_size, bf16)
     out = torch.empty(len(images), dtype=torch.float32, device=device)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
@@ -31,15 +29,6 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out[start : start + len(batch)] = model(to_model_input(batch.to(device))).float()
     return out.cpu().numpy()
-
-
-def _predict_on_cpu(model: nn.Module, images: np.ndarray, batch_size: int, bf16: bool) -> np.ndarray:
-    out = np.empty(len(images), np.float32)
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.array(images[start : start + batch_size]))  # a copy: memmaps are read-only
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out[start : start + len(batch)] = model(to_model_input(batch)).float().numpy()
-    return out
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

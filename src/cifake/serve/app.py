@@ -56,6 +56,21 @@ class Access:
     cors_origins: tuple[str, ...] = ()
 
 
+async def read_uploads(files: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each upload, within the file count and per-file size limits (413 beyond them)."""
+    if not files:
+        raise HTTPException(422, "send one or more images as multipart form field 'files'")
+    if len(files) > limits.max_files:
+        raise HTTPException(413, f"{len(files)} files is over the limit of {limits.max_files} per request")
+    uploads = []
+    for upload in files:
+        data = await upload.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:
+            raise HTTPException(413, f"{upload.filename}: over the limit of {limits.max_file_bytes:,} bytes")
+        uploads.append((upload.filename or "upload", data))
+    return uploads
+
+
 class Service:
     """The detector behind one lock, the limits, and the model card's folder: what every route uses."""
 
@@ -91,19 +106,6 @@ class Service:
             return await asyncio.wait_for(run_in_threadpool(locked), self.limits.timeout_s)
         except TimeoutError:
             raise HTTPException(504, f"inference did not finish within {self.limits.timeout_s:g} s") from None
-
-    async def read_uploads(self, files: list[UploadFile]) -> list[tuple[str, bytes]]:
-        if not files:
-            raise HTTPException(422, "send one or more images as multipart form field 'files'")
-        if len(files) > self.limits.max_files:
-            raise HTTPException(413, f"{len(files)} files is over the limit of {self.limits.max_files} per request")
-        uploads = []
-        for upload in files:
-            data = await upload.read(self.limits.max_file_bytes + 1)
-            if len(data) > self.limits.max_file_bytes:
-                raise HTTPException(413, f"{upload.filename}: over the limit of {self.limits.max_file_bytes:,} bytes")
-            uploads.append((upload.filename or "upload", data))
-        return uploads
 
     def card(self) -> dict:
         # the model card and its figures, as tools/bundle_model.py writes them
@@ -178,7 +180,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         """Scores one or more images (multipart field `files`); per-file errors are reported, not fatal.
 
         Verdicts follow the model's calibrated decision (REAL, UNSURE or FAKE) unless a threshold is given."""
-        uploads = await service.read_uploads(files)
+        uploads = await read_uploads(files, service.limits)
         predictions = await service.run(detector.predict, [data for _, data in uploads], threshold)
         service.metrics.scored([p.verdict for p in predictions])
         results = [{**p.to_dict(), "source": name} for (name, _), p in zip(uploads, predictions)]
@@ -191,7 +193,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/explain", response_class=Response)
     async def explain(file: UploadFile, target: Literal["predicted", "REAL", "FAKE"] = "predicted") -> Response:
         """The Grad-CAM overlay (PNG) of one image, for its verdict or for target REAL / FAKE."""
-        ((name, data),) = await service.read_uploads([file])
+        ((name, data),) = await read_uploads([file], service.limits)
         try:
             png = await service.run(detector.overlay_png, data, target)
         except BadImage as exc:

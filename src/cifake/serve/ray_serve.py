@@ -11,12 +11,12 @@ the queue limit and /metrics are the local server's features, not this one's.
 import asyncio
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Query, UploadFile
+from fastapi import FastAPI, Query, UploadFile
 from ray import serve
 
 from cifake.calibration import Decision
 from cifake.predict.detector import Detector, Prediction
-from cifake.serve.app import Limits
+from cifake.serve.app import Limits, read_uploads
 
 api = FastAPI(title="cifake (Ray Serve)", docs_url=None, redoc_url=None)
 
@@ -40,12 +40,7 @@ class DetectorReplica:
     @api.post("/v1/predict")
     async def predict(self, files: list[UploadFile],
                       threshold: Annotated[float | None, Query(ge=0, le=1)] = None) -> dict:
-        if len(files) > self.limits.max_files:
-            raise HTTPException(413, f"{len(files)} files is over the limit of {self.limits.max_files} per request")
-        uploads = [(upload.filename or "upload", await upload.read(self.limits.max_file_bytes + 1)) for upload in files]
-        for name, data in uploads:
-            if len(data) > self.limits.max_file_bytes:
-                raise HTTPException(413, f"{name}: over the limit of {self.limits.max_file_bytes:,} bytes")
+        uploads = await read_uploads(files, self.limits)
         decision = self.detector.decision if threshold is None else Decision.single(threshold)
         results = []
         scores = await asyncio.gather(*(self.score(data) for _, data in uploads))  # batched with other requests
