@@ -84,16 +84,16 @@ def test_a_search_runs_on_a_cluster_that_requires_a_token(head, learnable_zip, t
     assert (tmp_path / "search" / "trials" / "f4-c1-dnone" / "run.json").is_file()
 
 
-def test_a_wrong_token_is_a_clear_error_within_30_seconds(head, learnable_zip, tmp_path, monkeypatch):
-    from cifake.cluster import ray_session
-
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.setenv("RAY_AUTH_TOKEN", "not-the-token")
-    started = time.monotonic()
-    with pytest.raises(ClusterUnreachable, match="refused the connection"):
-        with ray_session(head):
-            pass
-    assert time.monotonic() - started < 30  # the join itself; the command adds its interpreter's start-up
+def test_a_wrong_token_is_a_clear_error_within_30_seconds(head, learnable_zip, tmp_path):
+    # the join alone, in a process of its own (a refused token stays cached in Ray's token loader of a process)
+    join = ("import time, sys; from cifake.cluster import ray_session, ClusterUnreachable\n"
+            "started = time.monotonic()\n"
+            "try:\n    ray_session(sys.argv[1]).__enter__()\nexcept ClusterUnreachable:\n"
+            "    print(time.monotonic() - started)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
+        "RAY_AUTH_TOKEN": "not-the-token", "HOME": tempfile.mkdtemp(prefix="cifake-client-")}
+    joined = subprocess.run([sys.executable, "-c", join, head], capture_output=True, text=True, env=env, timeout=120)
+    assert float(joined.stdout) < 30, joined.stderr  # the command adds its interpreter's start-up to this
     done, seconds = _cifake(*_search(learnable_zip, tmp_path / "search", head), token="not-the-token")
     message = flat(done.stderr)
     assert done.returncode == 2 and seconds < 60, (seconds, done.stderr)
