@@ -93,7 +93,7 @@ def run(learnable_zip, tmp_path_factory):
 def test_the_device_is_recorded_in_every_artefact(run, learnable_zip, tmp_path):
     environment = json.loads((run / "run.json").read_text())["environment"]
     assert environment["device"] == "cpu" and "CPU" in environment["device_name"]
-    assert environment["precision"] == "bf16 autocast"
+    assert environment["precision"] == "bf16 autocast" and environment["optimizer_kernel"] == "fused"  # Adam, CPU
     assert json.loads((run / "config.json").read_text())["training"]["environment"]["device"] == "cpu"
     result = cli("evaluate", run, "--data", learnable_zip, "--out", tmp_path / "eval", "--json", "--device", "cpu",
                  "--quiet")

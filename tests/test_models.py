@@ -65,6 +65,29 @@ def test_load_errors_name_the_file(tmp_path):
         load_model(tmp_path)
 
 
+def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
+    """The CNN's Flatten gives nn.Flatten's output and gradient, but the gradient keeps the input's memory format
+    (so max-pool's backward need not convert its full-resolution tensors); eval mode is plain flatten."""
+    from cifake.models.cnn import Flatten
+
+    leaf = torch.randn(4, 8, 5, 5).to(memory_format=torch.channels_last).requires_grad_()
+    weight = torch.randn(8 * 25)
+    gradients = {}
+    for name, flatten in (("ours", Flatten()), ("reference", torch.nn.Flatten())):
+        x = leaf * 1  # not a leaf: its gradient arrives as the op behind it sends it (a leaf's .grad is re-laid)
+        x.register_hook(lambda gradient, name=name: gradients.__setitem__(name, gradient))
+        output = flatten(x)
+        (output @ weight).sum().backward()
+        gradients[name + " output"] = output
+    assert torch.equal(gradients["ours output"], gradients["reference output"])
+    assert torch.equal(gradients["ours"], gradients["reference"])
+    assert gradients["ours"].is_contiguous(memory_format=torch.channels_last) and not gradients["ours"].is_contiguous()
+    assert gradients["reference"].is_contiguous()  # nn.Flatten's comes back NCHW: the conversion this avoids
+    with torch.no_grad():
+        assert Flatten()(leaf).grad_fn is None
+    assert Flatten().eval()(leaf).grad_fn.name() == torch.nn.Flatten()(leaf).grad_fn.name()  # export: plain
+
+
 def test_model_scales_pixels_itself():
     """forward() takes raw 0..255 pixels and gives the logits of the layers applied to pixels / 255."""
     torch.manual_seed(0)

@@ -67,7 +67,8 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
         **_outcome(result, time.perf_counter() - started),
         "phases": _phases(result, carved - started, trained - carved, time.perf_counter() - trained),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-                        **describe(device), "precision": _precision_name(mixed_precision(device, config.bf16))},
+                        **describe(device), "precision": _precision_name(mixed_precision(device, config.bf16)),
+                        "optimizer_kernel": result.optimizer_kernel},
     }
     save_model(model, folder, record)
     _write_history(folder / "history.csv", result.history)

@@ -87,18 +87,20 @@ def choose_extractor(stage1: list[dict]) -> dict:
 
 
 def estimated_cost(topology: Topology) -> float:
-    """Rough training work per image, to schedule long trials first: conv multiply-adds plus 3x the dense weights.
+    """Rough training time per image, to schedule long trials first and to estimate a search's time left.
 
-    Dense weights count thrice because at batch 64 every step reads and rewrites each of them several times
-    (bf16 copy, gradient, Adam moments): a 3 x 4096 head trains several times slower than f128-c2's convolutions.
+    Fitted to the time per step of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread:
+    benchmarks/bench_step.py; 8 % mean error): the convolutions' multiply-adds hardly count on a CPU with bf16
+    matrix units, while every element of a convolution's output (before pooling) is streamed through memory by
+    ReLU and pooling, forward and backward; the flattened features pay again for the NCHW copy of flattening,
+    and a dense weight for its bf16 copy, gradient and Adam's moments at each step of 64 images.
     """
-    work, channels = 0.0, 3
+    activations, channels = 0.0, 3
     for layer in range(topology.conv_layers):
-        convolved = feature_size(IMAGE_SIZE, layer) - 2  # 3x3 valid convolution, before pooling
-        work += convolved**2 * channels * topology.filters * 9
+        activations += (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
         channels = topology.filters
     widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
-    return work + 3 * sum(a * b for a, b in zip(widths, widths[1:]))
+    return activations + 2 * widths[0] + sum(a * b for a, b in zip(widths, widths[1:])) / 72
 
 
 def _check_gpus(gpus_per_trial: float | None, use_ray: bool) -> None:
@@ -114,7 +116,10 @@ def _check_settings(folder: Path, settings: dict, where: dict) -> None:
     """Refuse to continue a search with other settings; `where` (device, GPUs) is recorded but may change."""
     path = folder / "search_settings.json"
     if path.exists():
-        saved = {k: v for k, v in json.loads(path.read_text()).items() if k in settings}
+        recorded = json.loads(path.read_text())
+        # read through the dataclasses, so a folder written before a budget field existed gets its default
+        saved = json.loads(json.dumps({"space": SearchSpace(**recorded["space"]).to_dict(),
+                                       "budget": Budget(**recorded["budget"]).to_dict()}))
         if saved != json.loads(json.dumps(settings)):
             raise ValueError(f"{folder} holds a search with other settings ({saved}); choose another --out")
         return
@@ -148,11 +153,12 @@ def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, executio
 
 
 def trial_summary(result: dict) -> str:
-    """One line per finished trial, for the log of a search that runs for hours."""
+    """One line per finished trial, for the log of a search that runs for hours (short enough for 80 columns
+    but for the longest dense heads' names)."""
     line = (f"{result['name']}: {result['epochs_run']} epochs (best {result['best_epoch']}), "
-            f"validation loss {result['validation']['loss']:.4f}")
+            f"val loss {result['validation']['loss']:.4f}")
     if "test" in result:
-        line += f", test accuracy {result['test']['accuracy']:.4f}"
+        line += f", test acc {result['test']['accuracy']:.4f}"
     return line + f", {result['seconds'] / 60:.1f} min"
 
 

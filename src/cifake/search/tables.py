@@ -168,7 +168,7 @@ def write_tables(summary: dict, folder: str | Path) -> dict[str, list[Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"markdown": [], "csv": [], "png": []}
     for stage, results, rows_of in ((1, summary["stage1"], stage1_rows), (2, summary["stage2"], stage2_rows)):
-        for metric in METRICS:
+        for metric in METRICS if results else ():  # a profile may search no dense heads
             header, rows = rows_of(results, metric)
             stem = folder / f"stage{stage}_{metric}"
             stem.with_suffix(".md").write_text(markdown_table(header, rows) + "\n")

@@ -43,6 +43,7 @@ class TrainResult:
     best_val_loss: float = math.inf
     stopped_early: bool = False
     resumed_from_epoch: int = 0
+    optimizer_kernel: str = ""  # "fused" (one kernel per step) or "default" (torch's foreach or per-tensor loop)
 
 
 def seed_everything(seed: int) -> None:
@@ -76,6 +77,7 @@ def fit(
     if resume and folder and has_checkpoint(folder):
         result, best_state, since_best = _load_checkpoint(folder, model, step.optimizer, config, device, averaged,
                                                           step.scaler)
+    result.optimizer_kernel = "fused" if step.optimizer.defaults.get("fused") else "default"
 
     with progress_bar(progress, "loss", "acc") as bar:
         for epoch in range(len(result.history) + 1, config.epochs + 1):
