@@ -36,8 +36,8 @@ mutate: install
 	$(BIN)/mutmut run --max-children $$(nproc)
 	$(BIN)/python benchmarks/mutation_score.py
 
-# The main job: the study's whole experiment on a reduced budget (audit, 18-topology search, best model on
-# test, Grad-CAM, report); rerunning resumes. PROFILE=paper runs the full 36-topology protocol.
+# The main job: the study's whole experiment on a reduced budget (audit, the 12 extractors, the study's model on
+# the whole train split, test, Grad-CAM, report); rerunning resumes. PROFILE=paper runs the full 36-topology protocol.
 PROFILE ?= quick
 reproduce: install
 	$(BIN)/cifake reproduce --data $(CIFAKE_DATA) --out reports/$(PROFILE) --profile $(PROFILE)

@@ -1,25 +1,26 @@
 """The quick profile's trade-off: how many of the 12 stage-1 cells land near the paper's test accuracy, against
 the search's wall time, for several training budgets (images per label x epochs).
 
-Each budget is a stage-1 search of its own (Ray, one thread per trial, two at once on 2 cores) in OUT/<budget>;
-a rerun skips finished ones. Prints a table and draws OUT/quick_budget.png (cells within 1 and 2 points against
-minutes).
+Each budget is the quick profile's search (its space and recipe, another number of images per label and epochs;
+Ray, one thread per trial, two at once on 2 cores) in OUT/<budget>; a rerun skips finished ones, and a
+`make reproduce` search folder (reports/quick/search) copied to OUT/45000x2-onecycle-lr0.005 counts as its
+point. Prints a table and draws OUT/quick_budget.png (cells within 1 and 2 points against minutes).
 
-    python benchmarks/quick_budget.py --out /tmp/quick-budget --budgets 20000x2,35000x2,fullx2 \
-        --schedule onecycle --lr 0.005 --warmup-epochs 0.2
+    python benchmarks/quick_budget.py --out /tmp/quick-budget --budgets 20000x2,45000x2,fullx2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from common import data_path
 
 from cifake.data import load_dataset
 from cifake.search import run_search, search_status
-from cifake.search.grid import Budget, SearchSpace
+from cifake.search.grid import PROFILES
 from cifake.search.tables import within
 
 
@@ -30,9 +31,10 @@ def parse_budget(text: str) -> tuple[int | None, int]:
 
 
 def measure(data, out: Path, limit: int | None, epochs: int, args) -> dict:
-    budget = Budget(epochs=epochs, patience=epochs, limit_per_label=limit, learning_rate=args.lr,
-                    schedule=args.schedule, warmup_epochs=args.warmup_epochs)
-    summary = run_search(data, out, SearchSpace(), budget, stages=1, device="cpu")
+    quick = PROFILES["quick"]
+    budget = replace(quick.budget, epochs=epochs, patience=epochs, limit_per_label=limit, learning_rate=args.lr,
+                     schedule=args.schedule, warmup_epochs=args.warmup_epochs)
+    summary = run_search(data, out, quick.space, budget, stages=1, device="cpu")
     return {"images_per_label": limit or 50_000, "epochs": epochs, "schedule": args.schedule, "lr": args.lr,
             "within_1": within(summary["stage1"], 1.0)[0], "within_2": within(summary["stage1"], 2.0)[0],
             "minutes": search_status(out).wall_seconds / 60}
@@ -61,7 +63,7 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--budgets", default="20000x2,35000x2,fullx2",
+    parser.add_argument("--budgets", default="20000x2,45000x2,fullx2",
                         help="images per label x epochs, comma-separated")
     parser.add_argument("--schedule", default="onecycle")
     parser.add_argument("--lr", type=float, default=0.005)
