@@ -137,20 +137,21 @@ def _history(run: Path) -> list[dict]:
 
 
 def quick_search(data, device: torch.device, args, out: Path) -> dict:
-    """The quick profile's wall time on the device, and a projection of the paper profile from its epoch times."""
-    space, budget = PROFILES["quick"]
+    """The quick profile's search (with a few dense heads, which it leaves out, to time them) on the device, and a
+    projection of the paper profile from its epoch times."""
+    quick = PROFILES["quick"]
     ints = lambda text: tuple(int(t) for t in text.split(","))  # noqa: E731
-    space = replace(space, filters=ints(args.search_filters), conv_layers=ints(args.search_conv_layers),
-                    dense_units=ints(args.search_dense_units))
+    space = replace(quick.space, filters=ints(args.search_filters), conv_layers=ints(args.search_conv_layers),
+                    dense_units=ints(args.search_dense_units), dense_layers=(1, 2))
     started = time.perf_counter()
-    summary = run_search(data, out / "quick-search", space, budget, use_ray=False, device=str(device),
+    summary = run_search(data, out / "quick-search", space, quick.budget, use_ray=False, device=str(device),
                          progress=False)
     wall = time.perf_counter() - started
     trials = summary["stage1"] + summary["stage2"]
     per_image = {t["name"]: _seconds_per_image(out / "quick-search" / "trials" / t["name"]) for t in trials}
     stage1 = sum(per_image[t["name"]] for t in summary["stage1"])
     heads = [per_image[t["name"]] for t in summary["stage2"]] or [0.0]
-    paper_space, paper_budget = PROFILES["paper"]
+    paper_space, paper_budget = PROFILES["paper"].space, PROFILES["paper"].budget
     paper_heads = len(paper_space.dense_units) * len(paper_space.dense_layers)
     scale = PAPER_TRAIN_IMAGES * paper_budget.epochs  # every trial run to its last epoch: an upper bound
     projection = (stage1 * 12 / max(1, len(summary["stage1"])) + max(heads) * paper_heads) * scale

@@ -134,11 +134,13 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
 
 def _setting(result: dict, summary: dict) -> str:
     budget = summary["budget"]
-    heads = f"then {len(summary['stage2'])} dense heads on" if summary["stage2"] else "no dense heads; best:"
+    extractor = f"the extractor of lowest validation loss (`{summary['best_extractor']}`)"
+    heads = (f"then {len(summary['stage2'])} dense heads on {extractor}" if summary["stage2"]
+             else f"and no dense heads; {extractor} would carry them")
     recipe = ("a constant learning rate of" if budget.get("schedule", "constant") == "constant"
               else f"a {budget['schedule']} learning rate peaking at")
-    return (f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, {heads} the extractor of "
-            f"lowest validation loss (`{summary['best_extractor']}`). Each trial: at most {budget['epochs']} epochs, "
+    return (f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, {heads}. Each trial: at most "
+            f"{budget['epochs']} epochs, "
             f"early stopping on validation loss (patience {budget['patience']}), batch {budget['batch_size']}, Adam "
             f"with {recipe} {budget.get('learning_rate', 1e-3):g}, seed {budget['seed']}, "
             + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"]

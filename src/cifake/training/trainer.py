@@ -66,9 +66,7 @@ def fit(
     keep_freed_memory()
     device = resolve_device(config.device)
     images, targets, val_images = _on_device(train_set, val_set, device)
-    model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     averaged = _Ema(model, config.ema) if config.ema else None
     scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
     step = _Step(model, config, device, averaged)
