@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -266,6 +267,29 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
         assert record["config"]["epochs"] == 5 and record["config"]["schedule"] == "constant"
         assert record["split"]["train"] + record["split"]["validation"] == 600  # the zip's whole train split
         assert "searches no dense heads" in markdown and "the study's chosen topology" in markdown
+
+
+def test_reproduce_restores_the_thread_count_when_the_search_fails(learnable_zip, tmp_path, monkeypatch):
+    """The study's model trains on one thread beside the search; a failed search gives the caller its threads back."""
+    import torch
+
+    from cifake import reproduce as module
+    from cifake.search import grid
+
+    monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(replace(TINY, dense_units=()), BUDGET, True))
+
+    def failing_search(*args, **kwargs):
+        assert torch.get_num_threads() == 1  # the study's model holds one thread meanwhile
+        raise RuntimeError("a trial failed")
+
+    monkeypatch.setattr(module, "run_search", failing_search)
+    threads = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="a trial failed"):
+        module.reproduce(load_dataset(learnable_zip, progress=False), tmp_path, "quick", use_ray=False, progress=False)
+    for thread in threading.enumerate():  # let the model's thread end here, not in the interpreter's shutdown
+        if thread.name == "cifake-study-model":
+            thread.join()
+    assert torch.get_num_threads() == threads
 
 
 def test_search_options_stages_and_status_from_the_command_line(learnable_zip, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """`cifake reproduce`: the study's whole experiment as one command, reported next to the paper's tables.
 
-Data audit -> two-stage search -> the best model (lowest validation loss) on the official test split with and
-without the leaked duplicates -> Grad-CAM analysis -> report.md + a self-contained report.html.
+Data audit -> two-stage search (the quick profile: the extractors, and beside them the study's model on the whole
+train split) -> the headline model (the search's lowest validation loss, or the study's model) on the official
+test split with and without the leaked duplicates -> Grad-CAM analysis -> report.md + a self-contained report.html.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from cifake.report import Report
 from cifake.search.grid import PROFILES
 from cifake.search.runner import run_search
 from cifake.search.status import search_status
-from cifake.training import TrainConfig
 from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
                                   within, write_tables)
+from cifake.training import TrainConfig
 
 
 def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
@@ -44,8 +45,13 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
     audit_report = audit(data)
     write_audit(audit_report, folder / "audit")
     study = _StudyModel(data, folder / "study-model", device) if chosen.study_model else None
-    summary = run_search(data, folder / "search", chosen.space, chosen.budget, use_ray=use_ray,
-                         ray_address=ray_address, progress=progress, device=device, gpus_per_trial=gpus_per_trial)
+    try:
+        summary = run_search(data, folder / "search", chosen.space, chosen.budget, use_ray=use_ray,
+                             ray_address=ray_address, progress=progress, device=device, gpus_per_trial=gpus_per_trial)
+    except BaseException:
+        if study:  # its daemon thread ends with the process; a rerun resumes it from its last epoch
+            torch.set_num_threads(study.threads)
+        raise
     model_dir = study.result() if study else folder / "search" / "trials" / summary["best"]
     evaluations = {leaked: evaluate_run(model_dir, data, "test", leaked, folder / "best", device)
                    for leaked in (False, True)}
@@ -80,7 +86,7 @@ class _StudyModel:
         self.out, self.error = out, None
         self.threads = torch.get_num_threads()
         torch.set_num_threads(1)  # process-wide: the search's driver loop computes nothing meanwhile
-        self.thread = threading.Thread(target=self._train, args=(data, device), daemon=True)
+        self.thread = threading.Thread(target=self._train, args=(data, device), name="cifake-study-model", daemon=True)
         self.thread.start()
 
     def _train(self, data: CifakeData, device: str) -> None:
