@@ -83,8 +83,8 @@ class _FlattenGradientInInputFormat(torch.autograd.Function):
 
     nn.Flatten's gradient comes back NCHW-contiguous; with channels_last activations, max-pool's backward then
     converts both of its full-resolution tensors, which costs a third of a training step for the 1-conv-layer
-    extractors (f128-c1: 50.7 -> 34.3 ms per step at 1 thread, benchmarks/bench_step.py). Converting the small
-    flattened gradient here instead gives the same numbers.
+    extractors (f128-c1, two trials at once: 48.4 -> 33.0 ms per step; docs/search.md, benchmarks/bench_step.py).
+    Converting the small flattened gradient here instead gives the same numbers.
     """
 
     @staticmethod

@@ -89,18 +89,19 @@ def choose_extractor(stage1: list[dict]) -> dict:
 def estimated_cost(topology: Topology) -> float:
     """Rough training time per image, to schedule long trials first and to estimate a search's time left.
 
-    Fitted to the time per step of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread:
-    benchmarks/bench_step.py; 8 % mean error): the convolutions' multiply-adds hardly count on a CPU with bf16
+    Fitted to the time per step of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread, the trainer's
+    step as benchmarks/bench_step.py times it): the convolutions' multiply-adds hardly count on a CPU with bf16
     matrix units, while every element of a convolution's output (before pooling) is streamed through memory by
-    ReLU and pooling, forward and backward; the flattened features pay again for the NCHW copy of flattening,
-    and a dense weight for its bf16 copy, gradient and Adam's moments at each step of 64 images.
+    ReLU and pooling, forward and backward, and a dense weight pays for its bf16 copy, gradient and Adam's
+    moments at each step of 64 images. The fit also charged the flattened features for flattening's NCHW
+    gradient; cifake.models.cnn.Flatten has since removed that cost, and the term with it.
     """
     activations, channels = 0.0, 3
     for layer in range(topology.conv_layers):
         activations += (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
         channels = topology.filters
     widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
-    return activations + 2 * widths[0] + sum(a * b for a, b in zip(widths, widths[1:])) / 72
+    return activations + sum(a * b for a, b in zip(widths, widths[1:])) / 72
 
 
 def _check_gpus(gpus_per_trial: float | None, use_ray: bool) -> None:
