@@ -47,11 +47,11 @@ def search(
     from cifake.search.tables import stage1_rows, within
 
     chosen = PROFILES[value(profile)]
-    space = replace(chosen.space, **{k: v for k, v in (("filters", _ints(filters)), ("conv_layers", _ints(conv_layers)),
-                                                ("dense_units", _ints(dense_units)),
-                                                ("dense_layers", _ints(dense_layers))) if v})
-    budget = replace(chosen.budget, **{k: v for k, v in (("epochs", epochs), ("patience", patience),
-                                                  ("limit_per_label", limit)) if v is not None})
+    grid = (("filters", _ints(filters)), ("conv_layers", _ints(conv_layers)), ("dense_units", _ints(dense_units)),
+            ("dense_layers", _ints(dense_layers)))
+    space = replace(chosen.space, **{k: v for k, v in grid if v})
+    sizes = (("epochs", epochs), ("patience", patience), ("limit_per_label", limit))
+    budget = replace(chosen.budget, **{k: v for k, v in sizes if v is not None})
     if not (ray and ray_address):  # a cluster's trials find the device they were given, on their own nodes
         use_device(device)
     summary = run_search(load(data, None, quiet), out, space, budget, use_ray=ray, ray_address=ray_address,

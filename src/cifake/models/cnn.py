@@ -100,12 +100,13 @@ class _FlattenGradientInInputFormat(torch.autograd.Function):
 
 
 class Flatten(nn.Flatten):
-    """nn.Flatten, with the faster gradient above while training (inference and export see plain flatten)."""
+    """nn.Flatten (from dimension 1, as the CNN uses it), with the faster gradient above while training; inference
+    and export see nn.Flatten itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and torch.is_grad_enabled():
             return _FlattenGradientInInputFormat.apply(x)
-        return x.flatten(1)
+        return super().forward(x)
 
 
 class CifakeCNN(nn.Module):
