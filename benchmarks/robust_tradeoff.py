@@ -28,7 +28,7 @@ from cifake.training.config import read_recipe
 from cifake.training.split import Split
 
 _, BUNDLED = read_recipe(REPO / "recipes" / "bundled.json")
-RECIPE = {k: v for k, v in BUNDLED.items() if k not in ("epochs", "patience")}  # the bundled recipe, shorter
+RECIPE = {k: v for k, v in BUNDLED.items() if k not in ("epochs", "patience", "degrade")}  # shorter; degrade varies
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from PIL import Image
 from bad_inputs import corpus
 from cifake import Detector
 from cifake.predict import bundled_model_dir, expand_paths
-from conftest import cli, jpeg_bytes, synthetic_image
+from conftest import REPO, cli, jpeg_bytes, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +168,22 @@ def test_bundled_metrics_are_what_the_bundled_model_scores_on_the_test_split(rea
     assert shipped["test"]["accuracy"] > 0.95
 
 
+def test_bundled_generalisation_figures_are_what_the_bundled_model_scores_on_the_outside_photos(tmp_path):
+    """The model card's false-accusation rate on real photographs from outside CIFAKE, recomputed from the weights
+    on the same photographs (tools/outside_photos.py) under the clean condition."""
+    pytest.importorskip("skimage", reason="the shipped figures were measured with scikit-image's photographs")
+    shipped = json.loads((bundled_model_dir() / "metrics.json").read_text())["outside"]
+    subprocess.run([sys.executable, REPO / "tools" / "outside_photos.py", tmp_path], check=True, capture_output=True)
+    card = (bundled_model_dir() / "MODEL_CARD.md").read_text()
+    for name, result in shipped.items():
+        clean = next(row for row in result["rows"] if row["condition"] == "clean")
+        scored = json.loads(cli("robustness", bundled_model_dir(), "--data", tmp_path / name, "--condition",
+                                "clean", "--out", tmp_path / f"scored-{name}", "--json", "-q").stdout)
+        assert scored["images"] == result["images"]
+        assert scored["rows"][0]["accuracy"] == pytest.approx(clean["accuracy"], abs=1e-6), name
+        assert f"at {1 - clean['accuracy']:.1%} clean" in card, name
+
+
 def test_arrays_of_every_accepted_shape_and_their_refusals(detector):
     rgb = synthetic_image(1, 6, size=40)
     grey = rgb[..., 0].copy()
@@ -230,3 +246,15 @@ def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_v
     overlays = json.loads((out / "explanations.json").read_text())["results"]
     assert [(o["path"], o["verdict"]) for o in overlays] == [(r["path"], r["verdict"]) for r in rows]
     assert [o["prob_fake"] for o in overlays] == pytest.approx([r["prob_fake"] for r in rows], abs=1e-6)
+
+
+def test_predict_imports_no_library_it_does_not_use(tmp_path):
+    """`cifake predict`'s start-up counts in its files/s: torchmetrics (with scipy.signal and transformers), captum
+    and matplotlib load only with the commands that use them."""
+    path = tmp_path / "x.jpg"
+    path.write_bytes(jpeg_bytes(synthetic_image(0, 3)))
+    script = ("import sys\nfrom cifake.cli import main\nsys.argv = ['cifake', 'predict', sys.argv[1], '--csv']\n"
+              "try:\n    main()\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('torchmetrics', 'captum', 'matplotlib') if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
+    assert done.stdout.startswith("path,prob_fake,verdict") and done.stderr.strip().endswith("[]"), done.stderr

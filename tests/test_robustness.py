@@ -74,3 +74,26 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
     assert [r["condition"] for r in some["rows"]] == ["jpeg q30"] and some["images"] == 40
     bad = cli("robustness", run, "--data", learnable_zip, "--condition", "sepia", check=False)
     assert bad.returncode == 2 and "'sepia' is not one of" in flat(bad.stderr)
+
+
+def test_robustness_on_real_photographs_only_reports_the_false_accusation_rate(learnable_zip, tmp_path):
+    """The generalisation check's shape: a folder of real photos (tools/outside_photos.py) scored per condition;
+    accuracy is the share called REAL, and ROC-AUC and FAKE recall are undefined, not 0."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = tmp_path / "run"
+    cli("train", "--data", learnable_zip, "--out", run, "--epochs", "1", "--filters", "8", "--dense", "none", "-q")
+    photos = tmp_path / "outside"
+    subprocess.run([sys.executable, REPO / "tools" / "outside_photos.py", photos], check=True, capture_output=True)
+    files = list((photos / "photos" / "test" / "REAL").glob("*.png"))
+    assert len(files) >= 3 * 21  # three photographs at least (matplotlib, scikit-learn), each whole + 20 tiles
+    result = json.loads(cli("robustness", run, "--data", photos / "photos", "--out", tmp_path / "r",
+                            "--condition", "clean", "--condition", "blur sigma 1.0", "--json", "-q").stdout)
+    assert result["images"] == len(files)
+    for row in result["rows"]:
+        assert row["roc_auc"] is None and row["recall_fake"] is None
+        assert row["accuracy"] == pytest.approx(row["recall_real"])
+    assert "| clean |" in (tmp_path / "r" / "robustness.md").read_text()

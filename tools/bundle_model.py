@@ -4,8 +4,9 @@
 
 Writes src/cifake/models/bundled/{model.safetensors, model.onnx, config.json, metrics.json, MODEL_CARD.md}. Every
 number in the card is read from files the run's commands wrote: run.json (`cifake train`),
-eval-test-no-leaked.json (`cifake evaluate --exclude-leaked`), calibration.json (`cifake calibrate`) and
-robustness/robustness.json (`cifake robustness`).
+eval-test-no-leaked.json (`cifake evaluate --exclude-leaked`), calibration.json (`cifake calibrate`),
+robustness/robustness.json (`cifake robustness`) and outside-{photos,faces}/robustness.json (`cifake robustness`
+on the real photographs of tools/outside_photos.py: the generalisation check).
 """
 
 from __future__ import annotations
@@ -54,11 +55,43 @@ def recipe(config: dict) -> str:
     return ", ".join(parts) + f", seed {c['seed']}, bf16 autocast on CPU"
 
 
+def _degraded_summary(rows: list[dict]) -> str:
+    degraded = [r for r in rows if r["condition"] != "clean"]
+    worst = min(degraded, key=lambda r: r["accuracy"])
+    return (f"Mean accuracy over the {len(degraded)} degradations: "
+            f"{sum(r['accuracy'] for r in degraded) / len(degraded):.4f}; the lowest: {worst['accuracy']:.4f} "
+            f"({worst['condition']}).")
+
+
 def _decision_row(title: str, key: str, test: dict, no_leaks: dict, spec: str) -> list[str]:
     return [title, f"{test['decision'][key]:{spec}}", f"{no_leaks['decision'][key]:{spec}}"]
 
 
-def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None) -> str:
+OUTSIDE_SETS = {  # generalisation check: folders tools/outside_photos.py writes, scored by `cifake robustness`
+    "photos": "real colour photographs shipped with matplotlib, scikit-learn and scikit-image (each whole and "
+              "tiled at 1/2 and 1/4 of its short side)",
+    "faces": "grayscale faces of Labeled Faces in the Wild shipped with scikit-image (25 x 25, upscaled to 32)",
+}
+
+
+def outside_limits(outside: dict[str, dict]) -> list[str]:
+    """The card's generalisation lines: real photographs from outside CIFAKE called FAKE, clean and degraded."""
+    lines = []
+    for name, result in outside.items():
+        rows = {r["condition"]: r for r in result["rows"]}
+        degraded = [1 - r["accuracy"] for c, r in rows.items() if c != "clean"]
+        worst = max((c for c in rows if c != "clean"), key=lambda c: 1 - rows[c]["accuracy"])
+        lines.append(
+            f"- Real photographs from outside CIFAKE are called FAKE (at P(FAKE) = 0.5) at "
+            f"{1 - rows['clean']['accuracy']:.1%} clean, {sum(degraded) / len(degraded):.1%} on average over the "
+            f"11 degradations and {1 - rows[worst]['accuracy']:.1%} at worst ({worst}): {result['images']} "
+            f"{OUTSIDE_SETS[name]} (`python tools/outside_photos.py build/outside`, then `cifake robustness "
+            f"runs/bundled --data build/outside/{name} --out runs/bundled/outside-{name}`).")
+    return lines
+
+
+def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None,
+         outside: dict[str, dict] | None = None) -> str:
     training = config["training"]
     lines = [
         "# Model card: cifake bundled detector",
@@ -106,7 +139,7 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
         lines += ["## Robustness (`cifake robustness`, whole test split)", "",
                   markdown_table(["condition", "accuracy", "ROC-AUC", "accuracy w/o leaked", "ROC-AUC w/o leaked"],
                                  [[r["condition"], *(f"{r[k]:.4f}" for k in shown)] for r in robustness["rows"]]),
-                  ""]
+                  "", _degraded_summary(robustness["rows"]), ""]
     lines += [
         "## Intended use",
         "Research and auditing on CIFAKE-like images: 32x32 thumbnails of the ten CIFAR-10 classes, real photographs "
@@ -120,6 +153,7 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
         "model reads; the robustness table shows how re-compression, rescaling, blur and noise move its verdicts.",
         "- Ten object classes of CIFAR-10; other content is out of distribution.",
         f"- {100 * (1 - test['accuracy']):.1f} % of the test images are misclassified at P(FAKE) = 0.5.",
+        *outside_limits(outside or {}),
         "- Not a forensic tool: do not accuse anyone of faking an image on its verdict alone.",
         "",
     ]
@@ -134,6 +168,8 @@ def main(run_dir: str) -> None:
     no_leaks = json.loads((run / "eval-test-no-leaked.json").read_text())
     optional = {name: json.loads((run / path).read_text()) if (run / path).is_file() else None
                 for name, path in (("calibration", "calibration.json"), ("robustness", "robustness/robustness.json"))}
+    outside = {name: json.loads(path.read_text()) for name in OUTSIDE_SETS
+               if (path := run / f"outside-{name}" / "robustness.json").is_file()}
     BUNDLED.mkdir(parents=True, exist_ok=True)
     for stale in ("model.onnx", "reliability.png", "robustness.png"):
         (BUNDLED / stale).unlink(missing_ok=True)
@@ -142,9 +178,9 @@ def main(run_dir: str) -> None:
         shutil.copyfile(run / "model.onnx", BUNDLED / "model.onnx")
     (BUNDLED / "config.json").write_text(json.dumps(config, indent=2))
     summary = {"test": metrics["test"], "test_without_leaked": no_leaks, "validation": metrics["validation"],
-               **{k: v for k, v in optional.items() if v}}
+               **{k: v for k, v in optional.items() if v}, **({"outside": outside} if outside else {})}
     (BUNDLED / "metrics.json").write_text(json.dumps(summary, indent=2))
-    (BUNDLED / "MODEL_CARD.md").write_text(card(config, metrics["test"], no_leaks, **optional))
+    (BUNDLED / "MODEL_CARD.md").write_text(card(config, metrics["test"], no_leaks, **optional, outside=outside))
     print(f"bundled {run} into {BUNDLED}")
 
 

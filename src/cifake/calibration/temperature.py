@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torchmetrics.functional.classification import binary_calibration_error
 
 ECE_BINS = 15  # the usual choice in the calibration literature
 
@@ -38,6 +37,9 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
 
 def calibration_error(prob_real: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error of P(REAL): the bin-weighted mean |observed REAL rate - mean predicted|."""
+    # imported here: torchmetrics pulls in scipy.signal and transformers, 2.9 s of `cifake predict`'s start-up
+    from torchmetrics.functional.classification import binary_calibration_error
+
     return float(binary_calibration_error(torch.as_tensor(np.asarray(prob_real, np.float32)),
                                           torch.as_tensor(np.asarray(labels, np.int64)), n_bins=bins, norm="l1"))
 

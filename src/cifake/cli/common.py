@@ -18,6 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from cifake.choices import BACKENDS, DEVICE_HELP
+from cifake.errors import SearchInterrupted, WeightsNotFound
 
 console = Console()  # wraps at the terminal's width (80 columns when piped)
 err = Console(stderr=True, soft_wrap=True)
@@ -31,9 +32,6 @@ USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, ImportE
 def one_error_path(ctx: click.Context):
     """How every command ends when it cannot finish: a message, never a traceback. Exit 2 for a user error,
     130 for Ctrl-C or a stop signal (finished work is kept, and the message says how to resume)."""
-    from cifake.generate.pipeline import WeightsNotFound
-    from cifake.search.runner import SearchInterrupted
-
     try:
         yield
     except SearchInterrupted as exc:  # its message says how to resume

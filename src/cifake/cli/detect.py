@@ -74,8 +74,6 @@ def predict(
 def _predictions(detector, files, threshold, explain_dir, ray_address, model, actors):
     """The predictions `cifake predict` prints: here (in chunks: bounded memory), here with Grad-CAM overlays
     (each image decoded and scored once, so the overlays' scores are the printed ones), or on Ray."""
-    from cifake.explain.run import explain_files
-
     if ray_address:
         if explain_dir:
             raise ValueError("--explain runs here, not on Ray: leave out --ray-address to write overlays")
@@ -83,6 +81,8 @@ def _predictions(detector, files, threshold, explain_dir, ray_address, model, ac
 
         return predict_on_ray(files, ray_address, str(model) if model else None, detector.backend, threshold, actors)
     if explain_dir:
+        from cifake.explain.run import explain_files  # here: captum and matplotlib cost 1.1 s of start-up
+
         return explain_files(detector, files, explain_dir, threshold=threshold).predictions
     return detector.iter_predict(files, threshold)
 

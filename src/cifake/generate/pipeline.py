@@ -11,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from cifake.errors import WeightsNotFound
 from cifake.files import atomic_write
 from cifake.generate.plan import DEFAULT_MODEL, GenerateConfig, Job, plan_jobs
 from cifake.progress import progress_bar
@@ -24,10 +25,6 @@ SCHEDULERS = {
     "dpm++": "DPMSolverMultistepScheduler",
 }
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-
-
-class WeightsNotFound(RuntimeError):
-    """The diffusion model's weights are neither on disk nor downloadable."""
 
 
 def weights_help(model: str) -> str:

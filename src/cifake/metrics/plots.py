@@ -98,8 +98,11 @@ def plot_reliability(curves: dict[str, dict], path: str | Path, title: str = "Re
 def plot_robustness(rows: list[dict], path: str | Path, title: str = "Robustness") -> Path:
     """Accuracy and ROC-AUC per degradation condition, as horizontal bars (clean on top)."""
     names = [row["condition"] for row in rows][::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(rows) + 1.5), sharey=True)
-    for ax, key, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "roc_auc", "ROC-AUC")):
+    # a one-label set (e.g. only real photographs) has no ROC-AUC: accuracy alone
+    panels = [("accuracy", "accuracy")] + ([("roc_auc", "ROC-AUC")] if rows[0]["roc_auc"] is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 0.35 * len(rows) + 1.5), sharey=True,
+                             squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
         values = [row[key] for row in rows][::-1]
         ax.barh(names, values, color=["#4c72b0" if n != "clean" else "#55a868" for n in names])
         for y, value in enumerate(values):

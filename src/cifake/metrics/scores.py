@@ -42,7 +42,8 @@ def _positive_scores(prob: torch.Tensor, target: torch.Tensor, threshold: float,
     both_labels = len(torch.unique(target)) == 2  # AUC and AP are undefined for a one-label set
     return {
         f"{prefix}precision": tmc.binary_precision(prob, target, threshold).item(),
-        f"{prefix}recall": tmc.binary_recall(prob, target, threshold).item(),
+        # no image of the positive label: recall is undefined, not 0 (e.g. a set of real photographs only)
+        f"{prefix}recall": tmc.binary_recall(prob, target, threshold).item() if target.any() else None,
         f"{prefix}f1": tmc.binary_f1_score(prob, target, threshold).item(),
         f"{prefix}roc_auc": tmc.binary_auroc(prob, target).item() if both_labels else None,
         f"{prefix}average_precision": tmc.binary_average_precision(prob, target).item() if both_labels else None,

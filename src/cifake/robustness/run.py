@@ -74,12 +74,16 @@ def write_robustness(result: dict, folder: Path) -> None:
     clean = next((r for r in result["rows"] if r["condition"] == "clean"), None)
     header = ["condition", "accuracy", "ROC-AUC", "REAL recall", "FAKE recall", "accuracy w/o leaked",
               "ROC-AUC w/o leaked"] + (["accuracy change"] if clean else [])
+    shown = ("accuracy", "roc_auc", "recall_real", "recall_fake", "accuracy_without_leaked", "roc_auc_without_leaked")
     table = []
     for r in result["rows"]:
         change = [f"{100 * (r['accuracy'] - clean['accuracy']):+.2f} pt"] if clean else []
-        table.append([r["condition"], f"{r['accuracy']:.4f}", f"{r['roc_auc']:.4f}", f"{r['recall_real']:.4f}",
-                      f"{r['recall_fake']:.4f}", f"{r['accuracy_without_leaked']:.4f}",
-                      f"{r['roc_auc_without_leaked']:.4f}", *change])
+        table.append([r["condition"], *(_figure(r[key]) for key in shown), *change])
     report.table(header, table)
     report.image(folder / "robustness.png", "Accuracy and ROC-AUC per condition")
     report.write(folder, "robustness")
+
+
+def _figure(value: float | None) -> str:
+    """A table cell; ROC-AUC is None on a one-label set (e.g. real photographs only)."""
+    return "-" if value is None else f"{value:.4f}"

@@ -13,16 +13,13 @@ from pathlib import Path
 
 from cifake.data import CifakeData
 from cifake.data.dataset import available_cores
+from cifake.errors import SearchInterrupted
 from cifake.models import Topology
 from cifake.models.cnn import IMAGE_SIZE, feature_size
 from cifake.files import write_json
 from cifake.progress import progress_bar
 from cifake.search.grid import Budget, SearchSpace
 from cifake.search.trial import TrialPlan, result_path, run_trial
-
-
-class SearchInterrupted(RuntimeError):
-    """The search stopped (Ctrl-C, a signal) before every trial finished; the same command resumes it."""
 
 
 @dataclass(frozen=True)
