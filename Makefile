@@ -48,9 +48,9 @@ paper-model: install
 	$(BIN)/cifake evaluate $(RUN) --data $(CIFAKE_DATA) --exclude-leaked
 	$(BIN)/cifake explain $(RUN) --data $(CIFAKE_DATA) --split test --sample 1000 --out $(RUN)/explain
 
-# The bundled default model: the residual CNN resnet4 with the recipe beyond the study and random degradations
+# The bundled default model: the residual CNN resnet4 with the recipe beyond the study, random degradations and shifts
 # (recipes/bundled.json, 32 epochs), then evaluation with and without leaked duplicates, calibration, ONNX export,
-# robustness, the check on real photographs from outside CIFAKE, the card; 60 min on 2 cores in all.
+# robustness, the check on real photographs from outside CIFAKE, the card; 45 min on 2 cores in all.
 bundle: install
 	$(BIN)/cifake train --data $(CIFAKE_DATA) --recipe recipes/bundled.json --out runs/bundled --resume
 	$(BIN)/cifake evaluate runs/bundled --data $(CIFAKE_DATA) --exclude-leaked

@@ -88,16 +88,18 @@ def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path)
     while not (killed / "checkpoint.safetensors").exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     # The checkpoint appears (renamed into place) as epoch 2 starts; a quarter of epoch 1's training time later
-    # is early in epoch 2 (epoch 1 is the slower one: it pays for the first kernels, so a half could overshoot)
+    # is usually early in epoch 2. Under a parallel test run the epochs' times vary so much that the kill may land
+    # in a later epoch: any epoch but the last is a kill mid-run, from which the resume must continue exactly.
     time.sleep(checkpoint_progress(killed).history[0]["seconds"] / 4)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "run.json").exists()
-    assert len(checkpoint_progress(killed).history) == 1, "the kill did not land in the second epoch"
+    finished = len(checkpoint_progress(killed).history)
+    assert 1 <= finished < 4, f"the kill landed after {finished} of 4 epochs, not mid-run"
 
     proc = cifake("train", *args, "--out", killed, "--resume")
     resumed = json.loads((killed / "config.json").read_text())["training"]
-    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 4
+    assert resumed["resumed_from_epoch"] == finished and resumed["epochs_run"] == 4
     metrics = lambda run: json.loads((run / "run.json").read_text())["validation"]
     assert metrics(killed) == metrics(unbroken)
 

@@ -1,12 +1,14 @@
 """Degradations, robust training and `cifake robustness`."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from cifake.data.degrade import CONDITIONS, degrade, random_degradations
-from conftest import cli, flat, synthetic_image
+from conftest import REPO, cli, flat, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +81,6 @@ def test_robustness_command_writes_table_plot_and_report(learnable_zip, tmp_path
 def test_robustness_on_real_photographs_only_reports_the_false_accusation_rate(learnable_zip, tmp_path):
     """The generalisation check's shape: a folder of real photos (tools/outside_photos.py) scored per condition;
     accuracy is the share called REAL, and ROC-AUC and FAKE recall are undefined, not 0."""
-    import subprocess
-    import sys
-
-    from conftest import REPO
-
     run = tmp_path / "run"
     cli("train", "--data", learnable_zip, "--out", run, "--epochs", "1", "--filters", "8", "--dense", "none", "-q")
     photos = tmp_path / "outside"

@@ -188,6 +188,23 @@ def test_degradations_change_the_images_and_are_drawn_afresh_every_epoch():
     assert 0 < (half != plain).flatten(1).any(1).sum() < 16
 
 
+def test_shifts_move_each_image_by_whole_pixels_with_a_reflected_border_drawn_afresh_every_epoch():
+    from cifake.training.trainer import training_input
+
+    batch, config = _uint8_batch(64), TrainConfig(translate=2)
+    padded = np.pad(batch.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    x = training_input(batch, config, epoch=1, batch_number=0).permute(0, 2, 3, 1).numpy()
+    offsets = [next(((down, right) for down in range(5) for right in range(5)
+                     if np.array_equal(x[i], padded[i, down:down + 32, right:right + 32])), None) for i in range(64)]
+    assert None not in offsets  # every image is a 32x32 window of its padded self: exact values, no blending
+    assert len(set(offsets)) > 15  # the offsets vary from image to image (25 possible)
+    assert np.array_equal(x, training_input(batch, config, epoch=1, batch_number=0).permute(0, 2, 3, 1).numpy())
+    assert not torch.equal(training_input(batch, config, epoch=1, batch_number=0),
+                           training_input(batch, config, epoch=2, batch_number=0))
+    with pytest.raises(ValueError, match="translate must be in"):
+        TrainConfig(translate=9)
+
+
 def test_flips_mirror_a_seeded_half_that_changes_every_epoch():
     from cifake.training.trainer import training_input
 

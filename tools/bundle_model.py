@@ -47,7 +47,8 @@ def recipe(config: dict) -> str:
     if c["schedule"] != "constant":
         parts.append(f"{c['schedule']} schedule ({c['warmup_epochs']} warm-up epochs)")
     for key, text in (("weight_decay", "weight decay {}"), ("label_smoothing", "label smoothing {}"),
-                      ("ema", "weight averaging (EMA {})"), ("degrade", "random degradations on {} of images")):
+                      ("ema", "weight averaging (EMA {})"), ("degrade", "random degradations on {} of images"),
+                      ("translate", "random shifts of up to {} pixels")):
         if c.get(key):
             parts.append(text.format(c[key]))
     if c.get("flip"):
@@ -84,9 +85,9 @@ def outside_limits(outside: dict[str, dict]) -> list[str]:
         lines.append(
             f"- Real photographs from outside CIFAKE are called FAKE (at P(FAKE) = 0.5) at "
             f"{1 - rows['clean']['accuracy']:.1%} clean, {sum(degraded) / len(degraded):.1%} on average over the "
-            f"11 degradations and {1 - rows[worst]['accuracy']:.1%} at worst ({worst}): {result['images']} "
-            f"{OUTSIDE_SETS[name]} (`python tools/outside_photos.py build/outside`, then `cifake robustness "
-            f"runs/bundled --data build/outside/{name} --out runs/bundled/outside-{name}`).")
+            f"{len(degraded)} degradations and {1 - rows[worst]['accuracy']:.1%} at worst ({worst}): "
+            f"{result['images']} {OUTSIDE_SETS[name]} (`python tools/outside_photos.py build/outside`, then "
+            f"`cifake robustness runs/bundled --data build/outside/{name} --out runs/bundled/outside-{name}`).")
     return lines
 
 

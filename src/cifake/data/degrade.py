@@ -77,6 +77,17 @@ def degrade(images: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
     return images.copy() if function is None else function(images, np.random.default_rng(seed))
 
 
+def random_shifts(images: np.ndarray, pixels: int, rng: np.random.Generator) -> np.ndarray:
+    """Each image moved by a random whole number of pixels, up to `pixels` each way on each axis, the border
+    reflected in: no interpolation, so every pixel keeps its exact value (and its generator's traces)."""
+    count, height, width = images.shape[:3]
+    padded = np.pad(images, ((0, 0), (pixels, pixels), (pixels, pixels), (0, 0)), mode="reflect")
+    down, right = rng.integers(0, 2 * pixels + 1, size=(2, count))
+    rows = down[:, None] + np.arange(height)  # (N, H): which padded row lands on each output row
+    columns = right[:, None] + np.arange(width)
+    return padded[np.arange(count)[:, None, None], rows[:, :, None], columns[:, None, :]]
+
+
 def random_degradations(images: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
     """Each image degraded with `probability` by one degradation drawn from TRAINING_FAMILIES; a new array."""
     out = images.copy()

@@ -77,6 +77,8 @@ class TrainConfig:
     eval_batch_size: int = _setting(64, "Batch size for validation and test scoring.", POSITIVE_INT, resumable=False)
     degrade: float = _setting(0.0, "Robust training: share of training images given a random JPEG / rescale / "
                                    "blur / noise degradation.", SHARE)
+    translate: int = _setting(0, "Move each training image by a random 0..N pixels each way (reflected border).",
+                              Allowed(low=0, high=8))
     # --- the recipe beyond the study (defaults keep the study's plain Adam) ---
     optimizer: str = _setting("adam", "adam (the study), adamw, or sgd (Nesterov momentum 0.9).",
                               Allowed(choices=OPTIMIZERS))

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cifake.data.dataset import ImageSet
-from cifake.data.degrade import random_degradations
+from cifake.data.degrade import random_degradations, random_shifts
 from cifake.devices import mixed_precision, resolve_device, supports_float64
 from cifake.models.inference import predict_logits, to_model_input
 from cifake.files import atomic_write
@@ -168,12 +168,15 @@ def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
 
 def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_number: int,
                    mirrored: torch.Tensor | None = None) -> torch.Tensor:
-    """A uint8 NHWC batch as the model's float input, degraded and mirrored as the config asks. Both are seeded
+    """A uint8 NHWC batch as the model's float input, degraded, shifted and mirrored as the config asks, all seeded
     by (seed, epoch, batch), so every epoch draws afresh and a resumed run sees the same images as an unbroken one.
     `mirrored` is the batch's flip_choice, when the caller drew it already (on the device)."""
     if config.degrade > 0:  # Pillow and NumPy work: on the host, whatever the device
         rng = np.random.default_rng([config.seed, epoch, batch_number])
         batch = torch.from_numpy(random_degradations(batch.cpu().numpy(), config.degrade, rng)).to(batch.device)
+    if config.translate > 0:  # its own stream, so adding it leaves the degradations' draws as they were
+        rng = np.random.default_rng([config.seed, epoch, batch_number, 1])
+        batch = torch.from_numpy(random_shifts(batch.cpu().numpy(), config.translate, rng)).to(batch.device)
     x = to_model_input(batch, config.channels_last)
     if config.flip:  # mirror a seeded random half of the batch
         if mirrored is None:
