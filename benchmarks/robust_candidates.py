@@ -1,14 +1,15 @@
 """Candidates for the bundled detector, trained with random degradations on a short budget and scored on each.
 
 `python benchmarks/robust_candidates.py [NAME ...] [--limit 9000] [--epochs 6] [--test-limit 2500]` (default:
-the first four candidates) trains each candidate with the bundled recipe (AdamW, one-cycle, EMA, flips) for EPOCHS
-epochs on a seeded LIMIT images per label of the train split (10 % of them for validation), 2 threads, then
-scores it with `cifake robustness` on TEST_LIMIT test images per label (0: all) under every condition. Run
-folders go to runs/robust-candidates/NAME (NAME-LIMITxEPOCHS off the default budget; a rerun resumes them); one
-JSON line per candidate is appended to benchmarks/results/robust_candidates.jsonl, and a table of every line is
-printed. The default budget and test subset are benchmarks/robust_tradeoff.py's, whose `--degrade 0.5` row is the
-32-64-128 network under the same training. The longer budget of docs/detect.md (20,000 per label, 20 epochs, 5,000
-test images per label) overfits in its last epochs as the full run does, so it ranks regularisers.
+the first four candidates) trains each candidate with the bundled recipe (AdamW, one-cycle, EMA, flips; random
+shifts only where the candidate names them) for EPOCHS epochs on a seeded LIMIT images per label of the train
+split (10 % of them for validation), 2 threads, then scores it with `cifake robustness` on TEST_LIMIT test
+images per label (0: all) under every condition. Run folders go to runs/robust-candidates/NAME (with
+-LIMITxEPOCHS off the default budget; a rerun resumes them); one JSON line per candidate is appended to
+benchmarks/results/robust_candidates.jsonl, and a table of every line is printed. The default budget and test
+subset are benchmarks/robust_tradeoff.py's, whose `--degrade 0.5` row is the 32-64-128 network under the same
+training. The longer budget of docs/detect.md (20,000 per label, 20 epochs, 5,000 test images per label)
+overfits in its last epochs as the full run does, so it ranks regularisers.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ CANDIDATES = {  # name: (widths, residual blocks per stage, share degraded, fami
     "resnet4-wide-0.6": (FOUR_STAGES, 1, 0.6, "wide", {}),
     "resnet4-wide-0.5": (FOUR_STAGES, 1, 0.5, "wide", {}),
     "resnet4-translate-2": (FOUR_STAGES, 1, 0.5, "base", {"translate": 2}),
+    "resnet4-translate-3": (FOUR_STAGES, 1, 0.5, "base", {"translate": 3}),
+    "resnet4-translate-2-wd-0.2": (FOUR_STAGES, 1, 0.5, "base", {"translate": 2, "weight_decay": 0.2}),
 }
 DEFAULT_NAMES = list(CANDIDATES)[:4]
 LIMIT, EPOCHS, TEST_LIMIT = 9000, 6, 2500
@@ -55,7 +58,9 @@ def run_candidate(name: str, data, limit: int, epochs: int, test_limit: int) -> 
         degradations.TRAINING_FAMILIES[:] = WIDE_FAMILIES
     try:
         _, bundled = read_recipe(REPO / "recipes" / "bundled.json")
-        recipe = {k: v for k, v in bundled.items() if k not in ("epochs", "patience", "topology", "degrade")}
+        # the candidates' own settings; the recipe's shifts only where a candidate names them
+        recipe = {k: v for k, v in bundled.items()
+                  if k not in ("epochs", "patience", "topology", "degrade", "translate")}
         budget = "" if (limit, epochs) == (LIMIT, EPOCHS) else f"-{limit}x{epochs}"
         folder = REPO / "runs" / "robust-candidates" / (name + budget)
         config = TrainConfig(epochs=epochs, patience=epochs, degrade=degrade, **(recipe | changes))
