@@ -171,12 +171,15 @@ def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_n
     """A uint8 NHWC batch as the model's float input, degraded, shifted and mirrored as the config asks, all seeded
     by (seed, epoch, batch), so every epoch draws afresh and a resumed run sees the same images as an unbroken one.
     `mirrored` is the batch's flip_choice, when the caller drew it already (on the device)."""
-    if config.degrade > 0:  # Pillow and NumPy work: on the host, whatever the device
-        rng = np.random.default_rng([config.seed, epoch, batch_number])
-        batch = torch.from_numpy(random_degradations(batch.cpu().numpy(), config.degrade, rng)).to(batch.device)
-    if config.translate > 0:  # its own stream, so adding it leaves the degradations' draws as they were
-        rng = np.random.default_rng([config.seed, epoch, batch_number, 1])
-        batch = torch.from_numpy(random_shifts(batch.cpu().numpy(), config.translate, rng)).to(batch.device)
+    if config.degrade > 0 or config.translate > 0:  # Pillow and NumPy work: on the host, whatever the device
+        pixels = batch.cpu().numpy()
+        if config.degrade > 0:
+            pixels = random_degradations(pixels, config.degrade, np.random.default_rng([config.seed, epoch,
+                                                                                         batch_number]))
+        if config.translate > 0:  # its own stream, so adding shifts leaves the degradations' draws as they were
+            pixels = random_shifts(pixels, config.translate, np.random.default_rng([config.seed, epoch,
+                                                                                   batch_number, 1]))
+        batch = torch.from_numpy(pixels).to(batch.device)
     x = to_model_input(batch, config.channels_last)
     if config.flip:  # mirror a seeded random half of the batch
         if mirrored is None:
