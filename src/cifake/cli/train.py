@@ -64,7 +64,8 @@ def train(
     config: TrainConfig,
     recipe_topology: str | None,
     topology: Annotated[Optional[str], typer.Option(
-        help="Named topology: paper (2 conv x 32 filters, dense 64), or resnet-s / resnet / resnet-l.")] = None,
+        help="Named topology: paper (2 conv x 32 filters, dense 64), or the residual resnet-s / resnet / "
+             "resnet-l / resnet4 / resnet4-b2.")] = None,
     filters: Annotated[Optional[int], typer.Option(help="Filters per conv layer.")] = None,
     conv_layers: Annotated[Optional[int], typer.Option(help="Number of conv layers.")] = None,
     dense: Annotated[Optional[str], typer.Option(help="Dense layer sizes, e.g. 64 or 128,64; 'none' for none.")] = None,
