@@ -64,7 +64,7 @@ TOPOLOGIES: dict[str, Topology | ResNetTopology] = {
     "resnet4": ResNetTopology(widths=(16, 32, 64, 128), blocks=1),
     # Two residual blocks per stage and no test-time flips: more capacity at less scoring cost than `resnet4`
     # with flips (4,047 against 3,380 images/s, benchmarks/bench_topologies.py). A full robust run was no more
-    # accurate than `resnet4` and trains 1.7x slower (docs/detect.md), so it is not the bundle.
+    # accurate than `resnet4` and trains 1.5-1.7x slower (docs/detect.md), so it is not the bundle.
     "resnet4-b2": ResNetTopology(widths=(16, 32, 64, 128), blocks=2, flip_tta=False),
 }
 
