@@ -156,7 +156,9 @@ def test_evaluate_split_out_and_exclude_leaked(tmp_path):
     table = cli("evaluate", run, "--data", source, "--exclude-leaked", "-q").stdout
     assert "Left out 1 leaked test images" in table and "accuracy" in table
     missing = cli("evaluate", run, "--data", source, "--split", "validation", check=False)
-    assert missing.returncode == 2 and "no split 'validation'" in missing.stderr
+    assert missing.returncode == 2 and "does not record how its validation split was made" in missing.stderr
+    missing = cli("evaluate", run, "--data", source, "--split", "holdout", check=False)
+    assert missing.returncode == 2 and "no split 'holdout'" in missing.stderr
 
 
 def test_train_the_residual_family_with_every_recipe_option(learnable_zip, tmp_path):

@@ -47,7 +47,7 @@ def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_pat
     stale = tmp_path / "stale"  # other weights next to the old model.onnx: that graph must not be used
     shutil.copytree(run, stale)
     weights = load_file(stale / "model.safetensors")
-    output_bias = [key for key in weights if key.startswith("head.") and key.endswith("bias")][-1]
+    output_bias = [key for key in weights if ".head." in f".{key}" and key.endswith("bias")][-1]
     weights[output_bias] = weights[output_bias] + 1.0  # shifts the output logit
     save_file(weights, stale / "model.safetensors")
     fresh = Detector.load(stale, backend="onnx")

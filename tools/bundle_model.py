@@ -3,8 +3,9 @@
     python tools/bundle_model.py RUN_DIR    (`make bundle` trains, evaluates and runs this)
 
 Writes src/cifake/models/bundled/{model.safetensors, model.onnx, config.json, metrics.json, MODEL_CARD.md}. Every
-number in the card is read from files the run's commands wrote: run.json (`cifake train`),
-eval-test-no-leaked.json (`cifake evaluate --exclude-leaked`), calibration.json (`cifake calibrate`),
+number in the card is read from files the run's commands wrote: config.json (`cifake train` or `cifake ensemble`),
+eval-{test,validation,test-no-leaked}.json (`cifake evaluate`, `--split validation`, `--exclude-leaked`),
+calibration.json (`cifake calibrate`),
 robustness/robustness.json (`cifake robustness`) and outside-{photos,faces}/robustness.json (`cifake robustness`
 on the real photographs of tools/outside_photos.py: the generalisation check).
 """
@@ -28,22 +29,33 @@ ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("pre
 
 def describe(config: dict) -> str:
     topology, training = config["topology"], config["training"]
+    if topology.get("family") == "ensemble":
+        shapes = list(dict.fromkeys(_network(m) for m in topology["members"]))
+        members = shapes[0] if len(shapes) == 1 else "; ".join(f"member {i}: {s}" for i, s in enumerate(shapes, 1))
+        return (f"An ensemble of {len(topology['members'])} networks (`cifake ensemble`: the mean of their logits, "
+                f"each scored without test-time flips), {'each ' if len(shapes) == 1 else ''}{members}; "
+                f"{training['parameters']:,} parameters in all.")
+    return f"{_network(topology)}; {training['parameters']:,} parameters."
+
+
+def _network(topology: dict) -> str:
     if topology.get("family") == "resnet":
-        return (f"A residual CNN (`cifake.models.resnet`, {topology['family']} "
+        return (f"a residual CNN (`cifake.models.resnet`, {topology['family']} "
                 f"{'-'.join(map(str, topology['widths']))}, {topology['blocks']} residual block(s) per stage, batch "
                 f"norm, {'a high-pass input branch, ' if topology['high_pass'] else ''}"
                 f"{'test-time flip averaging, ' if topology['flip_tta'] else ''}global average + max pooling), "
-                f"one logit; {training['parameters']:,} parameters.")
-    return (f"The CIFAKE study's CNN: {topology['conv_layers']} conv layers (3x3, ReLU, 2x2 max-pool) of "
-            f"{topology['filters']} filters, dense {topology['dense']}, one logit; "
-            f"{training['parameters']:,} parameters.")
+                f"one logit")
+    return (f"the CIFAKE study's CNN: {topology['conv_layers']} conv layers (3x3, ReLU, 2x2 max-pool) of "
+            f"{topology['filters']} filters, dense {topology['dense']}, one logit")
 
 
-def recipe(config: dict) -> str:
-    c = config["training"]["config"]
+def recipe(training: dict) -> str:
+    if "members" in training:
+        return "; ".join(f"member {i} (`{m['run']}`): {recipe(m)}" for i, m in enumerate(training["members"], 1))
+    c = training["config"]
     parts = [f"{c['optimizer']} lr {c['learning_rate']}", f"batch {c['batch_size']}",
-             f"{c['epochs']} epochs at most (best epoch {config['training']['best_epoch']} of "
-             f"{config['training']['epochs_run']} by validation loss)"]
+             f"{c['epochs']} epochs at most (best epoch {training['best_epoch']} of "
+             f"{training['epochs_run']} by validation loss)"]
     if c["schedule"] != "constant":
         parts.append(f"{c['schedule']} schedule ({c['warmup_epochs']} warm-up epochs)")
     for key, text in (("weight_decay", "weight decay {}"), ("label_smoothing", "label smoothing {}"),
@@ -93,12 +105,13 @@ def outside_limits(outside: dict[str, dict]) -> list[str]:
 
 def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None,
          outside: dict[str, dict] | None = None) -> str:
-    training = config["training"]
+    training, model = config["training"], describe(config)
     lines = [
         "# Model card: cifake bundled detector",
         "",
         "## Model",
-        describe(config) + " Input: a 32x32 RGB image (any other size is resized bilinearly, as in the study). "
+        model[0].upper() + model[1:] + " Input: a 32x32 RGB image (any other size is resized bilinearly, as in the "
+        "study). "
         "Output: one logit, the evidence for REAL; P(REAL) = sigmoid(logit / T), P(FAKE) = 1 - P(REAL), with T the "
         "calibration temperature (1 when uncalibrated). Scored with onnxruntime (`model.onnx`) when it is installed, "
         "else with torch; both give the same probabilities to within 1e-5.",
@@ -107,7 +120,7 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
         "",
         "## Training",
         f"CIFAKE train split ({training['split']['train']:,} images for training, {training['split']['validation']:,} "
-        f"carved out for validation, seeded and stratified): {recipe(config)}. Command: `make bundle`.",
+        f"carved out for validation, seeded and stratified): {recipe(training)}. Command: `make bundle`.",
         "",
         "## Test metrics (official CIFAKE test split)",
         "",
@@ -164,9 +177,10 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
 def main(run_dir: str) -> None:
     run = Path(run_dir)
     config = json.loads((run / "config.json").read_text())
-    config["training"]["data"]["cache"] = None  # a path on the machine that trained it
-    metrics = json.loads((run / "run.json").read_text())
-    no_leaks = json.loads((run / "eval-test-no-leaked.json").read_text())
+    for training in config["training"].get("members", [config["training"]]):
+        training["data"]["cache"] = None  # a path on the machine that trained it
+    test, validation, no_leaks = (json.loads((run / f"eval-{name}.json").read_text())
+                                  for name in ("test", "validation", "test-no-leaked"))
     optional = {name: json.loads((run / path).read_text()) if (run / path).is_file() else None
                 for name, path in (("calibration", "calibration.json"), ("robustness", "robustness/robustness.json"))}
     outside = {name: json.loads(path.read_text()) for name in OUTSIDE_SETS
@@ -178,10 +192,10 @@ def main(run_dir: str) -> None:
     if (run / "model.onnx").is_file():
         shutil.copyfile(run / "model.onnx", BUNDLED / "model.onnx")
     (BUNDLED / "config.json").write_text(json.dumps(config, indent=2))
-    summary = {"test": metrics["test"], "test_without_leaked": no_leaks, "validation": metrics["validation"],
+    summary = {"test": test, "test_without_leaked": no_leaks, "validation": validation,
                **{k: v for k, v in optional.items() if v}, **({"outside": outside} if outside else {})}
     (BUNDLED / "metrics.json").write_text(json.dumps(summary, indent=2))
-    (BUNDLED / "MODEL_CARD.md").write_text(card(config, metrics["test"], no_leaks, **optional, outside=outside))
+    (BUNDLED / "MODEL_CARD.md").write_text(card(config, test, no_leaks, **optional, outside=outside))
     print(f"bundled {run} into {BUNDLED}")
 
 

@@ -122,12 +122,14 @@ def validation_split(config: dict, data: CifakeData):
 
 def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "test", exclude_leaked: bool = False,
                  out: str | os.PathLike | None = None, device: str | torch.device = "auto") -> dict:
-    """Metrics of a saved model on one split; with exclude_leaked, test images that also occur in train are left out."""
+    """Metrics of a saved model on one split; with exclude_leaked, test images that also occur in train are left out.
+    Split "validation" is, where the data has none of its own, the part of train the model was trained against."""
     device = resolve_device(device)
-    model, _ = load_model(run_dir, device)
+    model, config = load_model(run_dir, device)
     if split not in data.splits and len(data.splits) == 1:
         split = next(iter(data.splits))  # a REAL/FAKE folder of one's own has a single split
-    images = data[split]
+    carve = split == "validation" and split not in data.splits and "train" in data.splits
+    images = validation_split(config, data) if carve else data[split]
     excluded = 0
     if exclude_leaked:
         mask = leaked_mask(data, split)

@@ -114,7 +114,8 @@ def explain(
     split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
     per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
     sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
-    layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU).")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU; an "
+                                                      "ensemble's: every member's, comma-separated).")] = None,
     target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
                       ] = "predicted",
     device: DeviceOption = "auto",

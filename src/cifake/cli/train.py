@@ -1,4 +1,4 @@
-"""`cifake train | evaluate | calibrate | robustness | export`: a run folder, from training to deployment."""
+"""`cifake train | evaluate | calibrate | robustness | export | ensemble`: a run folder, from training to deployment."""
 
 from __future__ import annotations
 
@@ -212,3 +212,16 @@ def export(
     path = export_onnx(run_dir, onnx)
     console.print(f"Wrote {path} ({path.stat().st_size:,} bytes); predict and serve use a folder's model.onnx "
                   "when it matches the weights")
+
+
+@app.command()
+def ensemble(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders of trained models.")],
+    out: Annotated[Path, typer.Option(help="Folder for the ensemble (a model folder like any run's).")],
+) -> None:
+    """Combine trained models into one: the mean of their logits, scored without test-time flips."""
+    from cifake.models import save_ensemble
+
+    folder = save_ensemble(run_dirs, out)
+    console.print(f"Wrote the ensemble of {len(run_dirs)} models to {folder}; evaluate, calibrate, export and "
+                  "robustness take it like any run folder")

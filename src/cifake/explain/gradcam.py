@@ -7,6 +7,8 @@ study's Keras Conv2D(activation="relu") that Grad-CAM is usually run on.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
@@ -15,21 +17,37 @@ from cifake.explain.base import AttributionMethod
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
-    """Names of the layers Grad-CAM can be run on: each convolution and its ReLU, input side first."""
+    """Names of the layers Grad-CAM can be run on: each convolution and its ReLU, input side first (an ensemble's:
+    each member's in turn, as members.I.features...)."""
     names = [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.ReLU))]
-    return [n for n in names if n.startswith("features.")]
+    return [n for n in names if re.match(r"(members\.\d+\.)?features\.", n)]
+
+
+def default_layers(model: nn.Module) -> str:
+    """The last convolution's ReLU output; for an ensemble, each member's, comma-separated."""
+    names = conv_layer_names(model)
+    if not hasattr(model, "members"):
+        return names[-1]
+    return ",".join([n for n in names if n.startswith(f"members.{i}.")][-1] for i in range(len(model.members)))
 
 
 class GradCam(AttributionMethod):
+    """`layer`: one name of conv_layer_names, or several separated by commas, whose Grad-CAM terms are summed
+    before the ReLU: Grad-CAM over their channels taken together (an ensemble's default: every member's last)."""
+
     def __init__(self, model: nn.Module, layer: str | None = None, batch_size: int = 256):
         super().__init__(model, batch_size)
         names = conv_layer_names(self.model)
-        self.layer_name = layer or names[-1]
-        if self.layer_name not in names:
-            raise ValueError(f"unknown layer {self.layer_name!r}; choose one of {', '.join(names)}")
-        self.gradcam = LayerGradCam(self.scores, self.model.get_submodule(self.layer_name))
+        self.layer_name = layer or default_layers(self.model)
+        unknown = [n for n in self.layer_name.split(",") if n not in names]
+        if unknown:
+            raise ValueError(f"unknown layer {unknown[0]!r}; choose one of {', '.join(names)}")
+        self.gradcams = [LayerGradCam(self.scores, self.model.get_submodule(n)) for n in self.layer_name.split(",")]
 
     def attribute(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        maps = self.gradcam.attribute(pixels, target=labels, relu_attributions=True)
         size = tuple(pixels.shape[-2:])
+        terms = [gradcam.attribute(pixels, target=labels) for gradcam in self.gradcams]
+        if len({term.shape for term in terms}) > 1:  # layers of different resolutions meet at the input's
+            terms = [LayerAttribution.interpolate(term, size, interpolate_mode="bilinear") for term in terms]
+        maps = torch.relu(torch.stack(terms).sum(0))
         return LayerAttribution.interpolate(maps, size, interpolate_mode="bilinear").squeeze(1)

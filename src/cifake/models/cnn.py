@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
+from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
 from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 
@@ -152,14 +153,24 @@ class CifakeCNN(nn.Module):
         return self.head(self.features(x)).squeeze(1)
 
 
-def build_model(topology: Topology | ResNetTopology | str = "paper") -> CifakeCNN | ResidualCNN:
+Model = CifakeCNN | ResidualCNN | EnsembleCNN
+
+
+def build_model(topology: Topology | ResNetTopology | EnsembleTopology | str = "paper") -> Model:
     """A freshly initialised model (call torch.manual_seed first for reproducible weights)."""
     topology = resolve_topology(topology) if isinstance(topology, str) else topology
+    if isinstance(topology, EnsembleTopology):
+        return EnsembleCNN(topology, [build_model(member) for member in topology.members])
     return ResidualCNN(topology) if isinstance(topology, ResNetTopology) else CifakeCNN(topology)
 
 
-def topology_from_dict(values: dict) -> Topology | ResNetTopology:
+def topology_from_dict(values: dict) -> Topology | ResNetTopology | EnsembleTopology:
     """The topology a model config describes (configs without a family are the study's CNN)."""
+    if values.get("family") == "ensemble":
+        members = values.get("members")
+        if not isinstance(members, list):
+            raise ValueError("an ensemble topology needs a list of members")
+        return EnsembleTopology(tuple(topology_from_dict(member) for member in members))
     if values.get("family") == "resnet":
         return ResNetTopology.from_dict(values)
     return Topology.from_dict(values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -12,8 +13,9 @@ from safetensors.torch import load_file, save_file
 from cifake.data.decode import IMAGE_SIZE
 from cifake.devices import resolve_device
 from cifake.files import atomic_write, write_json
-from cifake.models.cnn import CifakeCNN, build_model, topology_from_dict
-from cifake.models.resnet import ResidualCNN
+from cifake.models.cnn import CifakeCNN, Model, build_model, count_parameters, topology_from_dict
+from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
+from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 FORMAT = "cifake-model"
 FORMAT_VERSION = 1
@@ -25,7 +27,7 @@ LABEL_CONVENTION = {
 }
 
 
-def model_config(model: CifakeCNN | ResidualCNN, training: dict | None = None) -> dict:
+def model_config(model: Model, training: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -43,7 +45,7 @@ def model_config(model: CifakeCNN | ResidualCNN, training: dict | None = None) -
     }
 
 
-def save_model(model: CifakeCNN | ResidualCNN, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
+def save_model(model: Model, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
     """Write model.safetensors and config.json into run_dir (atomically: temporary files, then rename)."""
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -54,7 +56,7 @@ def save_model(model: CifakeCNN | ResidualCNN, run_dir: str | os.PathLike, train
     return out
 
 
-def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[CifakeCNN | ResidualCNN, dict]:
+def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Model, dict]:
     """Load (model in eval mode on `device`, config) from a run folder holding model.safetensors and config.json.
     The weights are read to the CPU first, so a model trained on any device loads on any other."""
     folder = Path(run_dir)
@@ -74,10 +76,52 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
         model = build_model(topology_from_dict(config["topology"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{config_path}: invalid topology {config['topology']} ({exc})") from None
-    model.mean.fill_(config["input"]["mean"])
-    model.std.fill_(config["input"]["std"])
+    for single in model.modules():  # an ensemble's members share one normalisation
+        if isinstance(single, (CifakeCNN, ResidualCNN)):
+            single.mean.fill_(config["input"]["mean"])
+            single.std.fill_(config["input"]["std"])
     try:
         model.load_state_dict(load_file(weights_path, device="cpu"))
     except (RuntimeError, OSError) as exc:
         raise ValueError(f"{weights_path}: weights do not fit the config's topology ({exc})") from None
     return model.to(resolve_device(device)).eval(), config
+
+
+def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> Path:
+    """Write the ensemble of the models in `run_dirs` (their mean logit) into `out` as one model folder.
+
+    The members must share the normalisation and the validation split (fraction, limit, seed), so that
+    `cifake calibrate` on the ensemble fits on images none of its members trained on. Members score without
+    test-time flips (see cifake.models.ensemble for the measurement)."""
+    if (Path(out) / "checkpoint.safetensors").is_file():
+        raise ValueError(f"{out}: holds a training run; write the ensemble to a folder of its own")
+    loaded = [load_model(run_dir) for run_dir in run_dirs]
+    first_model, first_config = loaded[0]
+    for run_dir, (model, config) in zip(run_dirs, loaded):
+        if isinstance(model, EnsembleCNN):
+            raise ValueError(f"{run_dir}: is an ensemble already; give its members instead")
+        if config["input"] != first_config["input"]:
+            raise ValueError(f"{run_dir}: input normalisation {config['input']} differs from {run_dirs[0]}'s")
+        if _held_out(config) != _held_out(first_config):
+            raise ValueError(f"{run_dir}: validation split {_held_out(config)} differs from {run_dirs[0]}'s "
+                             f"{_held_out(first_config)}; members must hold out the same images")
+    for model, _ in loaded:
+        if isinstance(model.topology, ResNetTopology):
+            model.topology = dataclasses.replace(model.topology, flip_tta=False)
+    ensemble = EnsembleCNN(EnsembleTopology(tuple(m.topology for m, _ in loaded)), [m for m, _ in loaded])
+    training = first_config.get("training", {})
+    record = {"name": ensemble.topology.name, "parameters": count_parameters(ensemble),
+              "members": [{"run": str(run_dir), **config.get("training", {})}
+                          for run_dir, (_, config) in zip(run_dirs, loaded)],
+              **({"split": training["split"], "config": {"seed": training["config"]["seed"]}}
+                 if _held_out(first_config) else {})}
+    return save_model(ensemble, out, record)
+
+
+def _held_out(config: dict) -> tuple | None:
+    """How a model's validation split was carved (None when its config does not say)."""
+    training = config.get("training") or {}
+    if "split" not in training or "config" not in training:
+        return None
+    split = training["split"]
+    return split.get("val_fraction"), split.get("limit_per_label"), training["config"].get("seed")
