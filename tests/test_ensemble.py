@@ -12,7 +12,7 @@ from cifake.models import (EnsembleCNN, ResNetTopology, build_model, count_param
                            save_model)
 from cifake.models.export import OnnxRunner, export_onnx
 from cifake.models.inference import predict_logits
-from conftest import cli, synthetic_image
+from conftest import cli, synthetic_image, tree_files, write_zip
 
 SPLIT = {"split": {"val_fraction": 0.1, "limit_per_label": None, "train": 90, "validation": 10},
          "config": {"seed": 1}}
@@ -118,3 +118,14 @@ def test_cli_ensemble_writes_a_model_folder_that_evaluates_on_its_validation_spl
                                                                 member["validation"]["accuracy"]), abs=1e-6)
     failed = cli("ensemble", runs[0], "--out", tmp_path / "one", check=False)
     assert failed.returncode != 0 and "at least two members" in failed.stdout + failed.stderr
+
+
+def test_cli_explain_reports_on_an_ensemble(members, tmp_path):
+    source = write_zip(tmp_path / "tiny.zip", tree_files({"train": 4, "test": 6}))
+    save_ensemble(members, tmp_path / "ens")
+    cli("explain", tmp_path / "ens", "--data", source, "--sample", "6", "--per-class", "1", "--out",
+        tmp_path / "explain", "-q")
+    saved = json.loads((tmp_path / "explain" / "explain.json").read_text())
+    assert saved["layer"] == "members.0.features.1.2.out,members.1.features.2.2.out"
+    report = (tmp_path / "explain" / "explain.md").read_text()
+    assert "(ens-res8-16-b1-hp+res8-16-32-b1-hp)" in report

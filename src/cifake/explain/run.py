@@ -18,7 +18,7 @@ from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
 from cifake.explain.gradcam import GradCam
-from cifake.models import load_model
+from cifake.models import load_model, topology_from_dict
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.files import write_json
 from cifake.report import Report
@@ -133,12 +133,18 @@ def claim_verdict(shares: dict, margin: float = 0.02) -> str:
             f"spread over the whole image{lean}.")
 
 
+def _shape(topology: dict) -> str:
+    if "conv_layers" in topology:  # the study's CNN
+        dense = topology["dense"] or "none"
+        return f"{topology['conv_layers']} conv layers x {topology['filters']} filters, dense {dense}"
+    return topology_from_dict(topology).name
+
+
 def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Report:
     report = Report("Grad-CAM explanations and the study's claim")
-    topology = config["topology"]
     report.paragraph(
-        f"Model `{summary['run']}` ({topology['conv_layers']} conv layers x {topology['filters']} filters, dense "
-        f"{topology['dense'] or 'none'}); {summary['images']:,} `{summary['split']}` images of `{summary['source']}` "
+        f"Model `{summary['run']}` ({_shape(config['topology'])}); {summary['images']:,} `{summary['split']}` "
+        f"images of `{summary['source']}` "
         f"({summary['per_label']['REAL']:,} REAL, {summary['per_label']['FAKE']:,} FAKE, a seeded sample), accuracy "
         f"on them {summary['accuracy_on_sample']:.4f}. Grad-CAM on layer `{summary['layer']}` for the model's "
         f"verdict: for REAL it explains the logit, for FAKE the negative logit. {summary['seconds']} s in all.")
