@@ -76,6 +76,11 @@ def test_save_ensemble_refuses_what_cannot_be_combined(members, tmp_path):
     save_ensemble(members, tmp_path / "ens")
     with pytest.raises(ValueError, match="ens: is an ensemble already"):
         save_ensemble([members[0], tmp_path / "ens"], tmp_path / "nested")
+    config = json.loads((tmp_path / "ens" / "config.json").read_text())
+    (tmp_path / "ens" / "config.json").write_text(json.dumps(config | {"topology": {"family": "ensemble",
+                                                                                    "members": ["resnet4"]}}))
+    with pytest.raises(ValueError, match=r"ens/config.json: invalid topology .* list of member topologies"):
+        load_model(tmp_path / "ens")
     (members[0] / "checkpoint.safetensors").write_bytes(b"")
     with pytest.raises(ValueError, match="holds a training run"):
         save_ensemble(members, members[0])

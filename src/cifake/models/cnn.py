@@ -168,8 +168,8 @@ def topology_from_dict(values: dict) -> Topology | ResNetTopology | EnsembleTopo
     """The topology a model config describes (configs without a family are the study's CNN)."""
     if values.get("family") == "ensemble":
         members = values.get("members")
-        if not isinstance(members, list):
-            raise ValueError("an ensemble topology needs a list of members")
+        if not isinstance(members, list) or not all(isinstance(member, dict) for member in members):
+            raise ValueError("an ensemble topology needs a list of member topologies")
         return EnsembleTopology(tuple(topology_from_dict(member) for member in members))
     if values.get("family") == "resnet":
         return ResNetTopology.from_dict(values)
