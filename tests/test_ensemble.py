@@ -43,6 +43,9 @@ def test_the_ensemble_is_the_mean_logit_of_its_members_without_flips(members, tm
     folder = save_ensemble(members, tmp_path / "ens")
     ensemble, config = load_model(folder)
     assert isinstance(ensemble, EnsembleCNN) and config["topology"]["family"] == "ensemble"
+    assert ensemble.topology.name == "ens-res8-16-b1-hp+res8-16-32-b1-hp"
+    twins = load_model(save_ensemble([members[0], members[0]], tmp_path / "twins"))[0]
+    assert twins.topology.name == "ens2-res8-16-b1-hp"
     assert [m["flip_tta"] for m in config["topology"]["members"]] == [False, False]
     singles = []
     for member in members:

@@ -28,7 +28,10 @@ class EnsembleTopology:
 
     @property
     def name(self) -> str:
-        return "ens-" + "+".join(m.name for m in self.members)
+        names = [m.name for m in self.members]
+        if len(set(names)) == 1:  # members of one shape: ens2-res16-32-64-128-b1-hp
+            return f"ens{len(names)}-{names[0]}"
+        return "ens-" + "+".join(names)
 
     def to_dict(self) -> dict:
         return {"family": self.family, "members": [m.to_dict() for m in self.members]}
