@@ -59,8 +59,8 @@ TOPOLOGIES: dict[str, Topology | ResNetTopology] = {
     "resnet-s": ResNetTopology(widths=(16, 32, 64), blocks=1),
     "resnet": ResNetTopology(widths=(32, 64, 128), blocks=1),
     "resnet-l": ResNetTopology(widths=(64, 128, 256), blocks=1),
-    # The bundled detector: four stages, 16 channels at full resolution. Scores 2.5x as fast as `resnet` on
-    # onnxruntime (5,188 against 2,075 images/s without flips, 2 cores: benchmarks/bench_topologies.py), as
+    # The bundled detector's two members: four stages, 16 channels at full resolution. Scores 2.5x as fast as
+    # `resnet` on onnxruntime (5,188 against 2,075 images/s without flips, 2 cores: benchmarks/bench_topologies.py), as
     # accurate on a short robust-training budget (benchmarks/robust_candidates.py, docs/detect.md).
     "resnet4": ResNetTopology(widths=(16, 32, 64, 128), blocks=1),
     # Two residual blocks per stage and no test-time flips: more capacity at less scoring cost than `resnet4`
