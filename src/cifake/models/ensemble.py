@@ -46,7 +46,7 @@ class EnsembleCNN(nn.Module):
         self.members = nn.ModuleList(members)
 
     @property
-    def mean(self) -> torch.Tensor:  # one normalisation for all members (combine_models checks it)
+    def mean(self) -> torch.Tensor:  # one normalisation for all members (save_ensemble checks it)
         return self.members[0].mean
 
     @property
