@@ -124,6 +124,9 @@ def test_cli_ensemble_writes_a_model_folder_that_evaluates_on_its_validation_spl
                            "-q").stdout)
     assert (again["loss"], again["accuracy"]) == pytest.approx((member["validation"]["loss"],
                                                                 member["validation"]["accuracy"]), abs=1e-6)
+    refused = cli("evaluate", tmp_path / "ens", "--data", learnable_zip, "--split", "validation",
+                  "--exclude-leaked", check=False)
+    assert refused.returncode == 2 and "validation split is part of train" in refused.stderr
     failed = cli("ensemble", runs[0], "--out", tmp_path / "one", check=False)
     assert failed.returncode != 0 and "at least two members" in failed.stdout + failed.stderr
 

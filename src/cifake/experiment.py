@@ -129,6 +129,9 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
     if split not in data.splits and len(data.splits) == 1:
         split = next(iter(data.splits))  # a REAL/FAKE folder of one's own has a single split
     carve = split == "validation" and split not in data.splits and "train" in data.splits
+    if carve and exclude_leaked:
+        raise ValueError("--exclude-leaked leaves out test images found in train; the validation split is part "
+                         "of train, so there is nothing to exclude")
     images = validation_split(config, data) if carve else data[split]
     excluded = 0
     if exclude_leaked:

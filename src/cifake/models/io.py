@@ -96,7 +96,7 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
     if (Path(out) / "checkpoint.safetensors").is_file():
         raise ValueError(f"{out}: holds a training run; write the ensemble to a folder of its own")
     loaded = [load_model(run_dir) for run_dir in run_dirs]
-    first_model, first_config = loaded[0]
+    first_config = loaded[0][1]
     for run_dir, (model, config) in zip(run_dirs, loaded):
         if isinstance(model, EnsembleCNN):
             raise ValueError(f"{run_dir}: is an ensemble already; give its members instead")
