@@ -197,6 +197,9 @@ def test_shifts_move_each_image_by_whole_pixels_with_a_reflected_border_drawn_af
     offsets = [next(((down, right) for down in range(5) for right in range(5)
                      if np.array_equal(x[i], padded[i, down:down + 32, right:right + 32])), None) for i in range(64)]
     assert None not in offsets  # every image is a 32x32 window of its padded self: exact values, no blending
+    # the offsets are the (rows, columns) draws of the batch's own stream: a shipped recipe's images stay as trained
+    drawn = np.random.default_rng([config.seed, 1, 0, 1]).integers(0, 5, size=(2, 64))
+    assert offsets == list(zip(drawn[0].tolist(), drawn[1].tolist()))
     assert len(set(offsets)) > 15  # the offsets vary from image to image (25 possible)
     assert np.array_equal(x, training_input(batch, config, epoch=1, batch_number=0).permute(0, 2, 3, 1).numpy())
     assert not torch.equal(training_input(batch, config, epoch=1, batch_number=0),
