@@ -123,6 +123,25 @@ def test_a_checkpoint_resumes_only_on_the_device_type_it_was_made_on(learnable_z
                   progress=False, plots=False)
 
 
+def test_a_cpu_run_uses_its_thread_count_records_it_and_resumes_only_with_it(learnable_zip, tmp_path):
+    data = load_dataset(learnable_zip, progress=False)
+    before = torch.get_num_threads()
+    record = train_run(data, tmp_path, SMALL, TrainConfig(epochs=1, device="cpu", threads=1), Split(0.1, 60),
+                       progress=False, plots=False)
+    assert record["environment"]["threads"] == 1 and record["config"]["threads"] == 1
+    assert torch.get_num_threads() == before  # the caller's count is restored
+    with safe_open(tmp_path / "checkpoint.safetensors", "pt") as file:
+        assert json.loads(file.metadata()["cifake_checkpoint"])["threads"] == 1
+    if before > 1:  # with one core, every count above is still a different count to refuse
+        with pytest.raises(ValueError, match="trained with 1 CPU threads and cannot continue exactly with "
+                                             f"{before}; resume it with --threads 1"):
+            train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu"), Split(0.1, 60), resume=True,
+                      progress=False, plots=False)
+    resumed = train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu", threads=1), Split(0.1, 60),
+                        resume=True, progress=False, plots=False)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 2
+
+
 def test_a_model_loads_on_the_device_asked_for(run):
     from cifake.models import load_model
     from cifake.predict import Detector

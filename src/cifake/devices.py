@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -51,6 +53,20 @@ def device_name(device: torch.device) -> str:
     if device.type == "mps":
         return "Apple GPU (MPS)"
     return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+@contextmanager
+def cpu_threads(count: int) -> Iterator[None]:
+    """Run the block with `count` torch CPU threads (0: leave the count as it is), then restore the count.
+    The count is part of a CPU run's arithmetic: it decides how a convolution's gradient is split into partial
+    sums, so the same seed gives the same weights only with the same count."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def describe(device: torch.device) -> dict:

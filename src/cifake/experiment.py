@@ -20,7 +20,7 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
-from cifake.devices import describe, mixed_precision, resolve_device
+from cifake.devices import cpu_threads, describe, mixed_precision, resolve_device
 from cifake.files import atomic_write, write_json
 from cifake.metrics import evaluate
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
@@ -41,9 +41,14 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
     folder = Path(out)
     if has_checkpoint(folder) and not resume:
         raise RunExists(f"{folder} already holds a run; pass --resume to continue it, or choose another --out")
+    with cpu_threads(config.threads):
+        return _train_run(data, folder, topology, config, split or Split(), resume, progress, plots)
+
+
+def _train_run(data: CifakeData, folder: Path, topology: Topology, config: TrainConfig, split: Split, resume: bool,
+               progress: bool, plots: bool) -> dict:
     started = time.perf_counter()
     device = resolve_device(config.device)
-    split = split or Split()
     train_set, val_set = split.carve(data, config.seed)
     carved = time.perf_counter()
     seed_everything(config.seed)

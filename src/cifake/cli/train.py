@@ -77,17 +77,19 @@ def train(
     quiet: Quiet = False,
 ) -> None:
     """Train a CNN of the study's family (or the residual CNN), then evaluate it on validation and test."""
+    from cifake.devices import cpu_threads
     from cifake.experiment import train_run
     from cifake.models import resolve_topology
     from cifake.training.split import Split
 
     spec = resolve_topology(topology or recipe_topology, filters, conv_layers, _parse_dense(dense))
     split = Split(val_fraction, limit)
-    use_device(config.device)
-    dataset = load(data, cache, quiet)
-    if not as_json:
-        console.print(f"Training {spec.name} on {data} -> {out}")
-    record = train_run(dataset, out, spec, config, split, resume=resume, progress=not quiet)
+    with cpu_threads(config.threads):  # here already, so the device line names the threads the run uses
+        use_device(config.device)
+        dataset = load(data, cache, quiet)
+        if not as_json:
+            console.print(f"Training {spec.name} on {data} -> {out}")
+        record = train_run(dataset, out, spec, config, split, resume=resume, progress=not quiet)
     if as_json:
         return print_json(record)
     console.print(f"Best epoch {record['best_epoch']} of {record['epochs_run']}; "

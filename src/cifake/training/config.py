@@ -93,7 +93,11 @@ class TrainConfig:
     compile: str = _setting("off", "torch.compile the training forward pass: off, default, or reduce-overhead (CUDA "
                                    "graphs); for tiny CNNs on a GPU, where kernel launches dominate "
                                    "(benchmarks/gpu_check.py measures it).", Allowed(choices=COMPILE_MODES))
-    # Not a resume key: the checkpoint records the device it was made on, and a resume elsewhere is refused there.
+    # Not resume keys: the checkpoint records the device and the CPU thread count it was made with, and a resume
+    # with others is refused there (0 threads means "all cores", which differ from machine to machine).
+    threads: int = _setting(0, "CPU threads for torch (0: all cores). The count is part of the arithmetic: a run "
+                               "gives the same weights again, and resumes, only with the same count.", NON_NEGATIVE,
+                            resumable=False)
     device: str = _setting("auto", DEVICE_HELP, Allowed(pattern=DEVICE_PATTERN,
                                                         described="one of auto, cpu, cuda, cuda:N, mps"),
                            resumable=False)

@@ -278,6 +278,7 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
         "ema_updates": averaged.updates if averaged else 0,
         "param_groups": optim["param_groups"],
         "device": device.type,  # a resume must run on the same kind of device to continue exactly
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,  # and on the CPU, as many threads
         "grad_scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     metadata = {"cifake_checkpoint": json.dumps(state)}
@@ -296,6 +297,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
     if made_on != device.type:  # other kernels, other rounding: the continued run would not be the same run
         raise ValueError(f"{path}: this run was trained on {made_on} and cannot continue exactly on {device.type}; "
                          f"resume it with --device {made_on}, or start a new run in another --out")
+    _check_threads(path, state.get("threads"), device)
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
     # Early stopping is decided again under this run's epochs and patience, so a finished run can be extended.
@@ -316,6 +318,15 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
     if scaler is not None and state.get("grad_scaler"):
         scaler.load_state_dict(state["grad_scaler"])
     return result, best_state, state["since_best"]
+
+
+def _check_threads(path: Path, made_with: int | None, device: torch.device) -> None:
+    """Refuse to continue a CPU run with another thread count (see cifake.devices.cpu_threads); checkpoints
+    older than this record have none and are let through."""
+    now = torch.get_num_threads()
+    if device.type == "cpu" and made_with and made_with != now:
+        raise ValueError(f"{path}: this run was trained with {made_with} CPU threads and cannot continue exactly "
+                         f"with {now}; resume it with --threads {made_with}, or start a new run in another --out")
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
