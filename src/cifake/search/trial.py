@@ -10,8 +10,6 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from cifake.data import load_dataset
 from cifake.experiment import RECORD, train_run
 from cifake.models import Topology
@@ -43,8 +41,8 @@ def run_trial(topology: Topology, plan: TrialPlan) -> dict:
     done = result_path(plan.out, topology)
     if done.exists():
         return json.loads(done.read_text())
-    torch.set_num_threads(plan.threads)
     data = load_dataset(plan.source, cache_root=plan.cache_root, progress=False)
-    config = replace(plan.budget.train_config(), device=plan.device)
+    # the trial's thread count is in its config: recorded, and a resumed trial is held to it
+    config = replace(plan.budget.train_config(), device=plan.device, threads=plan.threads)
     return train_run(data, trial_dir(plan.out, topology), topology, config, plan.budget.split(), resume=True,
                      progress=False, plots=False)

@@ -325,8 +325,9 @@ def _check_threads(path: Path, made_with: int | None, device: torch.device) -> N
     older than this record have none and are let through."""
     now = torch.get_num_threads()
     if device.type == "cpu" and made_with and made_with != now:
-        raise ValueError(f"{path}: this run was trained with {made_with} CPU threads and cannot continue exactly "
-                         f"with {now}; resume it with --threads {made_with}, or start a new run in another --out")
+        raise ValueError(f"{path}: this run was trained on {made_with} CPU thread(s) and cannot continue exactly on "
+                         f"{now}; resume it with --threads {made_with} (a search: --threads-per-trial {made_with}), "
+                         "or start a new run in another folder")
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
