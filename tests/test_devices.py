@@ -129,6 +129,7 @@ def test_a_cpu_run_uses_its_thread_count_records_it_and_resumes_only_with_it(lea
     record = train_run(data, tmp_path, SMALL, TrainConfig(epochs=1, device="cpu", threads=1), Split(0.1, 60),
                        progress=False, plots=False)
     assert record["environment"]["threads"] == 1 and record["config"]["threads"] == 1
+    assert record["environment"]["device_name"].endswith("CPU, 1 thread")  # the run's count, not the caller's
     assert torch.get_num_threads() == before  # the caller's count is restored
     with safe_open(tmp_path / "checkpoint.safetensors", "pt") as file:
         assert json.loads(file.metadata()["cifake_checkpoint"])["threads"] == 1
