@@ -87,6 +87,10 @@ def main() -> None:
     for _ in range(args.rounds):
         for setting in settings:
             times[setting].append(measure(*setting, args.steps))
+    from cifake.devices import cpu_runs_bf16
+
+    if "bf16" in args.precisions and not cpu_runs_bf16():
+        print("This CPU has no bf16 kernels: the trainer runs the bf16 rows in fp32 (cifake.devices.cpu_runs_bf16).")
     print("| trial | precision | Adam | trials x threads | ms/step | steps/s |")
     print("| --- | --- | --- | --- | ---: | ---: |")
     for (topology, precision, adam, placement), seconds in times.items():

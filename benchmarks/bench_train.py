@@ -3,7 +3,13 @@
 `python benchmarks/bench_train.py` times one epoch over a 20,000-image subset of CIFAKE train for each setting.
 `--full` also trains each precision for 5 epochs on the full train split and reports test accuracy, to check
 that the faster setting is as accurate. `--topology`, `--filters`, `--conv-layers` and `--dense` pick the model;
-run once more with CIFAKE_KEEP_FREED_MEMORY=0 to see what keeping freed memory gains (cifake/training/memory.py):
+run once more with CIFAKE_KEEP_FREED_MEMORY=0 to see what keeping freed memory gains (cifake/training/memory.py).
+The precision column names what the trainer ran: `bf16` is fp32 on a CPU without bf16 kernels
+(cifake.devices.cpu_runs_bf16), unless `--force-bf16` makes it run bf16 there, to measure what that costs:
+
+    python benchmarks/bench_train.py --batch-sizes 64 --precisions fp32,bf16 --formats channels_last --force-bf16
+
+and the largest dense head of the search:
 
     python benchmarks/bench_train.py --filters 64 --conv-layers 2 --dense 4096,4096,4096 --batch-sizes 64 \
         --precisions bf16 --formats channels_last --images 6000 --threads 1
@@ -18,6 +24,7 @@ import os
 import torch
 from common import data_path, dense_units
 
+from cifake import devices
 from cifake.data import load_dataset, train_val_split
 from cifake.metrics import evaluate
 from cifake.models import Topology, build_model, resolve_topology
@@ -39,6 +46,12 @@ def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, rep
     return max(rates)
 
 
+def ran(bf16: bool, device: str) -> str:
+    """The precision the trainer runs when asked for bf16 or not, on this device."""
+    name = devices.precision_name(devices.mixed_precision(devices.resolve_device(device), bf16))
+    return name.replace(" autocast", "").replace(" + gradient scaling", "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=20_000)
@@ -54,15 +67,19 @@ def main() -> None:
     parser.add_argument("--formats", default="NCHW,channels_last", help="NCHW, channels_last or both")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument("--compile", default="off", help="torch.compile modes to time: off, default, reduce-overhead")
+    parser.add_argument("--force-bf16", action="store_true", help="train bf16 even on a CPU without bf16 kernels")
     args = parser.parse_args()
+    if args.force_bf16:
+        devices.cpu_runs_bf16 = lambda: True
     if args.threads:
         torch.set_num_threads(args.threads)
     topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense_units(args.dense))
     data = load_dataset(data_path(), progress=False)
     train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
     subset = train.limit(args.images // 2)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {topology.name}; {len(subset):,} images per "
-          f"timed epoch; keep freed memory: {os.environ.get('CIFAKE_KEEP_FREED_MEMORY', '1') != '0'}")
+    print(f"torch {torch.__version__}, {devices.device_name(devices.resolve_device(args.device))}; {topology.name}; "
+          f"{len(subset):,} images per timed epoch; keep freed memory: "
+          f"{os.environ.get('CIFAKE_KEEP_FREED_MEMORY', '1') != '0'}")
     print("| batch | precision | memory format | compile | train images/s |")
     print("| ---: | --- | --- | --- | ---: |")
     for batch_size, bf16, channels_last, compile in itertools.product(
@@ -71,7 +88,7 @@ def main() -> None:
     ):
         rate = throughput(subset, val.limit(500), batch_size, bf16, channels_last, args.repeats,
                           topology, args.device, compile)
-        print(f"| {batch_size} | {'bf16' if bf16 else 'fp32'} | {'channels_last' if channels_last else 'NCHW'} "
+        print(f"| {batch_size} | {ran(bf16, args.device)} | {'channels_last' if channels_last else 'NCHW'} "
               f"| {compile} | {rate:,.0f} |", flush=True)
     if args.full:
         print("\n| precision | epochs | best epoch | test accuracy | median train images/s |")
@@ -83,7 +100,7 @@ def main() -> None:
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])
             rates = sorted(row["images_per_second"] for row in result.history)
-            print(f"| {'bf16' if bf16 else 'fp32'} | {len(result.history)} | {result.best_epoch} "
+            print(f"| {ran(bf16, args.device)} | {len(result.history)} | {result.best_epoch} "
                   f"| {metrics['accuracy']:.4f} | {rates[len(rates) // 2]:,.0f} |", flush=True)
 
 

@@ -1,5 +1,5 @@
 """Where a training step's time goes: torch.profiler over one epoch of the real trainer (`fit`, with its
-defaults: bf16 autocast, channels_last, fused Adam) on random pixels.
+defaults: bf16 autocast where the CPU has bf16 kernels, channels_last, fused Adam) on random pixels.
 
 `python benchmarks/profile_step.py --filters 64 --conv-layers 2 --dense 4096,4096,4096 --threads 1` prints the
 time per step and the operators that took the most of it (per step, the epoch's fixed work included).

@@ -93,7 +93,8 @@ def run(learnable_zip, tmp_path_factory):
 def test_the_device_is_recorded_in_every_artefact(run, learnable_zip, tmp_path):
     environment = json.loads((run / "run.json").read_text())["environment"]
     assert environment["device"] == "cpu" and "CPU" in environment["device_name"]
-    assert environment["precision"] == "bf16 autocast" and environment["optimizer_kernel"] == "fused"  # Adam, CPU
+    assert environment["precision"] == ("bf16 autocast" if devices.cpu_runs_bf16() else "fp32")  # this CPU's
+    assert environment["optimizer_kernel"] == "fused"  # Adam, CPU
     assert json.loads((run / "config.json").read_text())["training"]["environment"]["device"] == "cpu"
     result = cli("evaluate", run, "--data", learnable_zip, "--out", tmp_path / "eval", "--json", "--device", "cpu",
                  "--quiet")
@@ -129,7 +130,8 @@ def test_a_cpu_run_uses_its_thread_count_records_it_and_resumes_only_with_it(lea
     record = train_run(data, tmp_path, SMALL, TrainConfig(epochs=1, device="cpu", threads=1), Split(0.1, 60),
                        progress=False, plots=False)
     assert record["environment"]["threads"] == 1 and record["config"]["threads"] == 1
-    assert record["environment"]["device_name"].endswith("CPU, 1 thread")  # the run's count, not the caller's
+    name = record["environment"]["device_name"]  # e.g. x86_64 CPU (AVX2), 1 thread: the run's count, not the caller's
+    assert name.endswith(f"CPU ({torch.backends.cpu.get_cpu_capability()}), 1 thread"), name
     assert torch.get_num_threads() == before  # the caller's count is restored
     with safe_open(tmp_path / "checkpoint.safetensors", "pt") as file:
         assert json.loads(file.metadata()["cifake_checkpoint"])["threads"] == 1
@@ -140,6 +142,29 @@ def test_a_cpu_run_uses_its_thread_count_records_it_and_resumes_only_with_it(lea
     resumed = train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu", threads=1), Split(0.1, 60),
                         resume=True, progress=False, plots=False)
     assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 2
+
+
+def test_a_cpu_without_bf16_kernels_trains_in_fp32_and_a_bf16_run_does_not_continue_there(learnable_zip, tmp_path,
+                                                                                           monkeypatch):
+    data = load_dataset(learnable_zip, progress=False)
+
+    def train(folder, cpu_runs_bf16: bool, **settings):
+        monkeypatch.setattr(devices, "cpu_runs_bf16", lambda: cpu_runs_bf16)
+        return train_run(data, tmp_path / folder, SMALL, TrainConfig(device="cpu", threads=1, **settings),
+                         Split(0.1, 60), progress=False, plots=False, resume=settings.get("epochs") == 2)
+
+    assert train("amx", True, epochs=1)["environment"]["precision"] == "bf16 autocast"
+    with safe_open(tmp_path / "amx" / "checkpoint.safetensors", "pt") as file:
+        assert json.loads(file.metadata()["cifake_checkpoint"])["precision"] == "bf16 autocast"
+    with pytest.raises(ValueError, match="trained in bf16 autocast and would continue in fp32 here"):
+        train("amx", False, epochs=2)
+    assert train("amx", True, epochs=2)["resumed_from_epoch"] == 1  # where it has bf16 kernels, it continues
+    assert train("avx2", False, epochs=1)["environment"]["precision"] == "fp32"
+    train("no-bf16", True, epochs=1, bf16=False)  # fp32 asked for, on any CPU
+    fallback, asked = (load_file(tmp_path / run / "model.safetensors") for run in ("avx2", "no-bf16"))
+    assert all(torch.equal(fallback[key], asked[key]) for key in asked)  # the fallback is plain fp32
+    bf16 = load_file(tmp_path / "amx" / "model.safetensors")  # (the first epoch's, before the resume)
+    assert not all(torch.equal(bf16[key], asked[key]) for key in asked)
 
 
 def test_a_model_loads_on_the_device_asked_for(run):

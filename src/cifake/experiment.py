@@ -20,7 +20,7 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
-from cifake.devices import cpu_threads, describe, mixed_precision, resolve_device
+from cifake.devices import cpu_threads, describe, mixed_precision, precision_name, resolve_device
 from cifake.files import atomic_write, write_json
 from cifake.metrics import evaluate
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
@@ -72,7 +72,7 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
         **_outcome(result, time.perf_counter() - started),
         "phases": _phases(result, carved - started, trained - carved, time.perf_counter() - trained),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-                        **describe(device), "precision": _precision_name(mixed_precision(device, config.bf16)),
+                        **describe(device), "precision": precision_name(mixed_precision(device, config.bf16)),
                         "optimizer_kernel": result.optimizer_kernel},
     }
     save_model(model, folder, record)
@@ -94,10 +94,6 @@ def _phases(result: TrainResult, carving: float, fitting: float, scoring: float)
     return {name: round(value, 3) for name, value in (
         ("split", carving), ("training", training), ("validation", validation),
         ("checkpoints_and_setup", fitting - training - validation), ("scoring", scoring))}
-
-
-def _precision_name(dtype: torch.dtype | None) -> str:
-    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + gradient scaling"}.get(dtype, "fp32")
 
 
 def _outcome(result: TrainResult, seconds: float) -> dict:

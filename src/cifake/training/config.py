@@ -70,8 +70,9 @@ class TrainConfig:
     patience: int = _setting(2, "Early-stopping patience in epochs (validation loss); best weights are restored.",
                              POSITIVE_INT, resumable=False)
     seed: int = _setting(1, "Seed for everything: weights, shuffles, split (the study used 1).")
-    bf16: bool = _setting(True, "Mixed precision while training: bf16 autocast (AMX / AVX-512-BF16 CPUs, recent GPUs), "
-                                "fp16 with a gradient scaler on GPUs without bf16; fp32 on MPS.")
+    bf16: bool = _setting(True, "Mixed precision while training: bf16 autocast (CPUs with AVX-512 or AMX, recent "
+                                "GPUs), fp16 with a gradient scaler on GPUs without bf16; fp32 on MPS and on CPUs "
+                                "without bf16 kernels, where bf16 is 11x slower.")
     channels_last: bool = _setting(True, "NHWC memory format, which oneDNN convolves faster on CPU.")
     # small batches keep activations in cache: 64 ran 2-3x faster than 1024 (benchmarks/bench_inference.py)
     eval_batch_size: int = _setting(64, "Batch size for validation and test scoring.", POSITIVE_INT, resumable=False)

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 
 from cifake.data.dataset import ImageSet
 from cifake.data.degrade import random_degradations, random_shifts
-from cifake.devices import mixed_precision, resolve_device, supports_float64
+from cifake.devices import mixed_precision, precision_name, resolve_device, supports_float64
 from cifake.models.inference import predict_logits, to_model_input
 from cifake.files import atomic_write
 from cifake.progress import progress_bar
@@ -279,6 +279,7 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
         "param_groups": optim["param_groups"],
         "device": device.type,  # a resume must run on the same kind of device to continue exactly
         "threads": torch.get_num_threads() if device.type == "cpu" else None,  # and on the CPU, as many threads
+        "precision": precision_name(mixed_precision(device, config.bf16)),  # and in the same precision
         "grad_scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     metadata = {"cifake_checkpoint": json.dumps(state)}
@@ -298,6 +299,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
         raise ValueError(f"{path}: this run was trained on {made_on} and cannot continue exactly on {device.type}; "
                          f"resume it with --device {made_on}, or start a new run in another --out")
     _check_threads(path, state.get("threads"), device)
+    _check_precision(path, state.get("precision"), precision_name(mixed_precision(device, config.bf16)))
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
     # Early stopping is decided again under this run's epochs and patience, so a finished run can be extended.
@@ -328,6 +330,15 @@ def _check_threads(path: Path, made_with: int | None, device: torch.device) -> N
         raise ValueError(f"{path}: this run was trained on {made_with} CPU thread(s) and cannot continue exactly on "
                          f"{now}; resume it with --threads {made_with} (a search: --threads-per-trial {made_with}), "
                          "or start a new run in another folder")
+
+
+def _check_precision(path: Path, made_with: str | None, now: str) -> None:
+    """Refuse to continue a run in another precision: bf16 where this CPU has no bf16 kernels (cifake trains in
+    fp32 there, see cifake.devices.cpu_runs_bf16), or fp32 where it has; older checkpoints record none."""
+    if made_with and made_with != now:
+        raise ValueError(f"{path}: this run was trained in {made_with} and would continue in {now} here, which is "
+                         f"not the same arithmetic; resume it on a machine where cifake trains in {made_with} "
+                         "(docs/devices.md), or start a new run in another folder")
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
