@@ -88,6 +88,36 @@ def test_flatten_sends_its_gradient_back_channels_last_with_the_same_values():
     assert Flatten().eval()(leaf).grad_fn.name() == torch.nn.Flatten()(leaf).grad_fn.name()  # export: plain
 
 
+@pytest.mark.parametrize("conv_layers", [1, 3])
+def test_training_pools_before_relu_with_the_same_logits_and_gradients_bit_for_bit(conv_layers):
+    """While training, each conv block pools before its ReLU (ReLU on a quarter of the elements); ReLU and max
+    commute, so logits and every gradient equal the study's order exactly, ties and all-negative windows included.
+    In eval mode (inference, export, Grad-CAM's hooks) the model runs the study's order itself."""
+    torch.manual_seed(0)
+    model = build_model(Topology(8, conv_layers, (16,))).to(memory_format=torch.channels_last)
+    for conv in model.features[::3]:
+        torch.nn.init.normal_(conv.bias, 0, 0.3)  # half the channels entirely negative
+    pixels = torch.randint(0, 4, (16, 3, 32, 32)).float().to(memory_format=torch.channels_last)  # many ties
+
+    def study_order(x):
+        return model.head(model.features((x - model.mean) / model.std)).squeeze(1)
+
+    results = {}
+    for name, forward in (("study", study_order), ("model", model)):
+        model.zero_grad()
+        logits = forward(pixels)
+        (logits * torch.linspace(-1, 1, len(logits))).sum().backward()
+        results[name] = [logits.detach()] + [p.grad.clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(results["study"], results["model"]))
+    assert any(p.grad.abs().sum() > 0 for p in model.features.parameters())
+    calls = []
+    hook = model.features[1].register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    model(pixels)
+    model.eval()(pixels)
+    hook.remove()
+    assert calls == [(16, 8, 15, 15), (16, 8, 30, 30)]  # pooled while training; full resolution in eval mode
+
+
 def test_model_scales_pixels_itself():
     """forward() takes raw 0..255 pixels and gives the logits of the layers applied to pixels / 255."""
     torch.manual_seed(0)

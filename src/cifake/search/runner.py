@@ -91,8 +91,8 @@ def estimated_cost(topology: Topology) -> float:
     matrix units, while every element of a convolution's output (before pooling) is streamed through memory by
     ReLU and pooling, forward and backward, and a dense weight pays for its bf16 copy, gradient and Adam's
     moments at each step of 64 images. The fit also charged the flattened features for flattening's NCHW
-    gradient; cifake.models.cnn.Flatten has since removed that cost, and the term with it.
-    """
+    gradient; cifake.models.cnn.Flatten has since removed that cost, and the term with it. ReLU now runs after
+    pooling while training (CifakeCNN._features), so the activation term overstates their cost a little."""
     activations, channels = 0.0, 3
     for layer in range(topology.conv_layers):
         activations += (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
