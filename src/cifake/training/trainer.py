@@ -277,9 +277,7 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
         "result": asdict(result), "since_best": since_best, "config": asdict(config),
         "ema_updates": averaged.updates if averaged else 0,
         "param_groups": optim["param_groups"],
-        "device": device.type,  # a resume must run on the same kind of device to continue exactly
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,  # and on the CPU, as many threads
-        "precision": precision_name(mixed_precision(device, config.bf16)),  # and in the same precision
+        **_arithmetic(device, config),
         "grad_scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
     }
     metadata = {"cifake_checkpoint": json.dumps(state)}
@@ -294,12 +292,7 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
     for key in RESUME_KEYS:
         if saved[key] != getattr(config, key):
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
-    made_on = state.get("device", "cpu")
-    if made_on != device.type:  # other kernels, other rounding: the continued run would not be the same run
-        raise ValueError(f"{path}: this run was trained on {made_on} and cannot continue exactly on {device.type}; "
-                         f"resume it with --device {made_on}, or start a new run in another --out")
-    _check_threads(path, state.get("threads"), device)
-    _check_precision(path, state.get("precision"), precision_name(mixed_precision(device, config.bf16)))
+    _check_same_arithmetic(path, state, _arithmetic(device, config))
     result = TrainResult(**state["result"])
     result.resumed_from_epoch = len(result.history)
     # Early stopping is decided again under this run's epochs and patience, so a finished run can be extended.
@@ -322,23 +315,31 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
     return result, best_state, state["since_best"]
 
 
-def _check_threads(path: Path, made_with: int | None, device: torch.device) -> None:
-    """Refuse to continue a CPU run with another thread count (see cifake.devices.cpu_threads); checkpoints
-    older than this record have none and are let through."""
-    now = torch.get_num_threads()
-    if device.type == "cpu" and made_with and made_with != now:
-        raise ValueError(f"{path}: this run was trained on {made_with} CPU thread(s) and cannot continue exactly on "
-                         f"{now}; resume it with --threads {made_with} (a search: --threads-per-trial {made_with}), "
-                         "or start a new run in another folder")
+def _arithmetic(device: torch.device, config: TrainConfig) -> dict:
+    """What decides a run's rounding besides its settings, recorded in its checkpoint: the kind of device (other
+    kernels), on a CPU the thread count (cifake.devices.cpu_threads) and the precision (bf16 only where the CPU
+    has bf16 kernels, cifake.devices.cpu_runs_bf16)."""
+    return {"device": device.type, "threads": torch.get_num_threads() if device.type == "cpu" else None,
+            "precision": precision_name(mixed_precision(device, config.bf16))}
 
 
-def _check_precision(path: Path, made_with: str | None, now: str) -> None:
-    """Refuse to continue a run in another precision: bf16 where this CPU has no bf16 kernels (cifake trains in
-    fp32 there, see cifake.devices.cpu_runs_bf16), or fp32 where it has; older checkpoints record none."""
-    if made_with and made_with != now:
-        raise ValueError(f"{path}: this run was trained in {made_with} and would continue in {now} here, which is "
-                         f"not the same arithmetic; resume it on a machine where cifake trains in {made_with} "
-                         "(docs/devices.md), or start a new run in another folder")
+def _check_same_arithmetic(path: Path, made: dict, now: dict) -> None:
+    """Refuse to continue a run whose continuation would not be the same run; checkpoints older than a record
+    lack it (threads, precision) and are let through."""
+    made_on = made.get("device", "cpu")
+    if made_on != now["device"]:
+        raise ValueError(f"{path}: this run was trained on {made_on} and cannot continue exactly on {now['device']}; "
+                         f"resume it with --device {made_on}, or start a new run in another --out")
+    threads = made.get("threads")
+    if now["device"] == "cpu" and threads and threads != now["threads"]:
+        raise ValueError(f"{path}: this run was trained on {threads} CPU thread(s) and cannot continue exactly on "
+                         f"{now['threads']}; resume it with --threads {threads} (a search: --threads-per-trial "
+                         f"{threads}), or start a new run in another folder")
+    precision = made.get("precision")
+    if precision and precision != now["precision"]:
+        raise ValueError(f"{path}: this run was trained in {precision} and would continue in {now['precision']} "
+                         f"here, which is not the same arithmetic; resume it on a machine where cifake trains in "
+                         f"{precision} (docs/devices.md), or start a new run in another folder")
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
