@@ -25,6 +25,7 @@ from cifake.files import atomic_write, write_json
 from cifake.metrics import evaluate
 from cifake.models import Topology, build_model, count_parameters, load_model, save_model
 from cifake.training import TrainConfig, TrainResult, fit, has_checkpoint, seed_everything
+from cifake.training.distill import distilled_targets
 from cifake.training.split import Split
 
 RECORD = "run.json"
@@ -51,9 +52,16 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
     device = resolve_device(config.device)
     train_set, val_set = split.carve(data, config.seed)
     carved = time.perf_counter()
+    train_set = train_set.in_memory()
+    targets, teacher = (distilled_targets(train_set, config, (split.val_fraction, split.limit_per_label,
+                                                              config.seed), device, progress)
+                        if config.teacher else (None, None))
+    taught = time.perf_counter()
+    if teacher:
+        teacher["seconds"] = round(taught - carved, 3)  # scoring the training images, kept out of the phases
     seed_everything(config.seed)
     model = build_model(topology)
-    result = fit(model, train_set.in_memory(), val_set, config, folder, resume=resume, progress=progress)
+    result = fit(model, train_set, val_set, config, folder, resume=resume, progress=progress, targets=targets)
     model = model.to(memory_format=torch.contiguous_format)
     trained = time.perf_counter()
 
@@ -66,11 +74,11 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
                 plot_evaluation(folder, "test", logits, images.labels, metrics[name])
     record = {
         "name": topology.name, "topology": topology.to_dict(), "parameters": count_parameters(model),
-        "config": config.to_dict(),
+        "config": config.to_dict(), **({"teacher": teacher} if teacher else {}),
         "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
         "data": {"source": data.source, "cache": str(data.cache_dir)},
         **_outcome(result, time.perf_counter() - started),
-        "phases": _phases(result, carved - started, trained - carved, time.perf_counter() - trained),
+        "phases": _phases(result, carved - started, trained - taught, time.perf_counter() - trained),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                         **describe(device), "precision": precision_name(mixed_precision(device, config.bf16)),
                         "optimizer_kernel": result.optimizer_kernel},

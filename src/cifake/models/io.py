@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,6 +26,11 @@ LABEL_CONVENTION = {
     "positive_class": "REAL",
     "output": "one logit; sigmoid(logit) = P(REAL), P(FAKE) = 1 - P(REAL)",
 }
+
+
+def bundled_model_dir() -> Path:
+    """The folder of the model shipped inside the package (safetensors + config + model card)."""
+    return Path(str(resources.files("cifake.models") / "bundled"))
 
 
 def model_config(model: Model, training: dict | None = None) -> dict:
@@ -102,9 +108,9 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
             raise ValueError(f"{run_dir}: is an ensemble already; give its members instead")
         if config["input"] != first_config["input"]:
             raise ValueError(f"{run_dir}: input normalisation {config['input']} differs from {run_dirs[0]}'s")
-        if _held_out(config) != _held_out(first_config):
-            raise ValueError(f"{run_dir}: validation split {_held_out(config)} differs from {run_dirs[0]}'s "
-                             f"{_held_out(first_config)}; members must hold out the same images")
+        if held_out(config) != held_out(first_config):
+            raise ValueError(f"{run_dir}: validation split {held_out(config)} differs from {run_dirs[0]}'s "
+                             f"{held_out(first_config)}; members must hold out the same images")
     for model, _ in loaded:
         if isinstance(model.topology, ResNetTopology):
             model.topology = dataclasses.replace(model.topology, flip_tta=False)
@@ -114,11 +120,11 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
               "members": [{"run": str(run_dir), **config.get("training", {})}
                           for run_dir, (_, config) in zip(run_dirs, loaded)],
               **({"split": training["split"], "config": {"seed": training["config"]["seed"]}}
-                 if _held_out(first_config) else {})}
+                 if held_out(first_config) else {})}
     return save_model(ensemble, out, record)
 
 
-def _held_out(config: dict) -> tuple | None:
+def held_out(config: dict) -> tuple | None:
     """How a model's validation split was carved (None when its config does not say)."""
     training = config.get("training") or {}
     if "split" not in training or "config" not in training:

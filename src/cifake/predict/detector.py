@@ -17,7 +17,6 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ from cifake.devices import resolve_device
 from cifake.models import load_model
 from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
+from cifake.models.io import bundled_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,6 @@ class Explanation:
     pixels: np.ndarray | None  # the 32 x 32 x 3 image the model saw; None for an unreadable input
     heatmap: np.ndarray | None  # its 32 x 32 Grad-CAM map
     map_for: str | None  # the label the map explains: REAL or FAKE
-
-
-def bundled_model_dir() -> Path:
-    """The folder of the model shipped inside the package (safetensors + config + model card)."""
-    return Path(str(resources.files("cifake.models") / "bundled"))
 
 
 class Detector:

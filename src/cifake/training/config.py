@@ -94,6 +94,11 @@ class TrainConfig:
     compile: str = _setting("off", "torch.compile the training forward pass: off, default, or reduce-overhead (CUDA "
                                    "graphs); for tiny CNNs on a GPU, where kernel launches dominate "
                                    "(benchmarks/gpu_check.py measures it).", Allowed(choices=COMPILE_MODES))
+    # --- distillation: the targets mix each label with a teacher's calibrated probability (cifake.training.distill)
+    teacher: str = _setting("", "Distillation: a model folder, or 'bundled', whose calibrated P(REAL) of each clean "
+                                "training image is mixed into that image's target; '' for none.")
+    distill: float = _setting(0.0, "Distillation: the teacher's share of each target (0: the labels alone, 1: the "
+                                   "teacher alone).", SHARE)
     # Not resume keys: the checkpoint records the device and the CPU thread count it was made with, and a resume
     # with others is refused there (0 threads means "all cores", which differ from machine to machine).
     threads: int = _setting(0, "CPU threads for torch (0: all cores). The count is part of the arithmetic: a run "
@@ -108,6 +113,9 @@ class TrainConfig:
             allowed, value = setting.metadata["allowed"], getattr(self, setting.name)
             if allowed and not allowed.admits(value):
                 raise ValueError(f"training setting {setting.name} must be {allowed}, not {value!r}")
+        if bool(self.teacher) != (self.distill > 0):
+            raise ValueError(f"training settings teacher and distill go together: a teacher needs a distill share "
+                             f"above 0, and a share needs a teacher (teacher {self.teacher!r}, distill {self.distill})")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -60,12 +60,13 @@ def fit(
     run_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    targets: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train `model` in place on `config.device`; with a run_dir, checkpoint after every epoch and, with `resume`,
-    continue one (on the device type it was made on). The model is left on that device."""
+    """Train `model` in place on `config.device` towards `targets` (0..1 per image; default: the labels); with a
+    run_dir, checkpoint every epoch and, with `resume`, continue one (same device type). Leaves it on the device."""
     keep_freed_memory()
     device = resolve_device(config.device)
-    images, targets, val_images = _on_device(train_set, val_set, device)
+    images, targets, val_images = _on_device(train_set, val_set, device, targets)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     averaged = _Ema(model, config.ema) if config.ema else None
     scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
@@ -102,11 +103,15 @@ def fit(
     return result
 
 
-def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device):
+def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, targets: np.ndarray | None = None):
     """(train images, targets, validation images) where training reads them: on a GPU all of them go there once;
     on the CPU validation images stay as they are (a memmap is read batch by batch)."""
     images = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)
-    targets = torch.from_numpy(np.asarray(train_set.labels, np.float32)).to(device)
+    if targets is None:
+        targets = train_set.labels
+    elif len(targets) != len(images):
+        raise ValueError(f"{len(targets)} targets for {len(images)} training images")
+    targets = torch.from_numpy(np.asarray(targets, np.float32)).to(device)
     val_images = val_set.images if device.type == "cpu" else torch.from_numpy(
         np.ascontiguousarray(val_set.images)).to(device)
     return images, targets, val_images
