@@ -2,17 +2,19 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 from cifake.explain import GradCam
-from cifake.models import (EnsembleCNN, ResNetTopology, build_model, count_parameters, load_model, save_ensemble,
-                           save_model)
+from cifake.models import (TOPOLOGIES, EnsembleCNN, ResNetTopology, build_model, count_parameters, load_model,
+                           save_ensemble, save_model)
 from cifake.models.export import OnnxRunner, export_onnx
 from cifake.models.inference import predict_logits
-from conftest import cli, synthetic_image, tree_files, write_zip
+from conftest import REPO, cli, synthetic_image, tree_files, write_zip
 
 SPLIT = {"split": {"val_fraction": 0.1, "limit_per_label": None, "train": 90, "validation": 10},
          "config": {"seed": 1}}
@@ -140,3 +142,21 @@ def test_cli_explain_reports_on_an_ensemble(members, tmp_path):
     assert saved["layer"] == "members.0.features.1.2.out,members.1.features.2.2.out"
     report = (tmp_path / "explain" / "explain.md").read_text()
     assert "(ens-res8-16-b1-hp+res8-16-32-b1-hp)" in report
+
+
+def test_without_flips_copies_a_model_that_scores_one_view_with_the_same_weights(tmp_path):
+    run = trained_member(tmp_path / "run", seed=4)
+    tool = [sys.executable, str(REPO / "tools" / "without_flips.py")]
+    subprocess.run([*tool, run, tmp_path / "single"], check=True, capture_output=True)
+    original, config = load_model(run)
+    single, single_config = load_model(tmp_path / "single")
+    assert original.topology.flip_tta and not single.topology.flip_tta
+    assert single_config["training"] == config["training"]  # so calibrate carves the run's validation images
+    images = np.stack([synthetic_image(i % 2, i) for i in range(8)])
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        one_view, both = original.single_view(pixels).numpy(), original(pixels).numpy()
+    assert np.array_equal(predict_logits(single, images), one_view) and not np.allclose(one_view, both)
+    save_model(build_model(TOPOLOGIES["paper"]), tmp_path / "cnn")
+    refused = subprocess.run([*tool, tmp_path / "cnn", tmp_path / "x"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "has no test-time flips" in refused.stderr
