@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from cifake.data import load_dataset
 from cifake.data.dataset import available_cores
 from cifake.metrics import compute_metrics
 from cifake.models.export import export_onnx
+from cifake.models.io import save_with_flips
 from cifake.predict import bundled_model_dir
 
 
@@ -57,13 +57,7 @@ def rate(sess, images: np.ndarray, repeats: int, batch: int) -> float:
 
 def export_variant(run: Path, folder: Path, flips: bool) -> Path:
     """The run's model exported with or without test-time flips (same weights)."""
-    target = folder / f"flips-{flips}"
-    target.mkdir()
-    shutil.copy(run / "model.safetensors", target)
-    config = json.loads((run / "config.json").read_text())
-    config["topology"]["flip_tta"] = flips
-    (target / "config.json").write_text(json.dumps(config))
-    return export_onnx(target)
+    return export_onnx(save_with_flips(run, folder / f"flips-{flips}", flips))
 
 
 def quantize(model: Path, calibration: np.ndarray, out: Path) -> Path:

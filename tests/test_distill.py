@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -92,7 +93,8 @@ def test_teacher_and_distill_share_go_together(settings):
 
 
 def test_a_distilled_run_resumed_from_the_command_line_ends_where_an_unbroken_one_does(data, learnable_zip, tmp_path):
-    """The teacher's targets are computed again on resume, to the bit; extending the epochs continues the run."""
+    """The teacher's targets are computed again on resume, to the bit; extending the epochs continues the run, but
+    not once the teacher's weights have changed under the same folder."""
     teacher = tmp_path / "teacher"
     train_run(data, teacher, TINY, TrainConfig(epochs=1, seed=SEED, learning_rate=0.01), SPLIT, progress=False,
               plots=False)
@@ -106,3 +108,12 @@ def test_a_distilled_run_resumed_from_the_command_line_ends_where_an_unbroken_on
     assert all(np.array_equal(whole[k], resumed[k]) for k in whole)
     record = json.loads((tmp_path / "broken" / "run.json").read_text())
     assert record["resumed_from_epoch"] == 1 and record["teacher"]["folder"] == str(teacher)
+    assert record["teacher"]["targets_sha256"] == json.loads((tmp_path / "whole" / "run.json").read_text())[
+        "teacher"]["targets_sha256"] != "labels"
+
+    train_run(data, tmp_path / "other", TINY, TrainConfig(epochs=1, seed=SEED, learning_rate=0.02), SPLIT,
+              progress=False, plots=False)
+    shutil.copy(tmp_path / "other" / "model.safetensors", teacher)  # the same folder and split, other weights
+    refused = cli(*common, "--out", tmp_path / "broken", "--epochs", "3", "--resume", check=False)
+    assert refused.returncode != 0 and "would continue towards targets" in refused.stderr
+    assert load_file(tmp_path / "broken" / "model.safetensors").keys() == whole.keys()

@@ -19,7 +19,7 @@ from cifake.search.runner import SearchInterrupted, estimated_cost
 from cifake.search.status import union_seconds
 from cifake.search.tables import paper_best_accuracy, paper_value, stage1_rows, stage2_rows, within
 from cifake.search.trial import TrialPlan, result_path, run_trial
-from conftest import cli, flat
+from conftest import REPO, cli, flat
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
 BUDGET = Budget(epochs=2, patience=2, limit_per_label=200)
@@ -189,6 +189,30 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
     assert "Wall time so far:" in shown.stdout and all(len(line) <= 80 for line in shown.stdout.splitlines())
     for trial in status.trials:  # every figure whole at 80 columns (the output is piped)
         assert f"{trial.best_val_loss:.4f}" in shown.stdout and f"{trial.test_accuracy:.4f}" in shown.stdout
+
+
+def test_status_accuracy_measures_each_estimate_against_the_end_of_what_it_covered(learnable_zip, tmp_path):
+    """benchmarks/status_accuracy.py: a sample taken while the heads waited is measured to stage 1's last epoch,
+    one taken after to the search's; samples with nothing to estimate from, or nothing left, are left out."""
+    _search(learnable_zip, tmp_path / "search", TINY, BUDGET, use_ray=False, progress=False)
+    status = search_status(tmp_path / "search")
+    stage1_end = max(end for t in status.trials if t.stage == 1 for _, end in t.epoch_spans)
+    search_end = max(end for t in status.trials for _, end in t.epoch_spans)
+    samples = [{"time": stage1_end - 30, "finished": 1, "total": 3, "heads_waiting": 1,
+                "estimated_seconds_left": 45, "wall_seconds": 5},
+               {"time": search_end - 60, "finished": 2, "total": 3, "heads_waiting": 0,
+                "estimated_seconds_left": 30, "wall_seconds": 9},
+               {"time": stage1_end - 99, "finished": 0, "total": 3, "heads_waiting": 1,
+                "estimated_seconds_left": 0, "wall_seconds": 0},
+               {"time": search_end + 1, "finished": 3, "total": 3, "heads_waiting": 0,
+                "estimated_seconds_left": 0, "wall_seconds": 12}]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(sample) + "\n" for sample in samples))
+    shown = subprocess.run([sys.executable, str(REPO / "benchmarks" / "status_accuracy.py"), "report",
+                            str(tmp_path / "search"), "--samples", str(tmp_path / "samples.jsonl"), "--json",
+                            ], capture_output=True, text=True, timeout=120, check=True)
+    rows = json.loads(shown.stdout)
+    assert [(row["covers"], row["real_minutes_left"], row["error_percent"]) for row in rows] == [
+        ("stage 1", 0.5, 50.0), ("all", 1.0, -50.0)]
 
 
 def test_wall_time_is_the_union_of_epoch_intervals():

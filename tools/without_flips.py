@@ -3,28 +3,25 @@
     python tools/without_flips.py RUN_DIR OUT_DIR
 
 A `resnet*` model trained with `flip_tta` averages the logits of each image and its mirror, which doubles its
-cost; an ensemble's members already score without (`cifake ensemble`). This writes OUT_DIR/model.safetensors (a
-copy) and OUT_DIR/config.json (the run's, with `flip_tta` false), so evaluate, calibrate, export, robustness,
-predict and bench_predict.py measure the single-view model. The run record stays, so `cifake calibrate` and
-`evaluate --split validation` carve the run's own validation images again.
+cost; an ensemble's members already score without (`cifake ensemble`). This writes OUT_DIR/model.safetensors and
+OUT_DIR/config.json (the run's, with `flip_tta` false; `cifake.models.io.save_with_flips`), so evaluate,
+calibrate, export, robustness, predict and bench_predict.py measure the single-view model. The run record stays,
+so `cifake calibrate` and `evaluate --split validation` carve the run's own validation images again.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from pathlib import Path
 
+from cifake.models.io import save_with_flips
+
 
 def main(run: Path, out: Path) -> None:
-    config = json.loads((run / "config.json").read_text())
-    if "flip_tta" not in config["topology"]:
-        sys.exit(f"{run}: its topology ({config['topology'].get('family', 'cnn')}) has no test-time flips")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "model.safetensors", out / "model.safetensors")
-    config["topology"]["flip_tta"] = False
-    (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
+    try:
+        save_with_flips(run, out, flips=False)
+    except (FileNotFoundError, ValueError) as exc:
+        sys.exit(str(exc))
     print(f"{out}: {run}'s model without test-time flips")
 
 

@@ -62,6 +62,8 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
     seed_everything(config.seed)
     model = build_model(topology)
     result = fit(model, train_set, val_set, config, folder, resume=resume, progress=progress, targets=targets)
+    if teacher:
+        teacher["targets_sha256"] = result.targets
     model = model.to(memory_format=torch.contiguous_format)
     trained = time.perf_counter()
 

@@ -124,6 +124,17 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
     return save_model(ensemble, out, record)
 
 
+def save_with_flips(run_dir: str | os.PathLike, out: str | os.PathLike, flips: bool) -> Path:
+    """Write `run_dir`'s residual CNN into `out` scoring with test-time flips or without them (the same weights,
+    two views or one: flips double the cost). The training record stays, so `cifake calibrate` and `evaluate
+    --split validation` carve the run's own validation images again."""
+    model, config = load_model(run_dir)
+    if not isinstance(model.topology, ResNetTopology):
+        raise ValueError(f"{run_dir}: its topology ({model.topology.name}) has no test-time flips")
+    model.topology = dataclasses.replace(model.topology, flip_tta=flips)
+    return save_model(model, out, config.get("training"))
+
+
 def held_out(config: dict) -> tuple | None:
     """How a model's validation split was carved (None when its config does not say)."""
     training = config.get("training") or {}

@@ -10,6 +10,7 @@ only when the progress bar is refreshed.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -44,6 +45,7 @@ class TrainResult:
     stopped_early: bool = False
     resumed_from_epoch: int = 0
     optimizer_kernel: str = ""  # "fused" (one kernel per step) or "default" (torch's foreach or per-tensor loop)
+    targets: str = "labels"  # what the run trains towards: "labels", or the SHA-256 of the targets given to fit
 
 
 def seed_everything(seed: int) -> None:
@@ -66,16 +68,18 @@ def fit(
     run_dir, checkpoint every epoch and, with `resume`, continue one (same device type). Leaves it on the device."""
     keep_freed_memory()
     device = resolve_device(config.device)
+    aim = "labels" if targets is None else hashlib.sha256(np.asarray(targets, np.float32).tobytes()).hexdigest()
     images, targets, val_images = _on_device(train_set, val_set, device, targets)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     averaged = _Ema(model, config.ema) if config.ema else None
     scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
     step = _Step(model, config, device, averaged)
-    result, best_state, since_best = TrainResult(), copy.deepcopy(scored.state_dict()), 0
     folder = Path(run_dir) if run_dir else None
     if resume and folder and has_checkpoint(folder):
         result, best_state, since_best = _load_checkpoint(folder, model, step.optimizer, config, device, averaged,
-                                                          step.scaler)
+                                                          step.scaler, aim)
+    else:
+        result, best_state, since_best = TrainResult(targets=aim), copy.deepcopy(scored.state_dict()), 0
     result.optimizer_kernel = "fused" if step.optimizer.defaults.get("fused") else "default"
 
     with progress_bar(progress, "loss", "acc") as bar:
@@ -290,7 +294,7 @@ def _save_checkpoint(folder: Path, model, optimizer, best_state, result: TrainRe
 
 
 def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device: torch.device,
-                     averaged: _Ema | None = None, scaler=None):
+                     averaged: _Ema | None = None, scaler=None, targets: str = "labels"):
     path = folder / CHECKPOINT
     state = _checkpoint_state(path)
     saved = TrainConfig().to_dict() | state["config"]  # settings added since the checkpoint keep their defaults
@@ -299,6 +303,9 @@ def _load_checkpoint(folder: Path, model, optimizer, config: TrainConfig, device
             raise ValueError(f"{path}: cannot resume with {key}={getattr(config, key)}; the run used {saved[key]}")
     _check_same_arithmetic(path, state, _arithmetic(device, config))
     result = TrainResult(**state["result"])
+    if "targets" in state["result"]:  # checkpoints older than this record lack it and are let through
+        _check_same_targets(path, result.targets, targets)
+    result.targets = targets
     result.resumed_from_epoch = len(result.history)
     # Early stopping is decided again under this run's epochs and patience, so a finished run can be extended.
     result.stopped_early = state["since_best"] >= config.patience and len(result.history) < config.epochs
@@ -345,6 +352,16 @@ def _check_same_arithmetic(path: Path, made: dict, now: dict) -> None:
         raise ValueError(f"{path}: this run was trained in {precision} and would continue in {now['precision']} "
                          f"here, which is not the same arithmetic; resume it on a machine where cifake trains in "
                          f"{precision} (docs/devices.md), or start a new run in another folder")
+
+
+def _check_same_targets(path: Path, made: str, now: str) -> None:
+    """Refuse to continue a run towards other targets: the same teacher folder, retrained or replaced between a
+    run and its resume, gives other targets under the same settings."""
+    if made != now:
+        trained, given = ("the labels" if aim == "labels" else f"targets {aim[:12]}..." for aim in (made, now))
+        raise ValueError(f"{path}: this run trained towards {trained} and would continue towards {given}; resume it "
+                         "with the teacher it began with (its record names the teacher's weights), or start a new "
+                         "run in another --out")
 
 
 def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:

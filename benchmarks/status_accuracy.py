@@ -1,0 +1,124 @@
+"""How good is `cifake search-status`'s time-left estimate? Watch a running search, then compare.
+
+`watch` samples the search's status every few minutes (the same `search_status` the command prints) and appends
+each sample to a JSON-lines file, so a killed watcher loses nothing it wrote. `report` compares every sample's
+estimate with what happened: the real time left is measured from the sample to the end of the last epoch of the
+trials the estimate covered (stage 1 alone while the dense heads wait for stage 1 to choose their extractor,
+every trial after that). It prints a table, `--json` the rows, and draws estimated against real time left.
+
+    python benchmarks/status_accuracy.py watch reports/paper --samples /tmp/status.jsonl --every 300 &
+    make reproduce PROFILE=paper
+    python benchmarks/status_accuracy.py report reports/paper --samples /tmp/status.jsonl --plot status.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from cifake.data.dataset import available_cores
+from cifake.search import search_status
+from cifake.search.status import SearchStatus
+
+
+def sample(status: SearchStatus, at_once: int) -> dict:
+    """One observation: when, how far along, and the wall time the command would have said was left."""
+    return {"time": time.time(), "finished": status.count("finished"), "total": status.total,
+            "heads_waiting": status.heads_waiting_for_stage1, "estimated_seconds_left": status.seconds_left / at_once,
+            "wall_seconds": status.wall_seconds}
+
+
+def done(status: SearchStatus) -> bool:
+    return status.count("finished") == status.total
+
+
+def watch(folder: Path, samples: Path, every: float, at_once: int) -> None:
+    while not any((place / "search_settings.json").is_file() for place in (folder, folder / "search")):
+        time.sleep(10)  # the search writes its settings after the data are decoded
+    while True:
+        status = search_status(folder)
+        with samples.open("a") as out:
+            out.write(json.dumps(sample(status, at_once)) + "\n")
+        if done(status):
+            return
+        time.sleep(every)
+
+
+def last_epoch_end(status: SearchStatus, stage: int | None) -> float | None:
+    """Clock time the covered trials' last epoch ended, or None while one of them is unfinished."""
+    covered = [t for t in status.trials if stage is None or t.stage == stage]
+    if any(t.state != "finished" for t in covered):
+        return None
+    return max(end for t in covered for _, end in t.epoch_spans)
+
+
+def compare(folder: Path, samples: Path) -> list[dict]:
+    status = search_status(folder)
+    ends = {1: last_epoch_end(status, 1), None: last_epoch_end(status, None) if not status.heads_waiting_for_stage1
+            else None}
+    start = min(begin for t in status.trials for begin, _ in t.epoch_spans)
+    rows = []
+    for line in samples.read_text().splitlines():
+        seen = json.loads(line)
+        if seen["finished"] == seen["total"] or not seen["wall_seconds"]:
+            continue  # nothing left to estimate, or no epoch to estimate from yet
+        end = ends[1 if seen["heads_waiting"] else None]
+        if end is None:
+            continue  # what this sample estimated has not finished yet
+        real = end - seen["time"]
+        rows.append({"minutes_in": round((seen["time"] - start) / 60, 1),
+                     "covers": "stage 1" if seen["heads_waiting"] else "all",
+                     "finished": f"{seen['finished']}/{seen['total']}",
+                     "estimated_minutes_left": round(seen["estimated_seconds_left"] / 60, 1),
+                     "real_minutes_left": round(real / 60, 1),
+                     "error_percent": round(100 * (seen["estimated_seconds_left"] - real) / real, 1) if real > 0
+                     else None})
+    return rows
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6, 4))
+    minutes = [row["minutes_in"] for row in rows]
+    axes.plot(minutes, [row["real_minutes_left"] for row in rows], "o-", label="real")
+    axes.plot(minutes, [row["estimated_minutes_left"] for row in rows], "s--", label="search-status estimate")
+    axes.set_xlabel("minutes into the search")
+    axes.set_ylabel("minutes left")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=("watch", "report"))
+    parser.add_argument("folder", type=Path, help="a search folder or a reproduce report folder")
+    parser.add_argument("--samples", type=Path, required=True, help="JSON-lines file of status samples")
+    parser.add_argument("--every", type=float, default=300, help="seconds between samples (watch)")
+    parser.add_argument("--concurrency", type=int, default=None, help="trials run at once (default: the cores)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of estimated against real time left")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args()
+    if args.action == "watch":
+        return watch(args.folder, args.samples, args.every, args.concurrency or available_cores())
+    rows = compare(args.folder, args.samples)
+    if args.json:
+        return print(json.dumps(rows, indent=1))
+    print(f"{'min in':>6} {'covers':>7} {'done':>6} {'estimated':>9} {'real':>6} {'error':>7}")
+    for row in rows:
+        error = "-" if row["error_percent"] is None else f"{row['error_percent']:+.0f}%"
+        print(f"{row['minutes_in']:>6} {row['covers']:>7} {row['finished']:>6} {row['estimated_minutes_left']:>9} "
+              f"{row['real_minutes_left']:>6} {error:>7}")
+    if args.plot and rows:
+        plot(rows, args.plot)
+
+
+if __name__ == "__main__":
+    main()
