@@ -6,21 +6,31 @@ estimate with what happened: the real time left is measured from the sample to t
 trials the estimate covered (stage 1 alone while the dense heads wait for stage 1 to choose their extractor,
 every trial after that). It prints a table, `--json` the rows, and draws estimated against real time left.
 
+`replay` needs no samples: every epoch records the clock time it ended, so the folder of a finished search shows
+what `search-status` would have read at any earlier moment (the epochs ended by then; a trial finished once its
+last epoch had). It asks the estimate at regular times and compares as `report` does; a replay at the times of
+`watch`'s samples gives their estimates again, which checks the replay.
+
     python benchmarks/status_accuracy.py watch reports/paper --samples /tmp/status.jsonl --every 300 &
     make reproduce PROFILE=paper
     python benchmarks/status_accuracy.py report reports/paper --samples /tmp/status.jsonl --plot status.png
+    python benchmarks/status_accuracy.py replay reports/paper --every 300
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from cifake.data.dataset import available_cores
 from cifake.search import search_status
-from cifake.search.status import SearchStatus
+from cifake.search.status import SearchStatus, TrialStatus, seconds_left, union_seconds
 
 
 def sample(status: SearchStatus, at_once: int) -> dict:
@@ -78,6 +88,42 @@ def compare(folder: Path, samples: Path) -> list[dict]:
     return rows
 
 
+def as_of(status: SearchStatus, moment: float) -> list[TrialStatus] | None:
+    """The trials as `search-status` would have listed them at clock time `moment` (None before any epoch ended):
+    the epochs that had ended by then; the dense heads only once every stage-1 trial had finished."""
+    trials = []
+    for trial in status.trials:
+        ended = [i for i, (_, end) in enumerate(trial.epoch_spans) if end <= moment]
+        state = "waiting" if not ended else "finished" if trial.state == "finished" and len(ended) == len(
+            trial.epoch_spans) else "started"
+        trials.append(replace(trial, state=state, epochs=len(ended),
+                              epoch_seconds=tuple(trial.epoch_seconds[i] for i in ended),
+                              epoch_spans=tuple(trial.epoch_spans[i] for i in ended)))
+    if not any(trial.epoch_spans for trial in trials):
+        return None
+    stage1_done = all(t.state == "finished" for t in trials if t.stage == 1)
+    return [t for t in trials if t.stage == 1 or stage1_done]
+
+
+def replayed_samples(folder: Path, every: float, at_once: int, times: list[float] | None = None) -> list[dict]:
+    """Samples as `watch` would have written them, at every `every` seconds from the first epoch's start (or at
+    `times`)."""
+    status = search_status(folder)
+    spans = [span for t in status.trials for span in t.epoch_spans]
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    samples = []
+    for moment in times or list(np.arange(start + every, end, every)):
+        trials = as_of(status, moment)
+        if trials is None:
+            continue
+        waiting = 0 if any(t.stage == 2 for t in trials) else status.total - len(trials)
+        samples.append({"time": moment, "finished": sum(t.state == "finished" for t in trials),
+                        "total": status.total, "heads_waiting": waiting,
+                        "estimated_seconds_left": seconds_left(trials, status.budget) / at_once,
+                        "wall_seconds": union_seconds([span for t in trials for span in t.epoch_spans])})
+    return samples
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -98,9 +144,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("watch", "report"))
+    parser.add_argument("action", choices=("watch", "report", "replay"))
     parser.add_argument("folder", type=Path, help="a search folder or a reproduce report folder")
-    parser.add_argument("--samples", type=Path, required=True, help="JSON-lines file of status samples")
+    parser.add_argument("--samples", type=Path, help="JSON-lines file of status samples (watch, report)")
     parser.add_argument("--every", type=float, default=300, help="seconds between samples (watch)")
     parser.add_argument("--concurrency", type=int, default=None, help="trials run at once (default: the cores)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of estimated against real time left")
@@ -108,6 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.action == "watch":
         return watch(args.folder, args.samples, args.every, args.concurrency or available_cores())
+    at_once = args.concurrency or available_cores()
+    if args.action == "replay":
+        samples = replayed_samples(args.folder, args.every, at_once)
+        args.samples = Path(tempfile.mkstemp(suffix=".jsonl")[1])
+        args.samples.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
     rows = compare(args.folder, args.samples)
     if args.json:
         return print(json.dumps(rows, indent=1))

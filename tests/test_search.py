@@ -15,8 +15,8 @@ from cifake.data import load_dataset
 from cifake.models import Topology
 from cifake.report import csv_table, markdown_table
 from cifake.search import Budget, SearchSpace, run_search, search_status
-from cifake.search.runner import SearchInterrupted, estimated_cost
-from cifake.search.status import union_seconds
+from cifake.search.runner import SearchInterrupted, estimated_cost, training_work
+from cifake.search.status import TrialStatus, seconds_left, union_seconds
 from cifake.search.tables import paper_best_accuracy, paper_value, stage1_rows, stage2_rows, within
 from cifake.search.trial import TrialPlan, result_path, run_trial
 from conftest import REPO, cli, flat
@@ -213,6 +213,47 @@ def test_status_accuracy_measures_each_estimate_against_the_end_of_what_it_cover
     rows = json.loads(shown.stdout)
     assert [(row["covers"], row["real_minutes_left"], row["error_percent"]) for row in rows] == [
         ("stage 1", 0.5, 50.0), ("all", 1.0, -50.0)]
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from status_accuracy import as_of  # what search-status would have read at an earlier moment
+
+    first_end = min(end for t in status.trials for _, end in t.epoch_spans)
+    assert as_of(status, first_end - 1e-3) is None
+    at_end = as_of(status, search_end)
+    assert [(t.name, t.state, t.epochs) for t in at_end] == [(t.name, t.state, t.epochs) for t in status.trials]
+    before_heads = as_of(status, stage1_end - 1e-3)
+    assert all(t.stage == 1 for t in before_heads) and any(t.state == "started" for t in before_heads)
+
+
+def test_the_cost_counts_multiply_adds_where_trials_train_in_fp32():
+    """With bf16 matrix units the memory traffic of wide layers dominates; in fp32 the multiply-adds do, so a
+    2-layer 64-filter extractor outweighs a 1-layer 128-filter one (benchmarks/status_accuracy.py measured it)."""
+    wide, deep = Topology(128, 1, ()), Topology(64, 2, ())
+    assert estimated_cost(wide) > estimated_cost(deep)
+    assert estimated_cost(wide, matrix_units=False) < estimated_cost(deep, matrix_units=False)
+    elements, multiply_adds, dense = training_work(deep)
+    assert (elements, multiply_adds, dense) == (30 * 30 * 64 + 13 * 13 * 64, 30 * 30 * 64 * 27 + 13 * 13 * 64 * 576,
+                                                64 * 6 * 6)
+
+
+def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_the_measured_ones():
+    def trial(state, cost, *seconds):
+        return TrialStatus("t", 1, state, len(seconds), None, sum(seconds), cost, epoch_seconds=seconds)
+
+    finished, started, waiting = trial("finished", 100, 30, 30, 30), trial("started", 100, 10, 20), trial(
+        "waiting", 50)
+    # every trial is expected to run the finished one's 3 epochs: 1 more for the started one at its own 15 s, 3
+    # for the waiting one at 50 x (30 + 15) / (100 + 100) s per epoch
+    assert seconds_left([finished, started, waiting], Budget(epochs=5)) == pytest.approx(15 + 3 * 50 * 45 / 200)
+
+
+def test_status_prices_trials_in_the_precision_their_checkpoints_record(learnable_zip, tmp_path, monkeypatch):
+    _search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False, stages=1)
+    for precision, matrix_units in (("fp32", False), ("bf16 autocast", True)):
+        monkeypatch.setattr("cifake.search.status.checkpoint_precision", lambda folder: precision)
+        costs = {t.name: t.cost for t in search_status(tmp_path).trials if t.stage == 1}
+        assert costs == {t.name: estimated_cost(t, matrix_units) for t in TINY.stage1()}
+    assert estimated_cost(Topology(8, 1, ()), False) != estimated_cost(Topology(8, 1, ()), True)
 
 
 def test_wall_time_is_the_union_of_epoch_intervals():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cifake.data import CifakeData
 from cifake.data.dataset import available_cores
+from cifake.devices import mixed_precision, resolve_device
 from cifake.errors import SearchInterrupted
 from cifake.models import Topology
 from cifake.models.cnn import IMAGE_SIZE, feature_size
@@ -83,22 +84,48 @@ def choose_extractor(stage1: list[dict]) -> dict:
     return min(stage1, key=lambda r: r["validation"]["loss"])
 
 
-def estimated_cost(topology: Topology) -> float:
-    """Rough training time per image, to schedule long trials first and to estimate a search's time left.
+# On a CPU that trains in fp32 (no bf16 kernels, cifake.devices.cpu_runs_bf16) the multiply-adds are most of a
+# step: fitted as below to the epoch times of the 12 extractors of `make reproduce` on an AVX2-only EPYC (0.020;
+# 0.017 before ReLU ran after pooling), it predicts each within about 25 %; without it the small extractors were
+# estimated at up to 3x their time (benchmarks/status_accuracy.py, docs/search.md).
+FP32_COST_PER_MULTIPLY_ADD = 0.02
 
-    Fitted to the time per step of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread, the trainer's
-    step as benchmarks/bench_step.py times it): the convolutions' multiply-adds hardly count on a CPU with bf16
-    matrix units, while every element of a convolution's output (before pooling) is streamed through memory by
-    ReLU and pooling, forward and backward, and a dense weight pays for its bf16 copy, gradient and Adam's
-    moments at each step of 64 images. The fit also charged the flattened features for flattening's NCHW
-    gradient; cifake.models.cnn.Flatten has since removed that cost, and the term with it. ReLU now runs after
-    pooling while training (CifakeCNN._features), so the activation term overstates their cost a little."""
-    activations, channels = 0.0, 3
+
+def training_work(topology: Topology) -> tuple[float, float, float]:
+    """Per image: the convolutions' output elements (before pooling), their multiply-adds, and the dense weights
+    (flattened features to the output)."""
+    elements = multiply_adds = 0.0
+    channels = 3
     for layer in range(topology.conv_layers):
-        activations += (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
+        outputs = (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
+        elements += outputs
+        multiply_adds += outputs * channels * 9
         channels = topology.filters
     widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
-    return activations + sum(a * b for a, b in zip(widths, widths[1:])) / 72
+    return elements, multiply_adds, float(sum(a * b for a, b in zip(widths, widths[1:])))
+
+
+def estimated_cost(topology: Topology, matrix_units: bool = True) -> float:
+    """Rough training time per image, to schedule long trials first and to estimate a search's time left.
+
+    With bf16 matrix units (`matrix_units`: a CPU with AMX or AVX-512 bf16, a GPU), fitted to the time per step
+    of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread, the trainer's step as
+    benchmarks/bench_step.py times it): the convolutions' multiply-adds hardly count, while every element of a
+    convolution's output (before pooling) is streamed through memory by ReLU and pooling, forward and backward, and
+    a dense weight pays for its bf16 copy, gradient and Adam's moments at each step of 64 images. (The fit also
+    charged the flattened features for flattening's NCHW gradient; cifake.models.cnn.Flatten has since removed that
+    cost, and the term with it. ReLU now runs after pooling while training, CifakeCNN._features, so the activation
+    term overstates their cost a little.) In fp32 every multiply-add counts, the dense weights' as the
+    convolutions' (FP32_COST_PER_MULTIPLY_ADD)."""
+    elements, multiply_adds, dense = training_work(topology)
+    if matrix_units:
+        return elements + dense / 72
+    return elements + FP32_COST_PER_MULTIPLY_ADD * (multiply_adds + dense)
+
+
+def trains_on_matrix_units(device: str) -> bool:
+    """Whether trials on `device` train in a reduced precision (bf16 or fp16 autocast), which the cost follows."""
+    return mixed_precision(resolve_device(device), True) is not None
 
 
 def _check_gpus(gpus_per_trial: float | None, use_ray: bool) -> None:
@@ -127,8 +154,9 @@ def _check_settings(folder: Path, settings: dict, where: dict) -> None:
 
 def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, execution: Execution) -> list[dict]:
     # Longest first: the last trials to start are then short ones, and no core idles while one long trial ends alone.
-    pending = sorted((t for t in topologies if not result_path(plan.out, t).exists()), key=estimated_cost,
-                     reverse=True)
+    matrix_units = trains_on_matrix_units(plan.device)
+    pending = sorted((t for t in topologies if not result_path(plan.out, t).exists()),
+                     key=lambda topology: estimated_cost(topology, matrix_units), reverse=True)
     with progress_bar(execution.progress and bool(pending)) as bar:
         task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from cifake.models import Topology
 from cifake.search.grid import Budget, SearchSpace
 from cifake.search.runner import choose_extractor, estimated_cost
 from cifake.search.trial import result_path, trial_dir
-from cifake.training import checkpoint_progress
+from cifake.training import checkpoint_precision, checkpoint_progress
 
 
 @dataclass
@@ -28,7 +28,7 @@ class TrialStatus:
     epochs: int  # epochs trained so far
     best_val_loss: float | None
     seconds: float  # wall time of the epochs so far (finished: the trial's recorded time)
-    cost: float  # estimated_cost of the topology, the scale of the time-left estimate
+    cost: float  # estimated_cost of the topology in the trials' precision, the scale of the time-left estimate
     test_accuracy: float | None = None
     epoch_seconds: tuple[float, ...] = ()  # wall time of each epoch in the trial's checkpoint
     epoch_spans: tuple[tuple[float, float], ...] = ()  # (start, end) clock time of each epoch
@@ -57,14 +57,24 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
     settings = json.loads((folder / "search_settings.json").read_text())
     space = SearchSpace(**{key: tuple(value) for key, value in settings["space"].items()})
     budget = Budget(**settings["budget"])
-    trials = [_trial_status(folder, topology, 1) for topology in space.stage1()]
+    topologies = [(topology, 1) for topology in space.stage1()]
     waiting_heads = len(space.dense_units) * len(space.dense_layers)
-    if all(t.state == "finished" for t in trials):
+    if all(result_path(folder, topology).is_file() for topology, _ in topologies):
         extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
-        trials += [_trial_status(folder, head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
+        topologies += [(head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
+    trials = _costed([_trial_status(folder, topology, stage) for topology, stage in topologies],
+                     [topology for topology, _ in topologies], folder)
     spans = [span for trial in trials for span in trial.epoch_spans]
-    return SearchStatus(folder, budget, trials, waiting_heads, _seconds_left(trials, budget), union_seconds(spans))
+    return SearchStatus(folder, budget, trials, waiting_heads, seconds_left(trials, budget), union_seconds(spans))
+
+
+def _costed(trials: list[TrialStatus], topologies: list[Topology], folder: Path) -> list[TrialStatus]:
+    """The trials with their cost in the precision they train in, as their checkpoints record it (the cost of
+    trials in fp32 counts multiply-adds; with no record, bf16's)."""
+    precisions = {checkpoint_precision(trial_dir(folder, topology)) for topology in topologies} - {None}
+    matrix_units = precisions != {"fp32"}
+    return [replace(trial, cost=estimated_cost(topology, matrix_units)) for trial, topology in zip(trials, topologies)]
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:
@@ -89,7 +99,7 @@ def _search_folder(folder: Path) -> Path:
 
 
 def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
-    cost = estimated_cost(topology)
+    cost = estimated_cost(topology)  # in bf16; _costed sets it for the trials' precision
     progress = checkpoint_progress(trial_dir(folder, topology))
     rows = progress.history if progress else []
     epochs = tuple(row["wall_seconds"] for row in rows)
@@ -105,28 +115,18 @@ def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
                        epoch_seconds=epochs, epoch_spans=spans)
 
 
-def _epoch_seconds(trials: list[TrialStatus]) -> tuple[float, float]:
-    """Fit epoch wall time = a + b * cost to every epoch recorded in the trials' checkpoints."""
-    costs = np.array([trial.cost for trial in trials for _ in trial.epoch_seconds])
-    seconds = np.array([value for trial in trials for value in trial.epoch_seconds])
-    if not seconds.size:
-        return 0.0, 0.0
-    if len(np.unique(costs)) > 1:
-        slope, intercept = np.polyfit(costs, seconds, 1)
-        if slope >= 0 and intercept >= 0:
-            return float(intercept), float(slope)
-    return 0.0, float(seconds.sum() / costs.sum())  # too few points for a line: time in proportion to cost
-
-
-def _seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
-    """Trial time still to run: each unfinished trial runs the mean epochs of the finished ones (the budget's
-    maximum before any has finished), at the fitted time per epoch. Heads not yet named are not counted."""
-    intercept, slope = _epoch_seconds(trials)
+def seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
+    """Trial time still to run. Each unfinished trial runs the mean epochs of the finished ones (the budget's
+    maximum before any has finished): a started trial at its own mean time per epoch, a waiting one at its cost
+    times the seconds per unit of cost of the trials measured so far. Heads not yet named are not counted."""
+    measured = [trial for trial in trials if trial.epoch_seconds]
+    per_cost = (sum(float(np.mean(t.epoch_seconds)) for t in measured) / sum(t.cost for t in measured)
+                if measured else 0.0)
     finished = [t.epochs for t in trials if t.state == "finished"]
     expected = float(np.mean(finished)) if finished else float(budget.epochs)
     left = 0.0
     for trial in trials:
         if trial.state != "finished":
             epochs = min(budget.epochs - trial.epochs, max(expected - trial.epochs, 1.0))
-            left += epochs * (intercept + slope * trial.cost)
+            left += epochs * (float(np.mean(trial.epoch_seconds)) if trial.epoch_seconds else per_cost * trial.cost)
     return left

@@ -11,6 +11,7 @@ _API = {
     "TrainConfig": "cifake.training.config",
     "CHECKPOINT": "cifake.training.trainer",
     "TrainResult": "cifake.training.trainer",
+    "checkpoint_precision": "cifake.training.trainer",
     "checkpoint_progress": "cifake.training.trainer",
     "fit": "cifake.training.trainer",
     "has_checkpoint": "cifake.training.trainer",

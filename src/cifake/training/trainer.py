@@ -75,11 +75,7 @@ def fit(
     scored = averaged.model if averaged else model  # the weights that are validated, kept and saved
     step = _Step(model, config, device, averaged)
     folder = Path(run_dir) if run_dir else None
-    if resume and folder and has_checkpoint(folder):
-        result, best_state, since_best = _load_checkpoint(folder, model, step.optimizer, config, device, averaged,
-                                                          step.scaler, aim)
-    else:
-        result, best_state, since_best = TrainResult(targets=aim), copy.deepcopy(scored.state_dict()), 0
+    result, best_state, since_best = _begin(folder if resume else None, model, step, config, device, averaged, aim)
     result.optimizer_kernel = "fused" if step.optimizer.defaults.get("fused") else "default"
 
     with progress_bar(progress, "loss", "acc") as bar:
@@ -105,6 +101,15 @@ def fit(
                                  averaged, step.scaler)
     model.load_state_dict(best_state)
     return result
+
+
+def _begin(resumed: Path | None, model: nn.Module, step: _Step, config: TrainConfig, device: torch.device,
+           averaged: _Ema | None, targets: str) -> tuple[TrainResult, dict, int]:
+    """(record, best weights, epochs since the best) of a new run, or of the checkpoint in `resumed` if it has one."""
+    if resumed and has_checkpoint(resumed):
+        return _load_checkpoint(resumed, model, step.optimizer, config, device, averaged, step.scaler, targets)
+    scored = averaged.model if averaged else model
+    return TrainResult(targets=targets), copy.deepcopy(scored.state_dict()), 0
 
 
 def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, targets: np.ndarray | None = None):
@@ -381,6 +386,13 @@ def checkpoint_progress(run_dir: str | os.PathLike) -> TrainResult | None:
     """The history of a run's last checkpoint (its JSON header only, no tensors read); None without one."""
     path = Path(run_dir) / CHECKPOINT
     return TrainResult(**_checkpoint_state(path)["result"]) if path.is_file() else None
+
+
+def checkpoint_precision(run_dir: str | os.PathLike) -> str | None:
+    """The precision a run's last checkpoint trained in ("fp32", "bf16 autocast", ...); None without a checkpoint
+    or in one older than the record."""
+    path = Path(run_dir) / CHECKPOINT
+    return _checkpoint_state(path).get("precision") if path.is_file() else None
 
 
 def _checkpoint_state(path: Path) -> dict:
