@@ -8,13 +8,14 @@ every trial after that). It prints a table, `--json` the rows, and draws estimat
 
 `replay` needs no samples: every epoch records the clock time it ended, so the folder of a finished search shows
 what `search-status` would have read at any earlier moment (the epochs ended by then; a trial finished once its
-last epoch had). It asks the estimate at regular times and compares as `report` does; a replay at the times of
-`watch`'s samples gives their estimates again, which checks the replay.
+last epoch had). It asks the estimate at regular times (with `--samples`, at the times of `watch`'s samples,
+whose estimates it should give again: a check of the replay) and compares as `report` does. A replay of the
+same folder by another revision of cifake compares two estimators on one search.
 
     python benchmarks/status_accuracy.py watch reports/paper --samples /tmp/status.jsonl --every 300 &
     make reproduce PROFILE=paper
     python benchmarks/status_accuracy.py report reports/paper --samples /tmp/status.jsonl --plot status.png
-    python benchmarks/status_accuracy.py replay reports/paper --every 300
+    python benchmarks/status_accuracy.py replay reports/paper --every 300 [--samples /tmp/status.jsonl]
 """
 
 from __future__ import annotations
@@ -124,16 +125,18 @@ def replayed_samples(folder: Path, every: float, at_once: int, times: list[float
     return samples
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, others: dict[str, list[dict]]) -> None:
+    """Real and estimated time left against time into the search; `others`: estimates of other revisions."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 4))
-    minutes = [row["minutes_in"] for row in rows]
-    axes.plot(minutes, [row["real_minutes_left"] for row in rows], "o-", label="real")
-    axes.plot(minutes, [row["estimated_minutes_left"] for row in rows], "s--", label="search-status estimate")
+    axes.plot([r["minutes_in"] for r in rows], [r["real_minutes_left"] for r in rows], "k-", label="real")
+    for label, series in {"search-status estimate": rows, **others}.items():
+        axes.plot([r["minutes_in"] for r in series], [r["estimated_minutes_left"] for r in series], ".--",
+                  label=label)
     axes.set_xlabel("minutes into the search")
     axes.set_ylabel("minutes left")
     axes.legend()
@@ -146,17 +149,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("watch", "report", "replay"))
     parser.add_argument("folder", type=Path, help="a search folder or a reproduce report folder")
-    parser.add_argument("--samples", type=Path, help="JSON-lines file of status samples (watch, report)")
-    parser.add_argument("--every", type=float, default=300, help="seconds between samples (watch)")
+    parser.add_argument("--samples", type=Path, help="JSON-lines file of status samples (watch, report; replay: "
+                                                     "replay at their times)")
+    parser.add_argument("--every", type=float, default=300, help="seconds between samples (watch, replay)")
     parser.add_argument("--concurrency", type=int, default=None, help="trials run at once (default: the cores)")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of estimated against real time left")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=ROWS.json",
+                        help="add to the plot the estimates of another revision (its --json output)")
     args = parser.parse_args()
+    if args.action != "replay" and args.samples is None:
+        parser.error(f"{args.action} needs --samples")
     if args.action == "watch":
         return watch(args.folder, args.samples, args.every, args.concurrency or available_cores())
     at_once = args.concurrency or available_cores()
     if args.action == "replay":
-        samples = replayed_samples(args.folder, args.every, at_once)
+        times = [json.loads(line)["time"] for line in args.samples.read_text().splitlines()] if args.samples else None
+        samples = replayed_samples(args.folder, args.every, at_once, times)
         args.samples = Path(tempfile.mkstemp(suffix=".jsonl")[1])
         args.samples.write_text("".join(json.dumps(sample) + "\n" for sample in samples))
     rows = compare(args.folder, args.samples)
@@ -168,7 +177,8 @@ def main() -> None:
         print(f"{row['minutes_in']:>6} {row['covers']:>7} {row['finished']:>6} {row['estimated_minutes_left']:>9} "
               f"{row['real_minutes_left']:>6} {error:>7}")
     if args.plot and rows:
-        plot(rows, args.plot)
+        plot(rows, args.plot, {label: json.loads(Path(file).read_text())
+                               for label, file in (item.split("=", 1) for item in args.also)})
 
 
 if __name__ == "__main__":
