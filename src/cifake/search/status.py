@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,18 +63,12 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
         extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
         topologies += [(head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
-    trials = _costed([_trial_status(folder, topology, stage) for topology, stage in topologies],
-                     [topology for topology, _ in topologies], folder)
+    # The cost model follows the precision the trials' checkpoints record (fp32 counts multiply-adds; with no
+    # record, bf16's).
+    precisions = {checkpoint_precision(trial_dir(folder, topology)) for topology, _ in topologies} - {None}
+    trials = [_trial_status(folder, topology, stage, precisions != {"fp32"}) for topology, stage in topologies]
     spans = [span for trial in trials for span in trial.epoch_spans]
     return SearchStatus(folder, budget, trials, waiting_heads, seconds_left(trials, budget), union_seconds(spans))
-
-
-def _costed(trials: list[TrialStatus], topologies: list[Topology], folder: Path) -> list[TrialStatus]:
-    """The trials with their cost in the precision they train in, as their checkpoints record it (the cost of
-    trials in fp32 counts multiply-adds; with no record, bf16's)."""
-    precisions = {checkpoint_precision(trial_dir(folder, topology)) for topology in topologies} - {None}
-    matrix_units = precisions != {"fp32"}
-    return [replace(trial, cost=estimated_cost(topology, matrix_units)) for trial, topology in zip(trials, topologies)]
 
 
 def union_seconds(spans: list[tuple[float, float]]) -> float:
@@ -98,8 +92,8 @@ def _search_folder(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder}: not a search folder (no search_settings.json in it or in {folder / 'search'})")
 
 
-def _trial_status(folder: Path, topology: Topology, stage: int) -> TrialStatus:
-    cost = estimated_cost(topology)  # in bf16; _costed sets it for the trials' precision
+def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bool) -> TrialStatus:
+    cost = estimated_cost(topology, matrix_units)
     progress = checkpoint_progress(trial_dir(folder, topology))
     rows = progress.history if progress else []
     epochs = tuple(row["wall_seconds"] for row in rows)
