@@ -176,6 +176,10 @@ def main() -> None:
         error = "-" if row["error_percent"] is None else f"{row['error_percent']:+.0f}%"
         print(f"{row['minutes_in']:>6} {row['covers']:>7} {row['finished']:>6} {row['estimated_minutes_left']:>9} "
               f"{row['real_minutes_left']:>6} {error:>7}")
+    errors = sorted(abs(row["error_percent"]) for row in rows if row["error_percent"] is not None)
+    if errors:
+        print(f"{len(errors)} estimates: median error {np.median(errors):.0f}%, largest {errors[-1]:.0f}% "
+              "(of the real time left)")
     if args.plot and rows:
         plot(rows, args.plot, {label: json.loads(Path(file).read_text())
                                for label, file in (item.split("=", 1) for item in args.also)})

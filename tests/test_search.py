@@ -152,6 +152,20 @@ def test_a_stage_runs_longest_first_and_notices_trials_that_did_not_finish(learn
     assert started == [16, 8, 4]
 
 
+@pytest.mark.parametrize("matrix_units, order", [(True, ["f128-c2", "f128-c1", "f64-c2", "f64-c1"]),
+                                                  (False, ["f128-c2", "f64-c2", "f128-c1", "f64-c1"])])
+def test_longest_first_follows_the_precision_trials_train_in(learnable_zip, tmp_path, monkeypatch, matrix_units,
+                                                              order):
+    """In fp32 the multiply-adds of a second conv layer outweigh twice the filters of one (estimated_cost)."""
+    started = []
+    monkeypatch.setattr("cifake.search.runner.run_trial", lambda topology, *args: started.append(topology.name))
+    monkeypatch.setattr("cifake.search.runner.trains_on_matrix_units", lambda device: matrix_units)
+    space = SearchSpace(filters=(64, 128), conv_layers=(1, 2), dense_units=(8,), dense_layers=(1,))
+    with pytest.raises(SearchInterrupted):
+        _search(learnable_zip, tmp_path, space, BUDGET, use_ray=False, progress=False)
+    assert started == [f"{name}-dnone" for name in order]
+
+
 def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_path, monkeypatch):
     with monkeypatch.context() as patched:  # a search whose trials never finish: every trial waits
         patched.setattr("cifake.search.runner.run_trial", lambda *args: None)
