@@ -264,7 +264,7 @@ def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_th
 def test_status_prices_trials_in_the_precision_their_checkpoints_record(learnable_zip, tmp_path, monkeypatch):
     _search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False, stages=1)
     for precision, matrix_units in (("fp32", False), ("bf16 autocast", True)):
-        monkeypatch.setattr("cifake.search.status.checkpoint_precision", lambda folder: precision)
+        monkeypatch.setattr("cifake.search.status.checkpoint_precision", lambda folder, kind=precision: kind)
         costs = {t.name: t.cost for t in search_status(tmp_path).trials if t.stage == 1}
         assert costs == {t.name: estimated_cost(t, matrix_units) for t in TINY.stage1()}
     assert estimated_cost(Topology(8, 1, ()), False) != estimated_cost(Topology(8, 1, ()), True)
