@@ -256,9 +256,9 @@ def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_th
 
     finished, started, waiting = trial("finished", 100, 30, 30, 30), trial("started", 100, 10, 20), trial(
         "waiting", 50)
-    # every trial is expected to run the finished one's 3 epochs: 1 more for the started one at its own 15 s, 3
-    # for the waiting one at 50 x (30 + 15) / (100 + 100) s per epoch
-    assert seconds_left([finished, started, waiting], Budget(epochs=5)) == pytest.approx(15 + 3 * 50 * 45 / 200)
+    # every trial is expected to run 4 epochs, the mean of the finished one's 3 and the budget's 5: 2 more for the
+    # started one at its own 15 s, 4 for the waiting one at 50 x (30 + 15) / (100 + 100) s per epoch
+    assert seconds_left([finished, started, waiting], Budget(epochs=5)) == pytest.approx(2 * 15 + 4 * 50 * 45 / 200)
 
 
 def test_status_prices_trials_in_the_precision_their_checkpoints_record(learnable_zip, tmp_path, monkeypatch):
