@@ -85,9 +85,10 @@ def choose_extractor(stage1: list[dict]) -> dict:
 
 
 # On a CPU that trains in fp32 (no bf16 kernels, cifake.devices.cpu_runs_bf16) the multiply-adds are most of a
-# step: fitted as below to the epoch times of the 12 extractors of `make reproduce` on an AVX2-only EPYC (0.020;
-# 0.017 before ReLU ran after pooling), it predicts each within about 25 %; without it the small extractors were
-# estimated at up to 3x their time (benchmarks/status_accuracy.py, docs/search.md).
+# step. Fitted as below to the epoch times of the 12 extractors of `make reproduce` on an AVX2-only EPYC (0.020;
+# 0.017 before ReLU ran after pooling), it predicts each within about 25 %. With it, search-status's estimate of
+# the paper profile's stage 1 on that CPU was 15 % off (median), against +111 % for the bf16 cost
+# (benchmarks/status_accuracy.py; docs/search.md, "How good the time-left estimate is").
 FP32_COST_PER_MULTIPLY_ADD = 0.02
 
 
