@@ -2,9 +2,10 @@
 
 `watch` samples the search's status every few minutes (the same `search_status` the command prints) and appends
 each sample to a JSON-lines file, so a killed watcher loses nothing it wrote. `report` compares every sample's
-estimate with what happened: the real time left is measured from the sample to the end of the last epoch of the
-trials the estimate covered (stage 1 alone while the dense heads wait for stage 1 to choose their extractor,
-every trial after that). It prints a table, `--json` the rows, and draws estimated against real time left.
+estimate with what happened: the real time left is the wall time, from the sample on, during which an epoch of a
+trial the estimate covered was running (stage 1 alone while the dense heads wait for stage 1 to choose their
+extractor, every trial after that), so the hours between a killed search and its rerun do not count. It prints
+a table, `--json` the rows, and draws estimated against real time left.
 
 `replay` needs no samples: every epoch records the clock time it ended, so the folder of a finished search shows
 what `search-status` would have read at any earlier moment (the epochs ended by then; a trial finished once its
@@ -57,29 +58,38 @@ def watch(folder: Path, samples: Path, every: float, at_once: int) -> None:
         time.sleep(every)
 
 
-def last_epoch_end(status: SearchStatus, stage: int | None) -> float | None:
-    """Clock time the covered trials' last epoch ended, or None while one of them is unfinished."""
+def covered_spans(status: SearchStatus, stage: int | None) -> list[tuple[float, float]] | None:
+    """The epochs' (start, end) of the trials an estimate covered (stage 1, or all), or None while one of those
+    trials is unfinished."""
     covered = [t for t in status.trials if stage is None or t.stage == stage]
     if any(t.state != "finished" for t in covered):
         return None
-    return max(end for t in covered for _, end in t.epoch_spans)
+    return [span for t in covered for span in t.epoch_spans]
+
+
+def wall_between(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Time between `start` and `end` with at least one of the epochs running: a search killed and resumed later
+    does not count the hours between."""
+    return union_seconds([(max(s, start), min(e, end)) for s, e in spans if e > start and s < end])
 
 
 def compare(folder: Path, samples: Path) -> list[dict]:
+    """Each sample's estimate against the real time left: the wall time, from the sample on, during which an
+    epoch of a trial it covered was running (what the estimate estimates)."""
     status = search_status(folder)
-    ends = {1: last_epoch_end(status, 1), None: last_epoch_end(status, None) if not status.heads_waiting_for_stage1
-            else None}
-    start = min(begin for t in status.trials for begin, _ in t.epoch_spans)
+    everything = [span for t in status.trials for span in t.epoch_spans]
+    covered = {1: covered_spans(status, 1), None: covered_spans(status, None) if not status.heads_waiting_for_stage1
+               else None}
     rows = []
     for line in samples.read_text().splitlines():
         seen = json.loads(line)
         if seen["finished"] == seen["total"] or not seen["wall_seconds"]:
             continue  # nothing left to estimate, or no epoch to estimate from yet
-        end = ends[1 if seen["heads_waiting"] else None]
-        if end is None:
+        spans = covered[1 if seen["heads_waiting"] else None]
+        if spans is None:
             continue  # what this sample estimated has not finished yet
-        real = end - seen["time"]
-        rows.append({"minutes_in": round((seen["time"] - start) / 60, 1),
+        real = wall_between(spans, seen["time"], float("inf"))
+        rows.append({"minutes_in": round(wall_between(everything, float("-inf"), seen["time"]) / 60, 1),
                      "covers": "stage 1" if seen["heads_waiting"] else "all",
                      "finished": f"{seen['finished']}/{seen['total']}",
                      "estimated_minutes_left": round(seen["estimated_seconds_left"] / 60, 1),
@@ -137,7 +147,7 @@ def plot(rows: list[dict], path: Path, others: dict[str, list[dict]]) -> None:
     for label, series in {"search-status estimate": rows, **others}.items():
         axes.plot([r["minutes_in"] for r in series], [r["estimated_minutes_left"] for r in series], ".--",
                   label=label)
-    axes.set_xlabel("minutes into the search")
+    axes.set_xlabel("minutes into the search (wall time with an epoch running)")
     axes.set_ylabel("minutes left")
     axes.legend()
     axes.grid(alpha=0.3)
