@@ -17,6 +17,11 @@ same folder by another revision of cifake compares two estimators on one search.
     make reproduce PROFILE=paper
     python benchmarks/status_accuracy.py report reports/paper --samples /tmp/status.jsonl --plot status.png
     python benchmarks/status_accuracy.py replay reports/paper --every 300 [--samples /tmp/status.jsonl]
+
+`fit` finds the weight of a multiply-add in the fp32 cost (cifake.search.runner.FP32_COST_PER_MULTIPLY_ADD) that
+best predicts a finished stage 1's epoch times, and prints each trial's prediction:
+
+    python benchmarks/status_accuracy.py fit reports/quick
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from cifake.data.dataset import available_cores
-from cifake.search import search_status
+from cifake.search import SearchSpace, search_status
+from cifake.search.runner import FP32_COST_PER_MULTIPLY_ADD, training_work
 from cifake.search.status import SearchStatus, TrialStatus, seconds_left, union_seconds
 
 
@@ -135,6 +141,25 @@ def replayed_samples(folder: Path, every: float, at_once: int, times: list[float
     return samples
 
 
+def fit_fp32_weight(folder: Path) -> tuple[float, list[tuple[str, float, float]]]:
+    """The weight of a multiply-add against a convolution output element (FP32_COST_PER_MULTIPLY_ADD) that best
+    predicts the mean epoch time of a search's stage-1 trials as a common scale times their fp32 cost (least
+    squares on the logarithm, over a grid): the weight, and each trial's (name, real, predicted) seconds."""
+    status = search_status(folder)
+    space = json.loads((status.folder / "search_settings.json").read_text())["space"]
+    topologies = {t.name: t for t in SearchSpace(**{k: tuple(v) for k, v in space.items()}).stage1()}
+    trials = [t for t in status.trials if t.stage == 1 and t.epoch_seconds]
+    elements, multiply_adds = np.array([training_work(topologies[t.name]) for t in trials]).T[:2]
+    real = np.array([np.mean(t.epoch_seconds) for t in trials])
+
+    def predicted(weight: float) -> np.ndarray:
+        cost = elements + weight * multiply_adds  # stage 1: no dense layers but the output's few weights
+        return cost * np.exp(np.mean(np.log(real / cost)))
+
+    weight = min(np.arange(0.001, 0.1, 0.001), key=lambda w: np.sum(np.log(real / predicted(w)) ** 2))
+    return float(weight), [(t.name, r, p) for t, r, p in zip(trials, real, predicted(weight))]
+
+
 def plot(rows: list[dict], path: Path, others: dict[str, list[dict]]) -> None:
     """Real and estimated time left against time into the search; `others`: estimates of other revisions."""
     import matplotlib
@@ -157,7 +182,7 @@ def plot(rows: list[dict], path: Path, others: dict[str, list[dict]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("watch", "report", "replay"))
+    parser.add_argument("action", choices=("watch", "report", "replay", "fit"))
     parser.add_argument("folder", type=Path, help="a search folder or a reproduce report folder")
     parser.add_argument("--samples", type=Path, help="JSON-lines file of status samples (watch, report; replay: "
                                                      "replay at their times)")
@@ -168,7 +193,13 @@ def main() -> None:
     parser.add_argument("--also", action="append", default=[], metavar="LABEL=ROWS.json",
                         help="add to the plot the estimates of another revision (its --json output)")
     args = parser.parse_args()
-    if args.action != "replay" and args.samples is None:
+    if args.action == "fit":
+        weight, trials = fit_fp32_weight(args.folder)
+        print(f"fp32 cost per multiply-add: {weight:.3f} (estimated_cost uses {FP32_COST_PER_MULTIPLY_ADD})")
+        for name, real, predicted in trials:
+            print(f"{name:>14} {real:7.1f} s per epoch, predicted {predicted:7.1f} ({predicted / real - 1:+.0%})")
+        return
+    if args.action not in ("replay", "fit") and args.samples is None:
         parser.error(f"{args.action} needs --samples")
     if args.action == "watch":
         return watch(args.folder, args.samples, args.every, args.concurrency or available_cores())

@@ -231,7 +231,7 @@ def test_status_accuracy_measures_each_estimate_against_the_end_of_what_it_cover
     assert [(row["covers"], row["error_percent"]) for row in rows] == [("stage 1", 50.0), ("all", -50.0)]
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from status_accuracy import as_of  # what search-status would have read at an earlier moment
+    from status_accuracy import as_of, fit_fp32_weight  # what search-status would have read at an earlier moment
 
     first_end = min(end for t in status.trials for _, end in t.epoch_spans)
     assert as_of(status, first_end - 1e-3) is None
@@ -240,10 +240,14 @@ def test_status_accuracy_measures_each_estimate_against_the_end_of_what_it_cover
     before_heads = as_of(status, stage1_end - 1e-3)
     assert all(t.stage == 1 for t in before_heads) and any(t.state == "started" for t in before_heads)
 
+    weight, trials = fit_fp32_weight(tmp_path / "search")  # the fp32 cost's weight: a scale fitted on the logarithm
+    assert 0 < weight < 0.1 and [name for name, _, _ in trials] == [t.name for t in TINY.stage1()]
+    assert np.prod([predicted / real for _, real, predicted in trials]) == pytest.approx(1.0)
+
 
 def test_the_cost_counts_multiply_adds_where_trials_train_in_fp32():
     """With bf16 matrix units the memory traffic of wide layers dominates; in fp32 the multiply-adds do, so a
-    2-layer 64-filter extractor outweighs a 1-layer 128-filter one (benchmarks/status_accuracy.py measured it)."""
+    2-layer 64-filter extractor outweighs a 1-layer 128-filter one (benchmarks/status_accuracy.py fit measures it)."""
     wide, deep = Topology(128, 1, ()), Topology(64, 2, ())
     assert estimated_cost(wide) > estimated_cost(deep)
     assert estimated_cost(wide, matrix_units=False) < estimated_cost(deep, matrix_units=False)

@@ -85,10 +85,11 @@ def choose_extractor(stage1: list[dict]) -> dict:
 
 
 # On a CPU that trains in fp32 (no bf16 kernels, cifake.devices.cpu_runs_bf16) the multiply-adds are most of a
-# step. Fitted as below to the epoch times of the 12 extractors of `make reproduce` on an AVX2-only EPYC (0.020;
-# 0.017 before ReLU ran after pooling), it predicts each within about 25 %. With it, search-status's estimate of
-# the paper profile's stage 1 on that CPU was 15 % off (median), against +111 % for the bf16 cost
-# (benchmarks/status_accuracy.py; docs/search.md, "How good the time-left estimate is").
+# step. `python benchmarks/status_accuracy.py fit FOLDER` fits this weight to the epoch times of a finished stage
+# 1: on an AVX2-only EPYC, 0.019 for `make reproduce`'s 12 extractors (each then predicted within 22 %), 0.022 for
+# the paper profile's (within 16 %), 0.017 before ReLU ran after pooling. With it, search-status's estimate of
+# that paper-profile stage 1 was 15 % off (median), against +112 % for the bf16 cost (docs/search.md, "How good
+# the time-left estimate is").
 FP32_COST_PER_MULTIPLY_ADD = 0.02
 
 
