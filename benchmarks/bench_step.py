@@ -1,5 +1,8 @@
 """Time per training step of the search's trials, per way of running them: precision, Adam's implementation and
-how the two cores are shared (one trial on 1 thread, two trials at once on 1 thread each, one on 2 threads).
+how the two cores are shared (one trial on 1 thread, two trials at once on 1 thread each, one on 2 threads), and
+which thread runs the steps (`--runners`): the process's main thread, as `cifake train` does; a second thread, as a
+Ray Tune trial does (glibc serves a second thread from an arena of its own, which maps and unmaps every allocation
+over 64 MiB afresh); or a second thread with `MALLOC_ARENA_MAX=1`, as the search starts its Ray workers.
 
 Each setting runs in fresh processes (the trainer's own step: `_Step`, batch 64, channels_last, random pixels);
 settings are alternated `--rounds` times and the median is printed, so a slow spell on the machine does not
@@ -13,13 +16,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 PLACEMENTS = {"1x1": (1, 1), "2x1": (2, 1), "1x2": (1, 2)}  # trials at once x threads each
+RUNNERS = {"main": {}, "thread": {}, "thread-one-arena": {"MALLOC_ARENA_MAX": "1"}}  # runner -> environment
 
 
 def parse_topology(name: str):
@@ -33,8 +39,17 @@ def parse_topology(name: str):
     return Topology(int(found[1]), int(found[2]), dense)
 
 
-def worker(topology: str, precision: str, adam: str, threads: int, steps: int) -> None:
-    """One trial's steps in this process; prints the mean seconds per step as JSON."""
+def worker(topology: str, precision: str, adam: str, threads: int, steps: int, runner: str) -> None:
+    """One trial's steps in this process, on its main thread or a second one; prints the mean seconds per step."""
+    if runner == "main":
+        return time_steps(topology, precision, adam, threads, steps)
+    second = threading.Thread(target=time_steps, args=(topology, precision, adam, threads, steps))
+    second.start()
+    second.join()
+
+
+def time_steps(topology: str, precision: str, adam: str, threads: int, steps: int) -> None:
+    """Build the trial's model and optimiser, warm up, time `steps` steps and print the mean as JSON."""
     import torch
 
     from cifake.training import TrainConfig
@@ -60,29 +75,31 @@ def worker(topology: str, precision: str, adam: str, threads: int, steps: int) -
     print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / steps}))
 
 
-def measure(topology: str, precision: str, adam: str, placement: str, steps: int) -> float:
+def measure(topology: str, precision: str, adam: str, placement: str, runner: str, steps: int) -> float:
     """Mean seconds per step of the trials run together under `placement`."""
     trials, threads = PLACEMENTS[placement]
-    command = [sys.executable, __file__, "--worker", topology, precision, adam, str(threads), str(steps)]
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(trials)]
+    command = [sys.executable, __file__, "--worker", topology, precision, adam, str(threads), str(steps), runner]
+    environment = {**os.environ, **RUNNERS[runner]}
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) for _ in range(trials)]
     times = [json.loads(run.communicate()[0])["seconds_per_step"] for run in runs]
     return statistics.mean(times)
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        topology, precision, adam, threads, steps = sys.argv[2:7]
-        return worker(topology, precision, adam, int(threads), int(steps))
+        topology, precision, adam, threads, steps, runner = sys.argv[2:8]
+        return worker(topology, precision, adam, int(threads), int(steps), runner)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--topologies", default="f64-c2-d4096-4096-4096,f128-c1-dnone")
     parser.add_argument("--precisions", default="bf16,fp32")
     parser.add_argument("--adam", default="fused,foreach")
     parser.add_argument("--placements", default="1x1,2x1,1x2", help=f"of {', '.join(PLACEMENTS)}")
+    parser.add_argument("--runners", default="main", help=f"of {', '.join(RUNNERS)}")
     parser.add_argument("--steps", type=int, default=30, help="timed steps per trial")
     parser.add_argument("--rounds", type=int, default=3, help="alternations of every setting (median shown)")
     args = parser.parse_args()
     settings = list(itertools.product(args.topologies.split(","), args.precisions.split(","), args.adam.split(","),
-                                      args.placements.split(",")))
+                                      args.placements.split(","), args.runners.split(",")))
     times: dict[tuple, list[float]] = {s: [] for s in settings}
     for _ in range(args.rounds):
         for setting in settings:
@@ -91,11 +108,11 @@ def main() -> None:
 
     if "bf16" in args.precisions and not cpu_runs_bf16():
         print("This CPU has no bf16 kernels: the trainer runs the bf16 rows in fp32 (cifake.devices.cpu_runs_bf16).")
-    print("| trial | precision | Adam | trials x threads | ms/step | steps/s |")
-    print("| --- | --- | --- | --- | ---: | ---: |")
-    for (topology, precision, adam, placement), seconds in times.items():
+    print("| trial | precision | Adam | trials x threads | runner | ms/step | steps/s |")
+    print("| --- | --- | --- | --- | --- | ---: | ---: |")
+    for (topology, precision, adam, placement, runner), seconds in times.items():
         median = statistics.median(seconds)
-        print(f"| {topology} | {precision} | {adam} | {placement} | {1000 * median:.1f} | "
+        print(f"| {topology} | {precision} | {adam} | {placement} | {runner} | {1000 * median:.1f} | "
               f"{PLACEMENTS[placement][0] / median:.1f} |")
 
 

@@ -4,6 +4,7 @@ generate share one connection helper)."""
 
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -132,3 +133,40 @@ def test_a_failed_join_leaves_the_auth_mode_as_it_found_it(monkeypatch):
         with ray_session(f"127.0.0.1:{_free_port()}"):
             pass
     assert "RAY_AUTH_MODE" not in os.environ
+
+
+
+def test_ray_workers_keep_a_second_threads_large_tensors():
+    """A Ray Tune trial trains in a worker's second thread: its 64 MiB tensors (a 4096x4096 weight's gradient),
+    made and freed on every step, must come back from the kept heap, not be page-faulted in afresh."""
+    ray = pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's arenas are what is tested")
+    from cifake.cluster import ray_session
+
+    def faults_per_allocation() -> list[int]:  # defined here, so Ray ships the function itself to its worker
+        import resource
+        import threading
+
+        import torch
+
+        from cifake.training.memory import keep_freed_memory
+
+        keep_freed_memory()
+        faults = []
+
+        def allocate():
+            for _ in range(16):
+                before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                torch.empty(4096, 4096).fill_(1.0)
+                faults.append(resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before)
+
+        second = threading.Thread(target=allocate)
+        second.start()
+        second.join()
+        return faults
+
+    with ray_session(num_cpus=1):
+        faults = ray.get(ray.remote(faults_per_allocation).remote())
+    # mapped afresh, each faults in all of its 16,384 pages of 4 KiB; kept, the last ones fault in none
+    assert faults[0] > 10_000 and max(faults[-4:]) < 1_000, faults

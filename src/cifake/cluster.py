@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cifake.training.memory import ONE_ARENA
+
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"ray": 10001, "gcs": 6379}  # Ray Client's port, the head's GCS port
 
@@ -38,7 +40,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     if ray.is_initialized():
         yield
         return
-    options = {"include_dashboard": False, "log_to_driver": False}
+    # trials train in a worker's second thread: one malloc arena keeps their large tensors (cifake.training.memory)
+    options = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": dict(ONE_ARENA)}}
     joining = address not in (None, "local")
     # Ray sends no token unless token mode is on: switch it on when there is a token to send (a head without
     # authentication ignores it), and back off when the block ends, also when joining failed
