@@ -79,7 +79,8 @@ def measure(topology: str, precision: str, adam: str, placement: str, runner: st
     """Mean seconds per step of the trials run together under `placement`."""
     trials, threads = PLACEMENTS[placement]
     command = [sys.executable, __file__, "--worker", topology, precision, adam, str(threads), str(steps), runner]
-    environment = {**os.environ, **RUNNERS[runner]}
+    # the caller's own MALLOC_ARENA_MAX would make "thread" the one-arena runner too
+    environment = {**{k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}, **RUNNERS[runner]}
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment) for _ in range(trials)]
     times = [json.loads(run.communicate()[0])["seconds_per_step"] for run in runs]
     return statistics.mean(times)
