@@ -199,7 +199,7 @@ def main() -> None:
         for name, real, predicted in trials:
             print(f"{name:>14} {real:7.1f} s per epoch, predicted {predicted:7.1f} ({predicted / real - 1:+.0%})")
         return
-    if args.action not in ("replay", "fit") and args.samples is None:
+    if args.action != "replay" and args.samples is None:
         parser.error(f"{args.action} needs --samples")
     if args.action == "watch":
         return watch(args.folder, args.samples, args.every, args.concurrency or available_cores())

@@ -111,10 +111,9 @@ def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bo
 
 def seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
     """Trial time still to run. Each unfinished trial runs the mean epochs of the finished ones, with the budget's
-    maximum counted as one more (so one trial that stopped early does not set the rest; on the AVX2 paper-profile
-    run of docs/search.md this took the median error from 18 to 15 %); a started trial runs them at its own mean
-    time per epoch, a waiting one at its cost times the seconds per unit of cost of the trials measured so far.
-    Heads not yet named are not counted."""
+    maximum counted as one more (so one trial that stopped early does not set the rest); a started trial runs
+    them at its own mean time per epoch, a waiting one at its cost times the seconds per unit of cost of the
+    trials measured so far. Heads not yet named are not counted."""
     measured = [trial for trial in trials if trial.epoch_seconds]
     per_cost = (sum(float(np.mean(t.epoch_seconds)) for t in measured) / sum(t.cost for t in measured)
                 if measured else 0.0)
