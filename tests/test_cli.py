@@ -253,6 +253,28 @@ def _assert_readable_at_80_columns(text: str, figures: list[str]) -> None:
     assert not missing, f"{missing} not printed whole in:\n{text}"
 
 
+def test_search_status_table_keeps_the_longest_paper_topology_name_on_one_line(monkeypatch):
+    """The one table writer at 80 columns (as when piped): the paper search's longest trial name beside
+    search-status's six figure columns must neither fold nor push a figure off the line."""
+    import io
+
+    from rich.console import Console
+
+    from cifake.cli import common
+    from cifake.cli.search import STATUS_HEADER
+    from cifake.search.grid import PROFILES
+
+    space = PROFILES["paper"].space
+    extractor = max(space.stage1(), key=lambda t: len(t.name))
+    longest = max(space.stage2(extractor), key=lambda t: len(t.name)).name
+    monkeypatch.setattr(common, "console", Console(file=io.StringIO(), width=80))
+    row = [longest, "2", "finished", "10/10", 0.1833, "1h15m", 0.9297]
+    common.print_table(STATUS_HEADER, [row])
+    shown = common.console.file.getvalue()
+    assert len(longest) == 23 and shown.splitlines()[-1].split() == list(map(common.fmt, row))
+    _assert_readable_at_80_columns(shown, [longest, "0.1833", "0.9297"])
+
+
 def test_every_table_is_readable_at_80_columns_and_offers_json(learnable_zip, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     info = json.loads(cli("data", "info", learnable_zip, "--json", "-q").stdout)

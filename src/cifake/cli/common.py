@@ -120,8 +120,9 @@ def print_json(value) -> None:
 
 def print_table(header: Sequence[str], rows: Iterable[Sequence], title: str | None = None) -> None:
     """The terminal table of every command: the first column may wrap, the others (figures) never do, so every
-    number stays whole at 80 columns. A header may hold a newline to stay narrow."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+    number stays whole at 80 columns. A header may hold a newline to stay narrow. No edge: its two blank columns
+    would fold the longest topology names in `search-status`'s seven columns."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left")
     for i, name in enumerate(header):
         table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i > 0, overflow="fold")
     for row in rows:

@@ -67,6 +67,10 @@ def search(
                   f"Stage-1 test accuracy within 1 point of the paper in {close} of {compared} cells.")
 
 
+# two-line figure headers leave the trial name room for the longest topology (f128-c1-d4096-4096-4096) at 80 columns
+STATUS_HEADER = ("trial", "stage", "state", "epochs", "val\nloss", "time", "test\nacc")
+
+
 @app.command("search-status")
 def search_status(
     folder: Annotated[Path, typer.Argument(help="A search folder (cifake search --out) or a reproduce report folder.")],
@@ -84,7 +88,7 @@ def search_status(
                            "total": status.total, "heads_waiting_for_stage1": status.heads_waiting_for_stage1,
                            "seconds_left": round(status.seconds_left, 1),
                            "wall_seconds": round(status.wall_seconds, 1)})
-    print_table(("trial", "stage", "state", "epochs", "val loss", "time", "test acc"),
+    print_table(STATUS_HEADER,
                 [[t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.epochs}", t.best_val_loss,
                   duration(t.seconds) if t.seconds else "-", t.test_accuracy] for t in status.trials])
     at_once = concurrency or available_cores()
