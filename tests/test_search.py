@@ -256,15 +256,19 @@ def test_the_cost_counts_multiply_adds_where_trials_train_in_fp32():
                                                 64 * 6 * 6)
 
 
-def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_the_measured_ones():
+def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_the_nearest_measured_one():
     def trial(state, cost, *seconds):
         return TrialStatus("t", 1, state, len(seconds), None, sum(seconds), cost, epoch_seconds=seconds)
 
-    finished, started, waiting = trial("finished", 100, 30, 30, 30), trial("started", 100, 10, 20), trial(
-        "waiting", 50)
+    finished, started = trial("finished", 400, 40, 40, 40), trial("started", 100, 10, 20)
+    small, large = trial("waiting", 50), trial("waiting", 1000)
     # every trial is expected to run 4 epochs, the mean of the finished one's 3 and the budget's 5: 2 more for the
-    # started one at its own 15 s, 4 for the waiting one at 50 x (30 + 15) / (100 + 100) s per epoch
-    assert seconds_left([finished, started, waiting], Budget(epochs=5)) == pytest.approx(2 * 15 + 4 * 50 * 45 / 200)
+    # started one at its own 15 s; the waiting ones at the rate of the measured trial nearest in cost (log scale):
+    # 50 is nearest 100 (15 s / 100 = 0.15 s per unit), 1000 nearest 400 (0.1 s per unit)
+    budget = Budget(epochs=5)
+    assert seconds_left([finished, started, small], budget) == pytest.approx(2 * 15 + 4 * 50 * 0.15)
+    assert seconds_left([finished, started, large], budget) == pytest.approx(2 * 15 + 4 * 1000 * 0.1)
+    assert seconds_left([small, large], budget) == 0  # nothing measured yet: no rate to price them by
 
 
 def test_status_prices_trials_in_the_precision_their_checkpoints_record(learnable_zip, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ never the tensors, and writes nothing.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,17 +112,26 @@ def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bo
 
 def seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
     """Trial time still to run. Each unfinished trial runs the mean epochs of the finished ones, with the budget's
-    maximum counted as one more (so one trial that stopped early does not set the rest); a started trial runs
+    maximum counted as one more (so one trial that stops early does not set the rest); a started trial runs
     them at its own mean time per epoch, a waiting one at its cost times the seconds per unit of cost of the
-    trials measured so far. Heads not yet named are not counted."""
+    measured trial nearest to it in cost. The nearest, not all of them: the cost model is rough (in fp32 a dense
+    weight costs more than it counts) and trials run slower beside larger ones, so the rate drifts with the cost
+    (docs/search.md replays finished searches both ways). Heads not yet named are not counted."""
     measured = [trial for trial in trials if trial.epoch_seconds]
-    per_cost = (sum(float(np.mean(t.epoch_seconds)) for t in measured) / sum(t.cost for t in measured)
-                if measured else 0.0)
     finished = [t.epochs for t in trials if t.state == "finished"]
     expected = (budget.epochs + sum(finished)) / (1 + len(finished))
     left = 0.0
     for trial in trials:
         if trial.state != "finished":
             epochs = min(budget.epochs - trial.epochs, max(expected - trial.epochs, 1.0))
-            left += epochs * (float(np.mean(trial.epoch_seconds)) if trial.epoch_seconds else per_cost * trial.cost)
+            left += epochs * (float(np.mean(trial.epoch_seconds)) if trial.epoch_seconds
+                              else _seconds_per_cost(measured, trial.cost) * trial.cost)
     return left
+
+
+def _seconds_per_cost(measured: list[TrialStatus], cost: float) -> float:
+    """Seconds per epoch and unit of cost of the measured trial nearest to `cost` (on a log scale); 0 if none."""
+    if not measured:
+        return 0.0
+    nearest = min(measured, key=lambda t: abs(math.log(t.cost / cost)))
+    return float(np.mean(nearest.epoch_seconds)) / nearest.cost
