@@ -115,8 +115,8 @@ def seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
     maximum counted as one more (so one trial that stops early does not set the rest); a started trial runs
     them at its own mean time per epoch, a waiting one at its cost times the seconds per unit of cost of the
     measured trial nearest to it in cost. The nearest, not all of them: the cost model is rough (in fp32 a dense
-    weight costs more than it counts) and trials run slower beside larger ones, so the rate drifts with the cost
-    (docs/search.md replays finished searches both ways). Heads not yet named are not counted."""
+    weight can cost more than it counts), so the rate drifts with the cost (docs/search.md replays finished
+    searches both ways). Heads not yet named are not counted."""
     measured = [trial for trial in trials if trial.epoch_seconds]
     finished = [t.epochs for t in trials if t.state == "finished"]
     expected = (budget.epochs + sum(finished)) / (1 + len(finished))
