@@ -18,7 +18,7 @@ import torch
 from common import data_path
 
 from cifake.data import decode_image, load_dataset
-from cifake.models import build_model, load_model
+from cifake.models import create_model, load_model
 from cifake.models.inference import predict_logits
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", type=Path, help="run folder of a trained model")
     args = parser.parse_args()
-    model = load_model(args.run)[0] if args.run else build_model("paper").eval()
+    model = load_model(args.run)[0] if args.run else create_model("paper").eval()
     model = model.to(memory_format=torch.channels_last)
     source = data_path()
     test = load_dataset(source, progress=False)["test"].in_memory()

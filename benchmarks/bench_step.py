@@ -4,7 +4,8 @@ which thread runs the steps (`--runners`): the process's main thread, as `cifake
 Ray Tune trial does (glibc serves a second thread from an arena of its own, which maps and unmaps every allocation
 over 64 MiB afresh); or a second thread with `MALLOC_ARENA_MAX=1`, as the search starts its Ray workers.
 
-Each setting runs in fresh processes (the trainer's own step: `_Step`, batch 64, channels_last, random pixels);
+Each setting runs in fresh processes (the trainer's own step: `cifake.training.loop.Step`, batch 64, channels_last,
+random pixels);
 settings are alternated `--rounds` times and the median is printed, so a slow spell on the machine does not
 favour one setting. "steps/s" is the machine's throughput: the trials at once divided by the time per step.
 
@@ -52,17 +53,17 @@ def time_steps(topology: str, precision: str, adam: str, threads: int, steps: in
     """Build the trial's model and optimiser, warm up, time `steps` steps and print the mean as JSON."""
     import torch
 
-    from cifake.training import TrainConfig
+    from cifake.training.config import TrainConfig
     from cifake.training.memory import keep_freed_memory
-    from cifake.training.trainer import _Step
-    from cifake.models import build_model
+    from cifake.training.loop import Step
+    from cifake.models import create_model
 
     torch.set_num_threads(threads)
     keep_freed_memory()
     torch.manual_seed(1)
-    model = build_model(parse_topology(topology)).to(memory_format=torch.channels_last)
+    model = create_model(parse_topology(topology)).to(memory_format=torch.channels_last)
     config = TrainConfig(bf16=precision == "bf16")
-    step = _Step(model, config, torch.device("cpu"), None)
+    step = Step(model, config, torch.device("cpu"), None)
     if adam != "fused":
         step.optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, foreach=True)
     x = torch.rand(64, 3, 32, 32).to(memory_format=torch.channels_last)

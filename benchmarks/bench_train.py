@@ -27,8 +27,9 @@ from common import data_path, dense_units
 from cifake import devices
 from cifake.data import load_dataset, train_val_split
 from cifake.metrics import evaluate
-from cifake.models import Topology, build_model, resolve_topology
-from cifake.training import TrainConfig, fit, seed_everything
+from cifake.models import Topology, create_model, resolve_topology
+from cifake.training.config import TrainConfig
+from cifake.training.loop import fit, seed_everything
 
 
 def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, repeats: int,
@@ -41,7 +42,7 @@ def throughput(train, val, batch_size: int, bf16: bool, channels_last: bool, rep
         seed_everything(1)
         config = TrainConfig(epochs=epochs, patience=epochs, batch_size=batch_size, bf16=bf16,
                              channels_last=channels_last, device=device, compile=compile)
-        history = fit(build_model(topology), train, val, config, progress=False).history
+        history = fit(create_model(topology), train, val, config, progress=False).history
         rates.append(history[-1]["images_per_second"])
     return max(rates)
 
@@ -95,7 +96,7 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: | ---: |")
         for bf16 in (False, True):
             seed_everything(1)
-            model = build_model(topology)
+            model = create_model(topology)
             config = TrainConfig(epochs=5, bf16=bf16, device=args.device)  # default batch, channels_last
             result = fit(model, train, val, config, progress=False)
             metrics, _ = evaluate(model, data["test"])

@@ -32,11 +32,12 @@ import torch
 
 from cifake.data import load_dataset
 from cifake.devices import device_name, resolve_device
-from cifake.experiment import train_run
-from cifake.models import Topology, build_model
-from cifake.search import run_search
+from cifake.workflows.experiment import train_run
+from cifake.models import Topology, create_model
+from cifake.workflows.search import run_search
 from cifake.search.grid import PROFILES
-from cifake.training import TrainConfig, fit, seed_everything
+from cifake.training.config import TrainConfig
+from cifake.training.loop import fit, seed_everything
 from cifake.training.split import Split
 
 PAPER_TRAIN_IMAGES = 90_000  # the paper profile trains on the whole train split less a tenth for validation
@@ -92,7 +93,7 @@ def throughput(data, device: torch.device, images: int) -> dict:
     for name, config in settings.items():
         seed_everything(1)
         try:
-            history = fit(build_model("paper"), train, val, config, progress=False).history
+            history = fit(create_model("paper"), train, val, config, progress=False).history
             rates[name] = max(row["images_per_second"] for row in history[1:])
         except Exception as exc:  # a compile mode may not work on every stack; the check goes on
             rates[name] = f"failed: {type(exc).__name__}: {exc}"[:300]

@@ -15,8 +15,9 @@ from common import dense_units
 from torch.profiler import ProfilerActivity, profile
 
 from cifake.data.dataset import ImageSet
-from cifake.models import Topology, build_model
-from cifake.training import TrainConfig, fit
+from cifake.models import Topology, create_model
+from cifake.training.config import TrainConfig
+from cifake.training.loop import fit
 
 
 def random_images(n: int) -> ImageSet:
@@ -38,8 +39,8 @@ def main() -> None:
     topology = Topology(args.filters, args.conv_layers, dense_units(args.dense))
     train, val = random_images(args.steps * args.batch_size), random_images(args.batch_size)
     config = TrainConfig(epochs=1, batch_size=args.batch_size)
-    fit(build_model(topology), train, val, config, progress=False)  # warm-up: oneDNN primitives, the heap
-    model = build_model(topology)  # initialised outside the profile
+    fit(create_model(topology), train, val, config, progress=False)  # warm-up: oneDNN primitives, the heap
+    model = create_model(topology)  # initialised outside the profile
     with profile(activities=[ProfilerActivity.CPU]) as profiler:  # the epoch's fixed work (a copy of the weights,
         epoch = fit(model, train, val, config, progress=False).history[0]  # validation) is spread over the steps
     print(f"{topology.name}, batch {args.batch_size}, {args.threads} thread(s): "

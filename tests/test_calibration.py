@@ -7,7 +7,7 @@ import pytest
 
 from cifake import Detector
 from cifake.calibration import Decision, apply_temperature, calibration_error, choose_decision, fit_temperature
-from cifake.calibration.run import decision_outcomes
+from cifake.calibration.decision import decision_outcomes
 from cifake.models import load_model
 from cifake.models.inference import sigmoid
 from cifake.predict import bundled_model_dir
@@ -109,9 +109,9 @@ def test_calibrate_command_stores_what_predict_then_uses(learnable_zip, tmp_path
 
 def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, tmp_path):
     from cifake.data import load_dataset, train_val_split
-    from cifake.experiment import train_run, validation_split
+    from cifake.workflows.experiment import train_run, validation_split
     from cifake.models import Topology
-    from cifake.training import TrainConfig
+    from cifake.training.config import TrainConfig
     from cifake.training.split import Split
 
     data = load_dataset(learnable_zip, cache_root=tmp_path, progress=False)
@@ -128,15 +128,15 @@ def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, t
 def test_each_target_bounds_its_own_error_rate(learnable_zip, tmp_path):
     """Asymmetric targets on a model that cannot separate the labels: each target bounds its own error (swapping
     them would not), and the stored decision is the one recomputed here from the validation scores."""
-    from cifake.calibration.run import calibrate_run
+    from cifake.workflows.calibrate import calibrate_run
     from cifake.data import load_dataset
-    from cifake.experiment import validation_split
-    from cifake.models import build_model, save_model
+    from cifake.workflows.experiment import validation_split
+    from cifake.models import create_model, save_model
     from cifake.models.inference import predict_logits
 
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
-    run = save_model(build_model("paper"), tmp_path / "untrained", training={
+    run = save_model(create_model("paper"), tmp_path / "untrained", training={
         "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
     data = load_dataset(learnable_zip, progress=False)
     report = calibrate_run(run, data, max_real_flagged=0.02, max_fake_passed=0.3)
@@ -153,10 +153,10 @@ def test_each_target_bounds_its_own_error_rate(learnable_zip, tmp_path):
 
 
 def test_calibrate_command_takes_both_targets(learnable_zip, tmp_path):
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
 
     pytest.importorskip("torch").manual_seed(3)  # the same untrained model whatever ran before in this process
-    run = save_model(build_model("paper"), tmp_path / "untrained", training={
+    run = save_model(create_model("paper"), tmp_path / "untrained", training={
         "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
     report = json.loads(cli("calibrate", run, "--data", learnable_zip, "--max-real-flagged", "0.3",
                                "--max-fake-passed", "0.02", "--json", "-q").stdout)
@@ -242,11 +242,11 @@ def test_the_loosest_fake_threshold_lets_through_just_what_the_target_allows():
 
 
 def test_calibrate_run_defaults_and_the_files_it_writes(learnable_zip, tmp_path):
-    from cifake.calibration.run import calibrate_run
+    from cifake.workflows.calibrate import calibrate_run
     from cifake.data import load_dataset
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
 
-    run = save_model(build_model("paper"), tmp_path / "run", training={
+    run = save_model(create_model("paper"), tmp_path / "run", training={
         "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})
     report = calibrate_run(run, load_dataset(learnable_zip, progress=False))
     assert report["targets"] == {"max_real_flagged": 0.01, "max_fake_passed": 0.02}

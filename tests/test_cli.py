@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cifake.training.trainer import checkpoint_progress
+from cifake.training.checkpoint import checkpoint_progress
 from conftest import cli, flat, jpeg_bytes, synthetic_image, tree_files, write_zip
 
 
@@ -105,9 +105,9 @@ def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path)
 
 
 def test_explain_files_overlays_and_bad_file(tmp_path):
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
 
-    save_model(build_model("paper"), tmp_path / "run")
+    save_model(create_model("paper"), tmp_path / "run")
     good = tmp_path / "imgs" / "5 (3).jpg"
     good.parent.mkdir()
     good.write_bytes(jpeg_bytes(synthetic_image(0, 5)))
@@ -124,10 +124,10 @@ def test_explain_files_overlays_and_bad_file(tmp_path):
 def _untrained_run(folder):
     import torch
 
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
 
     torch.manual_seed(0)
-    return save_model(build_model("paper"), folder)
+    return save_model(create_model("paper"), folder)
 
 
 def test_evaluate_split_out_and_exclude_leaked(tmp_path):

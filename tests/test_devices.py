@@ -12,9 +12,9 @@ from safetensors.torch import load_file, save_file
 from cifake import devices
 from cifake.data import load_dataset
 from cifake.devices import DeviceUnavailable, resolve_device
-from cifake.experiment import train_run
+from cifake.workflows.experiment import train_run
 from cifake.models import Topology
-from cifake.training import TrainConfig
+from cifake.training.config import TrainConfig
 from cifake.training.split import Split
 from conftest import cli, flat
 
@@ -188,8 +188,9 @@ def test_the_onnx_backend_refuses_a_gpu(run, fake_gpus):
 
 def test_the_search_asks_ray_for_the_gpus_per_trial(learnable_zip, tmp_path):
     ray = pytest.importorskip("ray", reason="ray is in the dev extra; CI installs it")
-    from cifake.search import Budget, SearchSpace, run_search
-    from cifake.search.runner import _gpus_per_trial
+    from cifake.search.grid import Budget, SearchSpace
+    from cifake.workflows.search import run_search
+    from cifake.workflows.search import _gpus_per_trial
 
     data = load_dataset(learnable_zip, progress=False)
     space, budget = SearchSpace(filters=(4, 8), conv_layers=(1,)), Budget(epochs=1, patience=1, limit_per_label=60)

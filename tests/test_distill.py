@@ -12,11 +12,12 @@ from conftest import cli
 from safetensors.numpy import load_file
 
 from cifake.data import load_dataset
-from cifake.experiment import train_run
-from cifake.models import Topology, build_model, load_model, save_model
+from cifake.workflows.experiment import train_run
+from cifake.models import Topology, create_model, load_model, save_model
 from cifake.models.export import weights_digest
 from cifake.models.inference import predict_logits, sigmoid
-from cifake.training import TrainConfig, checkpoint_progress
+from cifake.training.config import TrainConfig
+from cifake.training.checkpoint import checkpoint_progress
 from cifake.training.distill import distilled_targets
 from cifake.training.split import Split
 
@@ -31,7 +32,7 @@ def data(learnable_zip, tmp_path):
 
 def _silent_teacher(folder):
     """A teacher with every weight zero: logit 0, P(REAL) = 0.5, for every image."""
-    model = build_model(TINY)
+    model = create_model(TINY)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
@@ -80,7 +81,7 @@ def test_a_teacher_that_trained_on_the_students_validation_images_is_refused(dat
     config = TrainConfig(epochs=1, seed=SEED, teacher=str(teacher), distill=0.5)
     with pytest.raises(ValueError, match=r"held out \(0.2, 100, 3\).*the student \(0.1, 100, 3\); a teacher must"):
         train_run(data, tmp_path / "student", TINY, config, Split(0.1, 100), progress=False, plots=False)
-    save_model(build_model(TINY), tmp_path / "unrecorded")
+    save_model(create_model(TINY), tmp_path / "unrecorded")
     config = TrainConfig(epochs=1, seed=SEED, teacher=str(tmp_path / "unrecorded"), distill=0.5)
     with pytest.raises(ValueError, match="does not record which images it held out"):
         train_run(data, tmp_path / "student", TINY, config, SPLIT, progress=False, plots=False)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cifake.explain import GradCam
-from cifake.models import (TOPOLOGIES, EnsembleCNN, ResNetTopology, build_model, count_parameters, load_model,
+from cifake.models import (EnsembleCNN, ResNetTopology, count_parameters, create_model, load_model, resolve_topology,
                            save_ensemble, save_model)
 from cifake.models.export import OnnxRunner, export_onnx
 from cifake.models.inference import predict_logits
@@ -23,7 +23,7 @@ SPLIT = {"split": {"val_fraction": 0.1, "limit_per_label": None, "train": 90, "v
 def trained_member(folder, seed: int, widths=(8, 16), training: dict | None = None):
     """A small residual model with random batch-norm statistics (so flips and members differ), saved to folder."""
     torch.manual_seed(seed)
-    model = build_model(ResNetTopology(widths=widths, blocks=1))
+    model = create_model(ResNetTopology(widths=widths, blocks=1))
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-1, 1)
@@ -157,6 +157,6 @@ def test_without_flips_copies_a_model_that_scores_one_view_with_the_same_weights
     with torch.no_grad():
         one_view, both = original.single_view(pixels).numpy(), original(pixels).numpy()
     assert np.array_equal(predict_logits(single, images), one_view) and not np.allclose(one_view, both)
-    save_model(build_model(TOPOLOGIES["paper"]), tmp_path / "cnn")
+    save_model(create_model(resolve_topology("paper")), tmp_path / "cnn")
     refused = subprocess.run([*tool, tmp_path / "cnn", tmp_path / "x"], capture_output=True, text=True)
     assert refused.returncode != 0 and "has no test-time flips" in refused.stderr

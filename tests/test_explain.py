@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cifake.explain import GradCam, centre_share, conv_layer_names, deletion_insertion, rank_correlation, region_table
-from cifake.models import Topology, build_model, save_model
+from cifake.models import Topology, create_model, save_model
 
 CORNERS = {"top-left": (slice(0, 8), slice(0, 8)), "top-right": (slice(0, 8), slice(24, 32)),
            "bottom-left": (slice(24, 32), slice(0, 8)), "bottom-right": (slice(24, 32), slice(24, 32))}
@@ -13,7 +13,7 @@ CORNERS = {"top-left": (slice(0, 8), slice(0, 8)), "top-right": (slice(0, 8), sl
 
 def brightness_model() -> torch.nn.Module:
     """Known by construction: bright pixels (above mid-grey) are the only evidence, and it is evidence for REAL."""
-    model = build_model(Topology(filters=1, conv_layers=1, dense=()))
+    model = create_model(Topology(filters=1, conv_layers=1, dense=()))
     with torch.no_grad():
         conv, head = model.features[0], model.head[1]
         conv.weight.fill_(1 / 27)  # mean of a 3x3x3 patch, pixels scaled to 0..1
@@ -52,7 +52,7 @@ def test_map_for_the_other_label_is_empty():
 
 def test_batching_and_repeats_do_not_change_maps():
     torch.manual_seed(3)
-    model = build_model("paper")
+    model = create_model("paper")
     images = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     one, _ = GradCam(model, batch_size=3)(images, "REAL")
     two, _ = GradCam(model, batch_size=256)(images, "REAL")
@@ -61,7 +61,7 @@ def test_batching_and_repeats_do_not_change_maps():
 
 
 def test_layers_can_be_chosen_and_bad_ones_are_refused():
-    model = build_model("paper")
+    model = create_model("paper")
     assert conv_layer_names(model) == ["features.0", "features.1", "features.3", "features.4"]
     images = patch_images()
     maps, _ = GradCam(model, layer="features.0")(images, np.array([1, 0, 1, 0]))
@@ -110,10 +110,10 @@ def test_deletion_beats_random_order_on_the_known_model():
 
 def test_explain_dataset_report(learnable_zip, tmp_path):
     from cifake.data import load_dataset
-    from cifake.explain.run import explain_dataset
+    from cifake.workflows.explain_report import explain_dataset
 
     torch.manual_seed(1)
-    save_model(build_model("paper"), tmp_path / "run")
+    save_model(create_model("paper"), tmp_path / "run")
     summary = explain_dataset(tmp_path / "run", load_dataset(learnable_zip, progress=False), tmp_path / "out",
                               sample_per_label=40, per_class=2)
     assert summary["images"] == 80 and summary["per_label"] == {"REAL": 40, "FAKE": 40}
@@ -127,7 +127,7 @@ def test_explain_dataset_report(learnable_zip, tmp_path):
 
 
 def test_claim_verdict_follows_the_numbers():
-    from cifake.explain.run import claim_verdict
+    from cifake.workflows.explain_report import claim_verdict
 
     table = lambda real, fake: {"REAL": {"all": real}, "FAKE": {"all": fake}}
     border = claim_verdict(table(0.15, 0.18))
@@ -140,10 +140,10 @@ def test_claim_verdict_follows_the_numbers():
 
 def test_gradcam_runs_on_the_residual_family():
     from cifake.explain.gradcam import GradCam
-    from cifake.models import build_model
+    from cifake.models import create_model
 
     torch.manual_seed(0)
-    model = build_model("resnet-s").eval()
+    model = create_model("resnet-s").eval()
     method = GradCam(model)
     assert method.layer_name == "features.2.2.out"  # the last residual block's output
     images = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
@@ -154,10 +154,10 @@ def test_gradcam_runs_on_the_residual_family():
 def test_randomisation_check_handles_bias_free_convolutions():
     from cifake.explain.analysis import randomisation_check
     from cifake.explain.gradcam import GradCam
-    from cifake.models import ResNetTopology, build_model
+    from cifake.models import ResNetTopology, create_model
 
     torch.manual_seed(0)
-    model = build_model(ResNetTopology(widths=(8, 16), blocks=1)).eval()
+    model = create_model(ResNetTopology(widths=(8, 16), blocks=1)).eval()
     images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     maps, targets = GradCam(model)(images, "REAL")
     result = randomisation_check(model, images, maps, targets, lambda m: GradCam(m))
@@ -172,7 +172,7 @@ def test_randomisation_check_randomises_a_copy_and_the_maps_follow():
     from cifake.explain.analysis import randomisation_check
 
     torch.manual_seed(0)
-    model = build_model(Topology(filters=8, conv_layers=2, dense=(16,))).eval()
+    model = create_model(Topology(filters=8, conv_layers=2, dense=(16,))).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = np.random.default_rng(2).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
     maps, targets = GradCam(model)(images, "predicted")

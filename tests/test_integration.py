@@ -8,10 +8,10 @@ import pytest
 
 from cifake.data import CIFAR10_CLASSES, decode_image
 from cifake.data.audit import audit
-from cifake.experiment import evaluate_run, train_run
-from cifake.explain.run import explain_dataset
-from cifake.models import TOPOLOGIES
-from cifake.training import TrainConfig
+from cifake.workflows.experiment import evaluate_run, train_run
+from cifake.workflows.explain_report import explain_dataset
+from cifake.models import resolve_topology
+from cifake.training.config import TrainConfig
 from cifake.training.split import Split
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("real_data")]  # one worker decodes the zips
@@ -56,7 +56,7 @@ def test_audit_finds_the_documented_duplicates(real, cifake_data):
 
 def test_paper_model_learns_real_cifake(real, cifake_data, tmp_path):
     config = TrainConfig(epochs=3)
-    result = train_run(real, tmp_path, TOPOLOGIES["paper"], config, Split(limit_per_label=3000), progress=False)
+    result = train_run(real, tmp_path, resolve_topology("paper"), config, Split(limit_per_label=3000), progress=False)
     assert result["test"]["n"] == 6000
     assert result["test"]["accuracy"] > 0.8
     no_leaks = evaluate_run(tmp_path, real, "test", exclude_leaked=True)

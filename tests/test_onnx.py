@@ -9,7 +9,8 @@ from safetensors.torch import load_file, save_file
 
 from cifake import Detector
 from cifake.models import load_model
-from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
+from cifake.models.export import OnnxRunner, export_onnx, weights_digest
+from cifake.runfolder import RunFolder
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.predict import bundled_model_dir
 from conftest import cli, synthetic_image
@@ -36,11 +37,11 @@ def test_exported_graph_matches_torch_at_any_batch_size(run):
 
 def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_path, monkeypatch):
     monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
-    export_onnx(run, run / ONNX_NAME)
+    export_onnx(run, run / RunFolder.ONNX)
     images = [synthetic_image(n % 2, n) for n in range(20)]
     by_torch = Detector.load(run, backend="torch")
     by_onnx = Detector.load(run, backend="onnx")
-    assert by_torch.backend == "torch" and by_onnx.backend == "onnx" and by_onnx.onnx.path == run / ONNX_NAME
+    assert by_torch.backend == "torch" and by_onnx.backend == "onnx" and by_onnx.onnx.path == run / RunFolder.ONNX
     a = np.array([p.prob_fake for p in by_torch.predict(images)])
     b = np.array([p.prob_fake for p in by_onnx.predict(images)])
     assert np.abs(a - b).max() < 1e-5
@@ -57,7 +58,7 @@ def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_pat
     assert np.abs(expected - a).max() > 1e-3
     broken = tmp_path / "broken"
     shutil.copytree(run, broken)
-    (broken / ONNX_NAME).write_bytes(b"not an onnx graph")
+    (broken / RunFolder.ONNX).write_bytes(b"not an onnx graph")
     assert Detector.load(broken, backend="onnx").onnx.path.parent == tmp_path / "cache" / "onnx"
     with pytest.raises(ValueError, match="backend"):
         Detector.load(run, backend="tpu")
@@ -85,10 +86,10 @@ def test_onnx_parity_on_1000_real_test_images(real_data, run):
 
 
 def test_residual_model_exports_with_its_test_time_flips(tmp_path):
-    from cifake.models import ResNetTopology, build_model, save_model
+    from cifake.models import ResNetTopology, create_model, save_model
 
     torch.manual_seed(0)
-    model = build_model(ResNetTopology(widths=(8, 16), blocks=1))
+    model = create_model(ResNetTopology(widths=(8, 16), blocks=1))
     model.train()
     model(torch.rand(16, 3, 32, 32) * 255)  # batch-norm statistics away from their start
     save_model(model.eval(), tmp_path)

@@ -207,11 +207,11 @@ def test_arrays_of_every_accepted_shape_and_their_refusals(detector):
 def test_a_run_folder_detector_is_named_after_it_and_takes_options(tmp_path):
     import torch
 
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
     from cifake.models.export import weights_digest
 
     torch.manual_seed(0)
-    run = save_model(build_model("paper"), tmp_path / "my-run")
+    run = save_model(create_model("paper"), tmp_path / "my-run")
     loaded = Detector.load(run, backend="torch", max_pixels=50, batch_size=7)
     assert loaded.model_id == f"my-run-{loaded.model.topology.name}-{weights_digest(run)[:12]}"
     assert loaded.max_pixels == 50 and loaded.batch_size == 7 and loaded.backend == "torch"

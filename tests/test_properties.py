@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cifake.calibration import Decision, choose_decision
-from cifake.calibration.run import decision_outcomes
+from cifake.calibration.decision import decision_outcomes
 from cifake.data import decode_image
 from cifake.data.sources import CIFAR10_CLASSES, cifake_file_name, cifar_class
 from cifake.generate.plan import cifar_index, job_file_name

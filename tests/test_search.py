@@ -14,12 +14,14 @@ import pytest
 from cifake.data import load_dataset
 from cifake.models import Topology
 from cifake.report import csv_table, markdown_table
-from cifake.search import Budget, SearchSpace, run_search, search_status
-from cifake.search.runner import SearchInterrupted, estimated_cost, training_work
+from cifake.search.grid import Budget, SearchSpace
+from cifake.workflows.search import run_search
+from cifake.search.status import search_status
+from cifake.workflows.search import SearchInterrupted, estimated_cost, training_work
 from cifake.search.status import TrialStatus, seconds_left, union_seconds
 from cifake.search.tables import paper_best_accuracy, paper_value, stage1_rows, stage2_rows, within
-from cifake.search.trial import TrialPlan, result_path, run_trial
-from conftest import REPO, cli, flat
+from cifake.workflows.search_trial import TrialPlan, result_path, run_trial
+from conftest import cli, flat
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
 BUDGET = Budget(epochs=2, patience=2, limit_per_label=200)
@@ -145,7 +147,7 @@ def test_ctrl_c_ends_a_search_with_how_to_resume_not_a_traceback(learnable_zip, 
 def test_a_stage_runs_longest_first_and_notices_trials_that_did_not_finish(learnable_zip, tmp_path, monkeypatch):
     # Trials that write no result, as when Ray Tune returns normally after a signal stopped it.
     started = []
-    monkeypatch.setattr("cifake.search.runner.run_trial", lambda topology, *args: started.append(topology.filters))
+    monkeypatch.setattr("cifake.workflows.search.run_trial", lambda topology, *args: started.append(topology.filters))
     space = SearchSpace(filters=(4, 16, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
     with pytest.raises(SearchInterrupted, match="3 trial.s. did not finish .*run the same command again"):
         _search(learnable_zip, tmp_path, space, BUDGET, use_ray=False, progress=False)
@@ -158,8 +160,8 @@ def test_longest_first_follows_the_precision_trials_train_in(learnable_zip, tmp_
                                                               order):
     """In fp32 the multiply-adds of a second conv layer outweigh twice the filters of one (estimated_cost)."""
     started = []
-    monkeypatch.setattr("cifake.search.runner.run_trial", lambda topology, *args: started.append(topology.name))
-    monkeypatch.setattr("cifake.search.runner.trains_on_matrix_units", lambda device: matrix_units)
+    monkeypatch.setattr("cifake.workflows.search.run_trial", lambda topology, *args: started.append(topology.name))
+    monkeypatch.setattr("cifake.workflows.search.trains_on_matrix_units", lambda device: matrix_units)
     space = SearchSpace(filters=(64, 128), conv_layers=(1, 2), dense_units=(8,), dense_layers=(1,))
     with pytest.raises(SearchInterrupted):
         _search(learnable_zip, tmp_path, space, BUDGET, use_ray=False, progress=False)
@@ -168,7 +170,7 @@ def test_longest_first_follows_the_precision_trials_train_in(learnable_zip, tmp_
 
 def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_path, monkeypatch):
     with monkeypatch.context() as patched:  # a search whose trials never finish: every trial waits
-        patched.setattr("cifake.search.runner.run_trial", lambda *args: None)
+        patched.setattr("cifake.workflows.search.run_trial", lambda *args: None)
         with pytest.raises(SearchInterrupted):
             _search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)
     status = search_status(tmp_path)
@@ -205,49 +207,9 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
         assert f"{trial.best_val_loss:.4f}" in shown.stdout and f"{trial.test_accuracy:.4f}" in shown.stdout
 
 
-def test_status_accuracy_measures_each_estimate_against_the_end_of_what_it_covered(learnable_zip, tmp_path):
-    """benchmarks/status_accuracy.py: a sample taken while the heads waited is measured to stage 1's last epoch,
-    one taken after to the search's; samples with nothing to estimate from, or nothing left, are left out."""
-    _search(learnable_zip, tmp_path / "search", TINY, BUDGET, use_ray=False, progress=False)
-    status = search_status(tmp_path / "search")
-    last_of = {stage: max((span for t in status.trials if t.stage == stage for span in t.epoch_spans),
-                          key=lambda span: span[1]) for stage in (1, 2)}
-    stage1_end, search_end = last_of[1][1], last_of[2][1]
-    # halfway through the last epoch of each stage (trials one after another: no other epoch runs then)
-    left = {stage: (end - start) / 2 for stage, (start, end) in last_of.items()}
-    samples = [{"time": stage1_end - left[1], "finished": 1, "total": 3, "heads_waiting": 1,
-                "estimated_seconds_left": 1.5 * left[1], "wall_seconds": 5},
-               {"time": search_end - left[2], "finished": 2, "total": 3, "heads_waiting": 0,
-                "estimated_seconds_left": 0.5 * left[2], "wall_seconds": 9},
-               {"time": stage1_end - 99, "finished": 0, "total": 3, "heads_waiting": 1,
-                "estimated_seconds_left": 0, "wall_seconds": 0},
-               {"time": search_end + 1, "finished": 3, "total": 3, "heads_waiting": 0,
-                "estimated_seconds_left": 0, "wall_seconds": 12}]
-    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(sample) + "\n" for sample in samples))
-    shown = subprocess.run([sys.executable, str(REPO / "benchmarks" / "status_accuracy.py"), "report",
-                            str(tmp_path / "search"), "--samples", str(tmp_path / "samples.jsonl"), "--json",
-                            ], capture_output=True, text=True, timeout=120, check=True)
-    rows = json.loads(shown.stdout)
-    assert [(row["covers"], row["error_percent"]) for row in rows] == [("stage 1", 50.0), ("all", -50.0)]
-
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from status_accuracy import as_of, fit_fp32_weight  # what search-status would have read at an earlier moment
-
-    first_end = min(end for t in status.trials for _, end in t.epoch_spans)
-    assert as_of(status, first_end - 1e-3) is None
-    at_end = as_of(status, search_end)
-    assert [(t.name, t.state, t.epochs) for t in at_end] == [(t.name, t.state, t.epochs) for t in status.trials]
-    before_heads = as_of(status, stage1_end - 1e-3)
-    assert all(t.stage == 1 for t in before_heads) and any(t.state == "started" for t in before_heads)
-
-    weight, trials = fit_fp32_weight(tmp_path / "search")  # the fp32 cost's weight: a scale fitted on the logarithm
-    assert 0 < weight < 0.1 and [name for name, _, _ in trials] == [t.name for t in TINY.stage1()]
-    assert np.prod([predicted / real for _, real, predicted in trials]) == pytest.approx(1.0)
-
-
 def test_the_cost_counts_multiply_adds_where_trials_train_in_fp32():
     """With bf16 matrix units the memory traffic of wide layers dominates; in fp32 the multiply-adds do, so a
-    2-layer 64-filter extractor outweighs a 1-layer 128-filter one (benchmarks/status_accuracy.py fit measures it)."""
+    2-layer 64-filter extractor outweighs a 1-layer 128-filter one."""
     wide, deep = Topology(128, 1, ()), Topology(64, 2, ())
     assert estimated_cost(wide) > estimated_cost(deep)
     assert estimated_cost(wide, matrix_units=False) < estimated_cost(deep, matrix_units=False)

@@ -233,12 +233,12 @@ def test_live_server_options_bad_inputs_and_concurrent_load(server):
 
 @pytest.mark.e2e
 def test_serve_with_a_run_folder_model_and_a_bad_one(tmp_path):
-    from cifake.models import build_model, save_model
+    from cifake.models import create_model, save_model
 
     import torch
 
     torch.manual_seed(0)
-    run = save_model(build_model("paper"), tmp_path / "my-run")
+    run = save_model(create_model("paper"), tmp_path / "my-run")
     bad = subprocess.run([sys.executable, "-m", "cifake", "serve", "--model", str(tmp_path / "missing")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing" in bad.stderr

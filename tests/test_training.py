@@ -4,9 +4,11 @@ import torch
 
 from cifake.data import load_dataset, train_val_split
 from cifake.metrics import compute_metrics
-from cifake.models import build_model
+from cifake.models import create_model
 from cifake.models.inference import predict_logits
-from cifake.training import CHECKPOINT, TrainConfig, fit, seed_everything
+from cifake.runfolder import RunFolder
+from cifake.training.config import TrainConfig
+from cifake.training.loop import fit, seed_everything
 from cifake.training.config import RESUME_KEYS
 
 
@@ -19,7 +21,7 @@ def splits(learnable_zip, tmp_path_factory):
 
 def _fit(splits, epochs=3, run_dir=None, resume=False, **overrides):
     seed_everything(1)
-    model = build_model("paper")
+    model = create_model("paper")
     config = TrainConfig(epochs=epochs, batch_size=32, patience=5, **overrides)
     result = fit(model, splits[0], splits[1], config, run_dir, resume=resume, progress=False)
     return model, result
@@ -52,7 +54,7 @@ def test_fp32_nchw_path_also_trains(splits):
 def test_resume_continues_exactly_where_the_checkpoint_left(splits, tmp_path):
     whole, whole_result = _fit(splits, epochs=3)
     _fit(splits, epochs=1, run_dir=tmp_path)  # "killed" after its first epoch
-    assert (tmp_path / CHECKPOINT).is_file()
+    assert RunFolder(tmp_path).checkpoint.is_file()
     resumed, resumed_result = _fit(splits, epochs=3, run_dir=tmp_path, resume=True)
     assert resumed_result.resumed_from_epoch == 1 and len(resumed_result.history) == 3
     assert [r["val_loss"] for r in resumed_result.history] == [r["val_loss"] for r in whole_result.history]
@@ -65,7 +67,7 @@ def test_a_finished_run_can_be_extended_with_more_epochs_and_patience(splits, tm
     flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)  # stops early at patience 1
     def run(epochs, patience):
         seed_everything(1)
-        return fit(build_model("paper"), train, flipped, TrainConfig(epochs=epochs, patience=patience), tmp_path,
+        return fit(create_model("paper"), train, flipped, TrainConfig(epochs=epochs, patience=patience), tmp_path,
                    resume=True, progress=False)
     first = run(epochs=4, patience=1)
     assert first.stopped_early and len(first.history) == 2
@@ -77,7 +79,7 @@ def test_resume_refuses_changed_settings(splits, tmp_path):
     _fit(splits, epochs=1, run_dir=tmp_path)
     with pytest.raises(ValueError, match="batch_size"):
         seed_everything(1)
-        fit(build_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64), tmp_path, resume=True,
+        fit(create_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64), tmp_path, resume=True,
             progress=False)
     with pytest.raises(ValueError, match="flip"):
         _fit(splits, epochs=2, run_dir=tmp_path, resume=True, flip=True)
@@ -87,7 +89,7 @@ def test_early_stopping_restores_the_best_weights(splits):
     train, val, _ = splits
     flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)  # learning hurts it
     seed_everything(1)
-    model = build_model("paper")
+    model = create_model("paper")
     result = fit(model, train, flipped, TrainConfig(epochs=10, patience=2), progress=False)
     assert result.stopped_early and len(result.history) < 10
     best = min(result.history, key=lambda row: row["val_loss"])
@@ -99,13 +101,13 @@ def test_early_stopping_restores_the_best_weights(splits):
 
 
 def test_onecycle_rises_then_falls_to_zero():
-    from cifake.training.trainer import _learning_rate
+    from cifake.training.loop import learning_rate
 
     config = TrainConfig(epochs=4, learning_rate=0.01, schedule="onecycle", warmup_epochs=1)
-    rates = [_learning_rate(config, step, 10) for step in range(40)]
+    rates = [learning_rate(config, step, 10) for step in range(40)]
     assert rates[0] == pytest.approx(0.001) and rates[9] == pytest.approx(0.01) and max(rates) == pytest.approx(0.01)
     assert all(a >= b for a, b in zip(rates[9:], rates[10:])) and rates[-1] == pytest.approx(0.01 / 30)
-    assert _learning_rate(TrainConfig(learning_rate=0.01), 7, 10) == 0.01
+    assert learning_rate(TrainConfig(learning_rate=0.01), 7, 10) == 0.01
 
 
 class _Killed(Exception):
@@ -116,28 +118,28 @@ def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
     """SGD, one-cycle, label smoothing, weight averaging, flips and degradations: a run killed after its first
     epoch and resumed ends exactly where an unbroken run does."""
     from cifake.models import ResNetTopology
-    from cifake.training import trainer
+    from cifake.training.checkpoint import TrainState
 
     recipe = TrainConfig(epochs=3, batch_size=32, patience=5, optimizer="sgd", learning_rate=0.02, weight_decay=5e-4,
                          schedule="onecycle", warmup_epochs=0.5, label_smoothing=0.1, ema=0.9, flip=True, degrade=0.2)
 
     def run(run_dir=None, resume=False, config=recipe):
         seed_everything(1)
-        model = build_model(ResNetTopology(widths=(8, 16), blocks=1))
+        model = create_model(ResNetTopology(widths=(8, 16), blocks=1))
         return model, fit(model, splits[0], splits[1], config, run_dir, resume=resume, progress=False)
 
     whole, whole_result = run()
     assert whole_result.history[-1]["val_accuracy"] > 0.8
-    save = trainer._save_checkpoint
+    save = TrainState.save
 
     def save_then_die(*args, **kwargs):
         save(*args, **kwargs)
         raise _Killed
 
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(TrainState, "save", save_then_die)
     with pytest.raises(_Killed):
         run(tmp_path)
-    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    monkeypatch.setattr(TrainState, "save", save)
     resumed, resumed_result = run(tmp_path, resume=True)
     assert resumed_result.resumed_from_epoch == 1
     assert [r["val_loss"] for r in resumed_result.history] == [r["val_loss"] for r in whole_result.history]
@@ -150,7 +152,7 @@ def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
 # --- the wiring a planted bug would break: shuffling, degradations, the weights kept with EMA --------------
 
 def test_every_epoch_has_a_shuffle_of_its_own():
-    from cifake.training.trainer import epoch_order
+    from cifake.training.augment import epoch_order
 
     first = epoch_order(500, seed=1, epoch=1)
     assert sorted(first.tolist()) == list(range(500))
@@ -166,7 +168,7 @@ def _uint8_batch(n=16):
 
 
 def test_training_input_without_options_is_the_pixels_as_floats():
-    from cifake.training.trainer import training_input
+    from cifake.training.augment import training_input
 
     batch = _uint8_batch()
     x = training_input(batch, TrainConfig(), epoch=1, batch_number=0)
@@ -175,7 +177,7 @@ def test_training_input_without_options_is_the_pixels_as_floats():
 
 
 def test_degradations_change_the_images_and_are_drawn_afresh_every_epoch():
-    from cifake.training.trainer import training_input
+    from cifake.training.augment import training_input
 
     batch, config = _uint8_batch(), TrainConfig(degrade=1.0)
     plain = batch.permute(0, 3, 1, 2).float()
@@ -189,7 +191,7 @@ def test_degradations_change_the_images_and_are_drawn_afresh_every_epoch():
 
 
 def test_shifts_move_each_image_by_whole_pixels_with_a_reflected_border_drawn_afresh_every_epoch():
-    from cifake.training.trainer import training_input
+    from cifake.training.augment import training_input
 
     batch, config = _uint8_batch(64), TrainConfig(translate=2)
     padded = np.pad(batch.numpy(), ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
@@ -209,7 +211,7 @@ def test_shifts_move_each_image_by_whole_pixels_with_a_reflected_border_drawn_af
 
 
 def test_flips_mirror_a_seeded_half_that_changes_every_epoch():
-    from cifake.training.trainer import training_input
+    from cifake.training.augment import training_input
 
     batch, config = _uint8_batch(64), TrainConfig(flip=True)
     plain = batch.permute(0, 3, 1, 2).float()
@@ -224,7 +226,7 @@ def test_with_ema_the_kept_weights_are_the_averaged_ones_that_were_validated(spl
     """The model returned (and saved) is the one whose validation loss picked the best epoch: with EMA, the average."""
     train, val, _ = splits
     seed_everything(1)
-    model = build_model("paper")
+    model = create_model("paper")
     result = fit(model, train, val, TrainConfig(epochs=2, batch_size=32, patience=5, ema=0.9), progress=False)
     logits = torch.from_numpy(predict_logits(model, val.images))
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(val.labels.astype(np.float32)))
@@ -249,11 +251,11 @@ def test_history_rows_record_losses_and_times_that_add_up(splits):
 
 
 def test_weight_average_starts_with_a_short_memory_and_copies_counters():
-    from cifake.training.trainer import _Ema
+    from cifake.training.ema import Ema
 
     model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     torch.nn.init.constant_(model[0].weight, 0.0)
-    average = _Ema(model, decay=0.9)
+    average = Ema(model, decay=0.9)
     assert not any(p.requires_grad for p in average.model.parameters()) and not average.model.training
     with torch.no_grad():
         model[0].weight.fill_(1.0)
@@ -292,28 +294,32 @@ def test_errors_name_the_allowed_values():
 
 def test_optimizers_are_built_as_configured():
     from cifake.models import Topology
-    from cifake.training.trainer import _make_optimizer
+    from cifake.training.loop import make_optimizer
 
-    model, cpu = build_model(Topology(4, 1, ())), torch.device("cpu")
-    sgd = _make_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.1, weight_decay=0.01), cpu)
+    model, cpu = create_model(Topology(4, 1, ())), torch.device("cpu")
+    sgd = make_optimizer(model, TrainConfig(optimizer="sgd", learning_rate=0.1, weight_decay=0.01), cpu)
     assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
     assert sgd.defaults["lr"] == 0.1 and sgd.defaults["weight_decay"] == 0.01
-    adamw = _make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05), cpu)
+    adamw = make_optimizer(model, TrainConfig(optimizer="adamw", learning_rate=0.003, weight_decay=0.05), cpu)
     assert type(adamw) is torch.optim.AdamW and adamw.defaults["fused"] is True
     assert adamw.defaults["lr"] == 0.003 and adamw.defaults["weight_decay"] == 0.05
-    adam = _make_optimizer(model, TrainConfig(), cpu)
+    adam = make_optimizer(model, TrainConfig(), cpu)
     assert type(adam) is torch.optim.Adam and adam.defaults["fused"] and adam.defaults["lr"] == 1e-3
 
 
 def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):
-    from cifake.training.trainer import _load_checkpoint, _make_optimizer
+    from cifake.training.checkpoint import TrainResult, TrainState
+    from cifake.training.loop import Step
 
     _fit(splits, epochs=1, run_dir=tmp_path)
     config = TrainConfig(epochs=2, batch_size=32, patience=5)
-    model = build_model("paper").to(memory_format=torch.channels_last)
-    optimizer = _make_optimizer(model, config, torch.device("cpu"))
-    result, best, since_best = _load_checkpoint(tmp_path, model, optimizer, config, torch.device("cpu"))
-    assert len(result.history) == 1 and result.resumed_from_epoch == 1 and since_best == 0 and best
+    model = create_model("paper").to(memory_format=torch.channels_last)
+    step = Step(model, config, torch.device("cpu"))
+    optimizer = step.optimizer
+    state = TrainState(model, optimizer, step.scaler, None, TrainResult())
+    state.restore(RunFolder(tmp_path), config, torch.device("cpu"), "labels")
+    assert len(state.result.history) == 1 and state.result.resumed_from_epoch == 1 and state.since_best == 0
+    assert state.best_state
     conv = model.features[0].weight
     assert not conv.is_contiguous() and conv.is_contiguous(memory_format=torch.channels_last)
     for param, state in optimizer.state.items():
@@ -321,7 +327,7 @@ def test_resumed_moments_keep_their_parameters_memory_layout(splits, tmp_path):
 
 
 def test_a_run_folder_with_a_checkpoint_starts_afresh_unless_resumed(splits, tmp_path):
-    from cifake.training.trainer import checkpoint_progress
+    from cifake.training.checkpoint import checkpoint_progress
 
     nested = tmp_path / "a" / "b"  # folders are made as needed
     assert checkpoint_progress(nested) is None
@@ -329,7 +335,7 @@ def test_a_run_folder_with_a_checkpoint_starts_afresh_unless_resumed(splits, tmp
     saved = checkpoint_progress(nested)
     assert len(saved.history) == 1 and saved.best_epoch == 1 and saved.history[0]["epoch"] == 1
     seed_everything(1)
-    fresh = fit(build_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=32), nested,
+    fresh = fit(create_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=32), nested,
                 progress=False)  # resume not asked for: a new run, not a continuation
     assert fresh.resumed_from_epoch == 0 and len(fresh.history) == 2
 

@@ -19,8 +19,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cifake.training.memory import ONE_ARENA
-
+# glibc gives each thread but the main one an arena of its own, whose heaps hold 64 MiB at most, and maps a larger
+# allocation there afresh (unmapping it when freed) whatever mallopt says (cifake.training.memory). Ray Tune runs a
+# trial's training in a second thread, so the gradient of a 4096x4096 weight was page-faulted in on every step: the
+# largest dense head's fp32 step took 432 ms there against 332 on a main thread and 346 in a second thread with one
+# arena (`benchmarks/bench_step.py --runners main,thread,thread-one-arena`, AVX2 CPU). glibc reads this once, when a
+# process starts, so it goes into the environment of Ray's workers.
+ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_PORTS = {"ray": 10001, "gcs": 6379}  # Ray Client's port, the head's GCS port
 

@@ -75,3 +75,17 @@ def _highest_threshold_passing_at_most(fake_sorted: np.ndarray, rate: float) -> 
     """Largest t with mean(fake < t) <= rate: the (k+1)-th smallest FAKE score, k = floor(rate * n)."""
     allowed = int(np.floor(rate * len(fake_sorted)))
     return float(fake_sorted[min(allowed, len(fake_sorted) - 1)])
+
+
+def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decision) -> dict:
+    """How a decision fares: unsure share, real photos flagged FAKE, FAKE passed as REAL, accuracy of the rest."""
+    verdicts = decision.verdicts(prob_fake)
+    real, fake, decided = labels == 1, labels == 0, verdicts != UNSURE
+    right = ((verdicts == "REAL") & real) | ((verdicts == "FAKE") & fake)
+    return {
+        "images": int(len(labels)),
+        "unsure": float(np.mean(~decided)),
+        "real_flagged_fake": float(np.mean(verdicts[real] == "FAKE")) if real.any() else None,
+        "fake_passed_real": float(np.mean(verdicts[fake] == "REAL")) if fake.any() else None,
+        "accuracy_when_decided": float(right[decided].mean()) if decided.any() else None,
+    }

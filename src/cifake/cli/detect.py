@@ -81,7 +81,7 @@ def _predictions(detector, files, threshold, explain_dir, ray_address, model, ac
 
         return predict_on_ray(files, ray_address, str(model) if model else None, detector.backend, threshold, actors)
     if explain_dir:
-        from cifake.explain.run import explain_files  # here: captum and matplotlib cost 1.1 s of start-up
+        from cifake.workflows.explain_report import explain_files  # here: captum and matplotlib cost 1.1 s of start-up
 
         return explain_files(detector, files, explain_dir, threshold=threshold).predictions
     return detector.iter_predict(files, threshold)
@@ -123,7 +123,7 @@ def explain(
     quiet: Quiet = False,
 ) -> None:
     """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
-    from cifake.explain.run import explain_dataset, explain_files
+    from cifake.workflows.explain_report import explain_dataset, explain_files
     from cifake.predict import expand_paths
 
     if bool(images) == bool(data):

@@ -43,7 +43,7 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """The study's search: 12 feature extractors, then dense heads on the best; resumable, Ray-distributed."""
-    from cifake.search.runner import run_search
+    from cifake.workflows.search import run_search
     from cifake.search.tables import stage1_rows, within
 
     chosen = PROFILES[value(profile)]
@@ -115,7 +115,7 @@ def reproduce(
     quiet: Quiet = False,
 ) -> None:
     """The whole study: audit, search, best model on test (with and without leaks), Grad-CAM, one report."""
-    from cifake.reproduce import reproduce as run_reproduce
+    from cifake.workflows.reproduce import reproduce as run_reproduce
 
     use_device(device)  # evaluation and Grad-CAM run here; under Ray each trial finds the device it was given
     result = run_reproduce(load(data, None, quiet), out, value(profile), use_ray=ray, ray_address=ray_address,

@@ -78,11 +78,12 @@ def train(
 ) -> None:
     """Train a CNN of the study's family (or the residual CNN), then evaluate it on validation and test."""
     from cifake.devices import cpu_threads
-    from cifake.experiment import train_run
+    from cifake.workflows.experiment import train_run
     from cifake.models import resolve_topology
     from cifake.training.split import Split
 
-    spec = resolve_topology(topology or recipe_topology, filters, conv_layers, _parse_dense(dense))
+    spec = resolve_topology(topology or recipe_topology, filters=filters, conv_layers=conv_layers,
+                            dense=_parse_dense(dense))
     split = Split(val_fraction, limit)
     with cpu_threads(config.threads):  # here already, so the device line names the threads the run uses
         use_device(config.device)
@@ -122,7 +123,7 @@ def evaluate(
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a trained model on a split: the study's metrics (REAL positive) and more."""
-    from cifake.experiment import evaluate_run
+    from cifake.workflows.experiment import evaluate_run
 
     device = use_device(device)
     metrics = evaluate_run(run_dir, load(data, cache, quiet), split, exclude_leaked, out, device)
@@ -147,7 +148,7 @@ def calibrate(
     quiet: Quiet = False,
 ) -> None:
     """Fit temperature scaling and REAL / UNSURE / FAKE thresholds on validation; store them in config.json."""
-    from cifake.calibration.run import calibrate_run
+    from cifake.workflows.calibrate import calibrate_run
 
     device = use_device(device)
     report = calibrate_run(run_dir, load(data, cache, quiet), max_real_flagged, max_fake_passed, device)
@@ -187,7 +188,7 @@ def robustness(
     quiet: Quiet = False,
 ) -> None:
     """Accuracy and ROC-AUC under JPEG re-compression, down-then-up scaling, blur and noise."""
-    from cifake.robustness import evaluate_robustness
+    from cifake.workflows.robustness import evaluate_robustness
 
     folder = out or run_dir / "robustness"
     conditions = [value(c) for c in condition] if condition else None

@@ -1,14 +1,17 @@
-"""Model families (the study's CNN; a residual CNN beyond it; ensembles of either), built from a topology,
-saved as safetensors + JSON."""
+"""Model families (the study's CNN; a residual CNN beyond it; ensembles of either), one family per file, each
+registered by name (cifake.models.registry); saved as safetensors + JSON. Importing this package registers every
+family: a new one is a file here and a line below."""
 
-from cifake.models.cnn import (TOPOLOGIES, CifakeCNN, Topology, build_model, count_parameters, resolve_topology,
-                               topology_from_dict)
+from cifake.models import cnn, resnet, ensemble  # noqa: F401, I001  (each registers its family; this order is --help's)
+from cifake.models.cnn import CifakeCNN, Topology
 from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
 from cifake.models.io import load_model, save_ensemble, save_model
+from cifake.models.registry import (count_parameters, create_model, list_models, register_family, register_model,
+                                    resolve_topology, topology_from_dict)
 from cifake.models.resnet import ResidualCNN, ResNetTopology
 
 __all__ = [
-    "TOPOLOGIES", "CifakeCNN", "EnsembleCNN", "EnsembleTopology", "ResNetTopology", "ResidualCNN", "Topology",
-    "build_model", "count_parameters", "load_model", "resolve_topology", "save_ensemble", "save_model",
-    "topology_from_dict",
+    "CifakeCNN", "EnsembleCNN", "EnsembleTopology", "ResNetTopology", "ResidualCNN", "Topology", "count_parameters",
+    "create_model", "list_models", "load_model", "register_family", "register_model", "resolve_topology",
+    "save_ensemble", "save_model", "topology_from_dict",
 ]

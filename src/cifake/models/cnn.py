@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
-from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
-from cifake.models.resnet import ResidualCNN, ResNetTopology
+from cifake.models.registry import register_family, register_model
 
 
 def feature_size(size: int, conv_layers: int) -> int:
@@ -50,41 +49,6 @@ class Topology:
     @classmethod
     def from_dict(cls, values: dict) -> Topology:
         return cls(**values)
-
-
-TOPOLOGIES: dict[str, Topology | ResNetTopology] = {
-    # The study's chosen model: two conv layers of 32 filters and one dense layer of 64 units.
-    "paper": Topology(filters=32, conv_layers=2, dense=(64,)),
-    # Beyond the study: residual CNNs with batch norm, a high-pass input branch and test-time flips.
-    "resnet-s": ResNetTopology(widths=(16, 32, 64), blocks=1),
-    "resnet": ResNetTopology(widths=(32, 64, 128), blocks=1),
-    "resnet-l": ResNetTopology(widths=(64, 128, 256), blocks=1),
-    # The bundled detector's two members: four stages, 16 channels at full resolution. Scores 2.5x as fast as
-    # `resnet` on onnxruntime (5,188 against 2,075 images/s without flips, 2 cores: benchmarks/bench_topologies.py), as
-    # accurate on a short robust-training budget (benchmarks/robust_candidates.py, docs/detect.md).
-    "resnet4": ResNetTopology(widths=(16, 32, 64, 128), blocks=1),
-    # Two residual blocks per stage and no test-time flips: more capacity at less scoring cost than `resnet4`
-    # with flips (4,047 against 3,380 images/s, benchmarks/bench_topologies.py). A full robust run was no more
-    # accurate than `resnet4` and trains 1.5-1.7x slower (docs/detect.md), so it is not the bundle.
-    "resnet4-b2": ResNetTopology(widths=(16, 32, 64, 128), blocks=2, flip_tta=False),
-}
-
-
-def resolve_topology(name: str | None = None, filters: int | None = None, conv_layers: int | None = None,
-                     dense: tuple[int, ...] | None = None) -> Topology | ResNetTopology:
-    """A named topology, with any explicitly given field overriding it (default: ``paper``)."""
-    if name is not None and name not in TOPOLOGIES:
-        raise ValueError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
-    base = TOPOLOGIES[name or "paper"]
-    if isinstance(base, ResNetTopology):
-        if (filters, conv_layers, dense) != (None, None, None):
-            raise ValueError(f"--filters, --conv-layers and --dense shape the study's CNN, not {name!r}")
-        return base
-    return Topology(
-        filters=base.filters if filters is None else filters,
-        conv_layers=base.conv_layers if conv_layers is None else conv_layers,
-        dense=base.dense if dense is None else tuple(dense),
-    )
 
 
 class _FlattenGradientInInputFormat(torch.autograd.Function):
@@ -142,6 +106,11 @@ class CifakeCNN(nn.Module):
         self.head = nn.Sequential(*head)
         self.reset_parameters()
 
+    def normalise_with(self, mean: float, std: float) -> None:
+        """Set the pixel normalisation a saved config records."""
+        self.mean.fill_(mean)
+        self.std.fill_(std)
+
     def reset_parameters(self) -> None:
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -165,28 +134,6 @@ class CifakeCNN(nn.Module):
         return x
 
 
-Model = CifakeCNN | ResidualCNN | EnsembleCNN
-
-
-def build_model(topology: Topology | ResNetTopology | EnsembleTopology | str = "paper") -> Model:
-    """A freshly initialised model (call torch.manual_seed first for reproducible weights)."""
-    topology = resolve_topology(topology) if isinstance(topology, str) else topology
-    if isinstance(topology, EnsembleTopology):
-        return EnsembleCNN(topology, [build_model(member) for member in topology.members])
-    return ResidualCNN(topology) if isinstance(topology, ResNetTopology) else CifakeCNN(topology)
-
-
-def topology_from_dict(values: dict) -> Topology | ResNetTopology | EnsembleTopology:
-    """The topology a model config describes (configs without a family are the study's CNN)."""
-    if values.get("family") == "ensemble":
-        members = values.get("members")
-        if not isinstance(members, list) or not all(isinstance(member, dict) for member in members):
-            raise ValueError("an ensemble topology needs a list of member topologies")
-        return EnsembleTopology(tuple(topology_from_dict(member) for member in members))
-    if values.get("family") == "resnet":
-        return ResNetTopology.from_dict(values)
-    return Topology.from_dict(values)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+register_family("cnn", Topology, CifakeCNN)
+# The study's chosen model: two conv layers of 32 filters and one dense layer of 64 units.
+register_model("paper", Topology(filters=32, conv_layers=2, dense=(64,)))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cifake.models.registry import create_model, register_family, topology_from_dict
+
 
 @dataclass(frozen=True)
 class EnsembleTopology:
@@ -25,6 +27,13 @@ class EnsembleTopology:
             raise ValueError(f"an ensemble needs at least two members, got {len(self.members)}")
         if any(isinstance(m, EnsembleTopology) for m in self.members):
             raise ValueError("an ensemble's members must be single models, not ensembles")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EnsembleTopology:
+        members = values.get("members")
+        if not isinstance(members, list) or not all(isinstance(member, dict) for member in members):
+            raise ValueError("an ensemble topology needs a list of member topologies")
+        return cls(tuple(topology_from_dict(member) for member in members))
 
     @property
     def name(self) -> str:
@@ -40,10 +49,14 @@ class EnsembleTopology:
 class EnsembleCNN(nn.Module):
     """Takes NCHW float pixels in 0..255 and returns the members' mean logit (evidence for REAL)."""
 
-    def __init__(self, topology: EnsembleTopology, members: list[nn.Module]):
+    def __init__(self, topology: EnsembleTopology, members: list[nn.Module] | None = None):
         super().__init__()
         self.topology = topology
-        self.members = nn.ModuleList(members)
+        self.members = nn.ModuleList(members or [create_model(member) for member in topology.members])
+
+    def normalise_with(self, mean: float, std: float) -> None:
+        for member in self.members:  # one normalisation for all members (save_ensemble checks it)
+            member.normalise_with(mean, std)
 
     @property
     def mean(self) -> torch.Tensor:  # one normalisation for all members (save_ensemble checks it)
@@ -60,3 +73,6 @@ class EnsembleCNN(nn.Module):
         """The mean logit of the image as given, with no member's flip averaging (what Grad-CAM explains)."""
         views = [m.single_view(pixels) if hasattr(m, "single_view") else m(pixels) for m in self.members]
         return torch.stack(views).mean(0)
+
+
+register_family("ensemble", EnsembleTopology, EnsembleCNN)

@@ -18,9 +18,8 @@ from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
 from cifake.files import atomic_write
-from cifake.models.io import WEIGHTS, load_model
-
-ONNX_NAME = "model.onnx"
+from cifake.models.io import load_model
+from cifake.runfolder import RunFolder
 OPSET = 18
 
 
@@ -35,7 +34,7 @@ class _PixelsToLogits(nn.Module):
 
 def weights_digest(run_dir: str | os.PathLike) -> str:
     """SHA-256 of model.safetensors: ties an exported graph to the weights it came from."""
-    return hashlib.sha256((Path(run_dir) / WEIGHTS).read_bytes()).hexdigest()
+    return hashlib.sha256(RunFolder(run_dir).weights.read_bytes()).hexdigest()
 
 
 def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
@@ -48,7 +47,7 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # silence notes on torchvision ops we do not use
     model, _ = load_model(run_dir)
-    path = Path(out) if out else Path(run_dir) / ONNX_NAME
+    path = Path(out) if out else RunFolder(run_dir).onnx
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)

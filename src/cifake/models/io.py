@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from importlib import resources
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
 from cifake.devices import resolve_device
-from cifake.files import atomic_write, write_json
-from cifake.models.cnn import CifakeCNN, Model, build_model, count_parameters, topology_from_dict
+from cifake.runfolder import RunFolder
 from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
-from cifake.models.resnet import ResidualCNN, ResNetTopology
+from cifake.models.registry import count_parameters, create_model, topology_from_dict
 
 FORMAT = "cifake-model"
 FORMAT_VERSION = 1
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
 LABEL_CONVENTION = {
     "labels": {"1": "REAL", "0": "FAKE"},
     "positive_class": "REAL",
@@ -33,7 +30,7 @@ def bundled_model_dir() -> Path:
     return Path(str(resources.files("cifake.models") / "bundled"))
 
 
-def model_config(model: Model, training: dict | None = None) -> dict:
+def model_config(model: nn.Module, training: dict | None = None) -> dict:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -51,43 +48,37 @@ def model_config(model: Model, training: dict | None = None) -> dict:
     }
 
 
-def save_model(model: Model, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
+def save_model(model: nn.Module, run_dir: str | os.PathLike, training: dict | None = None) -> Path:
     """Write model.safetensors and config.json into run_dir (atomically: temporary files, then rename)."""
-    out = Path(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(run_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
     # on the CPU whatever the model trained on: a file made on a GPU loads on any machine
     weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write(out / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata={"format": FORMAT}))
-    write_json(out / CONFIG, model_config(model, training))
-    return out
+    folder.write_weights(weights, {"format": FORMAT})
+    folder.write_config(model_config(model, training))
+    return folder.path
 
 
-def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[Model, dict]:
+def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Load (model in eval mode on `device`, config) from a run folder holding model.safetensors and config.json.
     The weights are read to the CPU first, so a model trained on any device loads on any other."""
-    folder = Path(run_dir)
-    config_path, weights_path = folder / CONFIG, folder / WEIGHTS
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: missing; a model folder holds {WEIGHTS} and {CONFIG}")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{config_path}: not valid JSON ({exc})") from None
+    folder = RunFolder(run_dir)
+    config_path, weights_path = folder.config, folder.weights
+    missing = folder.missing_model_file()
+    if missing:
+        raise FileNotFoundError(f"{missing}: missing; a model folder holds {folder.WEIGHTS} and {folder.CONFIG}")
+    config = folder.read_config()
     if config.get("format") != FORMAT:
         raise ValueError(f"{config_path}: not a cifake model config (format is {config.get('format')!r})")
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{config_path}: format version {config['format_version']} is newer than this cifake")
     try:
-        model = build_model(topology_from_dict(config["topology"]))
+        model = create_model(topology_from_dict(config["topology"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{config_path}: invalid topology {config['topology']} ({exc})") from None
-    for single in model.modules():  # an ensemble's members share one normalisation
-        if isinstance(single, (CifakeCNN, ResidualCNN)):
-            single.mean.fill_(config["input"]["mean"])
-            single.std.fill_(config["input"]["std"])
+    model.normalise_with(config["input"]["mean"], config["input"]["std"])
     try:
-        model.load_state_dict(load_file(weights_path, device="cpu"))
+        model.load_state_dict(folder.read_weights())
     except (RuntimeError, OSError) as exc:
         raise ValueError(f"{weights_path}: weights do not fit the config's topology ({exc})") from None
     return model.to(resolve_device(device)).eval(), config
@@ -99,12 +90,12 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
     The members must share the normalisation and the validation split (fraction, limit, seed), so that
     `cifake calibrate` on the ensemble fits on images none of its members trained on. Members score without
     test-time flips (see cifake.models.ensemble for the measurement)."""
-    if (Path(out) / "checkpoint.safetensors").is_file():
+    if RunFolder(out).has_checkpoint():
         raise ValueError(f"{out}: holds a training run; write the ensemble to a folder of its own")
     loaded = [load_model(run_dir) for run_dir in run_dirs]
     first_config = loaded[0][1]
     for run_dir, (model, config) in zip(run_dirs, loaded):
-        if isinstance(model, EnsembleCNN):
+        if isinstance(model.topology, EnsembleTopology):
             raise ValueError(f"{run_dir}: is an ensemble already; give its members instead")
         if config["input"] != first_config["input"]:
             raise ValueError(f"{run_dir}: input normalisation {config['input']} differs from {run_dirs[0]}'s")
@@ -112,7 +103,7 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
             raise ValueError(f"{run_dir}: validation split {held_out(config)} differs from {run_dirs[0]}'s "
                              f"{held_out(first_config)}; members must hold out the same images")
     for model, _ in loaded:
-        if isinstance(model.topology, ResNetTopology):
+        if _has_flips(model.topology):
             model.topology = dataclasses.replace(model.topology, flip_tta=False)
     ensemble = EnsembleCNN(EnsembleTopology(tuple(m.topology for m, _ in loaded)), [m for m, _ in loaded])
     training = first_config.get("training", {})
@@ -129,10 +120,15 @@ def save_with_flips(run_dir: str | os.PathLike, out: str | os.PathLike, flips: b
     two views or one: flips double the cost). The training record stays, so `cifake calibrate` and `evaluate
     --split validation` carve the run's own validation images again."""
     model, config = load_model(run_dir)
-    if not isinstance(model.topology, ResNetTopology):
+    if not _has_flips(model.topology):
         raise ValueError(f"{run_dir}: its topology ({model.topology.name}) has no test-time flips")
     model.topology = dataclasses.replace(model.topology, flip_tta=flips)
     return save_model(model, out, config.get("training"))
+
+
+def _has_flips(topology) -> bool:
+    """Whether a topology scores with test-time flips (a setting of the residual family)."""
+    return "flip_tta" in {field.name for field in dataclasses.fields(topology)}
 
 
 def held_out(config: dict) -> tuple | None:

@@ -29,9 +29,10 @@ from cifake.data.dataset import available_cores, default_cache_root
 from cifake.data.sources import LABEL_NAMES
 from cifake.devices import resolve_device
 from cifake.models import load_model
-from cifake.models.export import ONNX_NAME, OnnxRunner, export_onnx, weights_digest
+from cifake.models.export import OnnxRunner, export_onnx, weights_digest
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.models.io import bundled_model_dir
+from cifake.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def _onnx_runner(folder: Path, digest: str, threads: int, required: bool) -> Onn
             raise ValueError("backend 'onnx' needs onnxruntime: pip install 'cifake[onnx]'") from None
         return None
     try:
-        for path in (folder / ONNX_NAME, _cache_dir() / f"{digest}.onnx"):
+        for path in (RunFolder(folder).onnx, _cache_dir() / f"{digest}.onnx"):
             runner = _try_runner(path, threads)
             if runner and runner.metadata.get("cifake_weights_sha256") == digest:  # else stale: other weights
                 return runner

@@ -16,9 +16,9 @@ import numpy as np
 
 from cifake.models import Topology
 from cifake.search.grid import Budget, SearchSpace
-from cifake.search.runner import choose_extractor, estimated_cost
-from cifake.search.trial import result_path, trial_dir
-from cifake.training import checkpoint_precision, checkpoint_progress
+from cifake.workflows.search import choose_extractor, estimated_cost
+from cifake.workflows.search_trial import result_path, trial_dir
+from cifake.training.checkpoint import checkpoint_precision, checkpoint_progress
 
 
 @dataclass

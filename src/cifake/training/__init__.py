@@ -1,24 +1,5 @@
-"""Training: Adam + binary cross-entropy on logits, early stopping, per-epoch checkpoints, resume.
+"""Training: the loop (cifake.training.loop), what each step sees (augment), the state a run resumes from
+(checkpoint), the moving average of the weights (ema), and the one TrainConfig every run records (config).
 
-Imported lazily, so that reading TrainConfig (cifake.training.config) does not load torch.
+The package face imports nothing, so that reading TrainConfig (the CLI builds its options from it) loads no torch.
 """
-
-from __future__ import annotations
-
-from cifake.lazy import lazy_attributes
-
-_API = {
-    "TrainConfig": "cifake.training.config",
-    "CHECKPOINT": "cifake.training.trainer",
-    "TrainResult": "cifake.training.trainer",
-    "checkpoint_precision": "cifake.training.trainer",
-    "checkpoint_progress": "cifake.training.trainer",
-    "fit": "cifake.training.trainer",
-    "has_checkpoint": "cifake.training.trainer",
-    "seed_everything": "cifake.training.trainer",
-}
-
-__all__ = list(_API)
-
-
-__getattr__ = lazy_attributes(__name__, _API)

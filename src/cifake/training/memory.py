@@ -11,14 +11,6 @@ _M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's malloc.h
 _M_MMAP_MAX = -4
 _applied: bool | None = None
 
-# glibc gives each thread but the main one an arena of its own, whose heaps hold 64 MiB at most, and maps a larger
-# allocation there afresh (unmapping it when freed) whatever mallopt says. Ray Tune runs a trial's training in a
-# second thread, so the gradient of a 4096x4096 weight was page-faulted in on every step: the largest dense head's
-# fp32 step took 432 ms there against 332 on a main thread and 346 in a second thread with one arena
-# (`benchmarks/bench_step.py --runners main,thread,thread-one-arena`, AVX2 CPU). glibc reads this once, when a
-# process starts, so it goes into the environment of the processes that train in a thread (Ray's workers).
-ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
-
 
 def keep_freed_memory() -> bool:
     """Serve large allocations from glibc's heap and keep what is freed there; returns whether that applies.
@@ -28,7 +20,7 @@ def keep_freed_memory() -> bool:
     step: a third of the step time for the study's largest dense heads (benchmarks/bench_train.py --dense).
     Numerics are unchanged. The price is that a training process keeps its peak memory until it exits. A no-op
     outside glibc (macOS, Windows, musl) and when CIFAKE_KEEP_FREED_MEMORY=0. Training outside the main thread
-    needs ONE_ARENA in the process's environment as well.
+    needs cifake.cluster.ONE_ARENA in the process's environment as well.
     """
     global _applied
     if _applied is None:

@@ -1,15 +1,13 @@
 """A run folder end to end: data -> model -> training -> metrics -> files. `cifake train`, every search trial,
 `make bundle` and the benchmarks train through `train_run`; later stages read what it wrote.
 
-A run folder holds model.safetensors + config.json (the model, with the run's record under "training"),
-checkpoint.safetensors (to resume), run.json (the record with the validation and test metrics; written last, so
-its presence means the run finished), history.csv and PNG plots.
+The run folder's files are cifake.runfolder's: the model (with the run's record under "training" in its config),
+the checkpoint to resume from, the record with the validation and test metrics (written last, so its presence
+means the run finished), the history and PNG plots.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import platform
 import time
@@ -21,15 +19,15 @@ import torch
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.devices import cpu_threads, describe, mixed_precision, precision_name, resolve_device
-from cifake.files import atomic_write, write_json
+from cifake.files import write_json
 from cifake.metrics import evaluate
-from cifake.models import Topology, build_model, count_parameters, load_model, save_model
-from cifake.training import TrainConfig, TrainResult, fit, has_checkpoint, seed_everything
+from cifake.models import Topology, create_model, count_parameters, load_model, save_model
+from cifake.runfolder import RunFolder
+from cifake.training.checkpoint import TrainResult
+from cifake.training.config import TrainConfig
 from cifake.training.distill import distilled_targets
+from cifake.training.loop import fit, seed_everything
 from cifake.training.split import Split
-
-RECORD = "run.json"
-
 
 class RunExists(FileExistsError):
     """The output folder already holds a run and resume was not asked for."""
@@ -39,14 +37,14 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
               split: Split | None = None, *, resume: bool = False, progress: bool = True, plots: bool = True) -> dict:
     """Train on the source's train split (validation carved out), score on validation and test, write the run
     folder; returns the run's record (also RUN/run.json)."""
-    folder = Path(out)
-    if has_checkpoint(folder) and not resume:
+    folder = RunFolder(out)
+    if folder.has_checkpoint() and not resume:
         raise RunExists(f"{folder} already holds a run; pass --resume to continue it, or choose another --out")
     with cpu_threads(config.threads):
         return _train_run(data, folder, topology, config, split or Split(), resume, progress, plots)
 
 
-def _train_run(data: CifakeData, folder: Path, topology: Topology, config: TrainConfig, split: Split, resume: bool,
+def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: TrainConfig, split: Split, resume: bool,
                progress: bool, plots: bool) -> dict:
     started = time.perf_counter()
     device = resolve_device(config.device)
@@ -60,8 +58,8 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
     if teacher:
         teacher["seconds"] = round(taught - carved, 3)  # scoring the training images, kept out of the phases
     seed_everything(config.seed)
-    model = build_model(topology)
-    result = fit(model, train_set, val_set, config, folder, resume=resume, progress=progress, targets=targets)
+    model = create_model(topology)
+    result = fit(model, train_set, val_set, config, folder.path, resume=resume, progress=progress, targets=targets)
     if teacher:
         teacher["targets_sha256"] = result.targets
     model = model.to(memory_format=torch.contiguous_format)
@@ -73,7 +71,7 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
         if images is not None:
             metrics[name], logits = evaluate(model, images, config.eval_batch_size)
             if plots and name == "test":
-                plot_evaluation(folder, "test", logits, images.labels, metrics[name])
+                plot_evaluation(folder.path, "test", logits, images.labels, metrics[name])
     record = {
         "name": topology.name, "topology": topology.to_dict(), "parameters": count_parameters(model),
         "config": config.to_dict(), **({"teacher": teacher} if teacher else {}),
@@ -85,13 +83,13 @@ def _train_run(data: CifakeData, folder: Path, topology: Topology, config: Train
                         **describe(device), "precision": precision_name(mixed_precision(device, config.bf16)),
                         "optimizer_kernel": result.optimizer_kernel},
     }
-    save_model(model, folder, record)
-    _write_history(folder / "history.csv", result.history)
+    save_model(model, folder.path, record)
+    folder.write_history(result.history)
     if plots:
         from cifake.metrics.plots import plot_training_curves
 
         plot_training_curves(result.history, folder / "training_curves.png")
-    write_json(folder / RECORD, record | metrics)  # last: its presence means the run finished
+    folder.write_record(record | metrics)  # last: its presence means the run finished
     return record | metrics
 
 
@@ -117,10 +115,7 @@ def _outcome(result: TrainResult, seconds: float) -> dict:
 
 def read_record(run_dir: str | os.PathLike) -> dict:
     """The record of a finished run (its run.json)."""
-    path = Path(run_dir) / RECORD
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing; the run has not finished (or this is not a run folder)")
-    return json.loads(path.read_text())
+    return RunFolder(run_dir).read_record()
 
 
 def validation_split(config: dict, data: CifakeData):
@@ -151,11 +146,10 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
         images = images.take(np.flatnonzero(~mask))
     metrics, logits = evaluate(model, images)
     metrics |= {"split": split, "source": data.source, "excluded_leaked": excluded, **describe(device)}
-    folder = Path(out or run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"eval-{split}{'-no-leaked' if exclude_leaked else ''}"
-    write_json(folder / f"{stem}.json", metrics)
-    plot_evaluation(folder, stem, logits, images.labels, metrics)
+    folder = RunFolder(out or run_dir)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_json(folder.evaluation(split, exclude_leaked), metrics)
+    plot_evaluation(folder.path, RunFolder.evaluation_stem(split, exclude_leaked), logits, images.labels, metrics)
     return metrics
 
 
@@ -173,13 +167,3 @@ def plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> N
 
 def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(history[0]) if history else ["epoch"])
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(path, write)

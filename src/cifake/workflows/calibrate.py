@@ -9,37 +9,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cifake.calibration.decision import UNSURE, Decision, choose_decision
+from cifake.calibration.decision import Decision, choose_decision, decision_outcomes
 from cifake.calibration.temperature import apply_temperature, calibration_error, fit_temperature, reliability_bins
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.devices import describe, resolve_device
-from cifake.experiment import validation_split
-from cifake.files import write_json
+from cifake.workflows.experiment import validation_split
 from cifake.metrics.plots import plot_reliability
 from cifake.models import load_model
 from cifake.models.inference import predict_logits, sigmoid
-from cifake.models.io import CONFIG
-
-
-def decision_outcomes(prob_fake: np.ndarray, labels: np.ndarray, decision: Decision) -> dict:
-    """How a decision fares: unsure share, real photos flagged FAKE, FAKE passed as REAL, accuracy of the rest."""
-    verdicts = decision.verdicts(prob_fake)
-    real, fake, decided = labels == 1, labels == 0, verdicts != UNSURE
-    right = ((verdicts == "REAL") & real) | ((verdicts == "FAKE") & fake)
-    return {
-        "images": int(len(labels)),
-        "unsure": float(np.mean(~decided)),
-        "real_flagged_fake": float(np.mean(verdicts[real] == "FAKE")) if real.any() else None,
-        "fake_passed_real": float(np.mean(verdicts[fake] == "REAL")) if fake.any() else None,
-        "accuracy_when_decided": float(right[decided].mean()) if decided.any() else None,
-    }
+from cifake.runfolder import RunFolder
 
 
 def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged: float = 0.01,
                   max_fake_passed: float = 0.02, device: str | torch.device = "auto") -> dict:
     """Fit, store and report; returns the report (also written to RUN_DIR/calibration.json)."""
     folder = Path(run_dir)
+    run = RunFolder(folder)
     device = resolve_device(device)
     model, config = load_model(folder, device)
     val = validation_split(config, data)
@@ -65,8 +51,8 @@ def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged
     config["calibration"] = {"temperature": temperature, "decision": decision.to_dict(), "targets": report["targets"],
                              "fitted_on": f"validation split ({len(val):,} images)",
                              "ece_validation": report["validation"]["ece_after"]}
-    write_json(folder / CONFIG, config)
-    write_json(folder / "calibration.json", report)
+    run.write_config(config)
+    run.write_calibration(report)
     return report
 
 

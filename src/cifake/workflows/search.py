@@ -20,7 +20,7 @@ from cifake.models.cnn import IMAGE_SIZE, feature_size
 from cifake.files import write_json
 from cifake.progress import progress_bar
 from cifake.search.grid import Budget, SearchSpace
-from cifake.search.trial import TrialPlan, result_path, run_trial
+from cifake.workflows.search_trial import TrialPlan, result_path, run_trial
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""One trial of the search: the run recipe (`cifake.experiment.train_run`) in the trial's own run folder.
+"""One trial of the search: the run recipe (`cifake.workflows.experiment.train_run`) in the trial's own run folder.
 
 A trial folder holds the model and its per-epoch checkpoint, so a trial killed half-way resumes from its last
 epoch; its run.json is written only when the trial is finished, so its presence means "done".
@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifake.data import load_dataset
-from cifake.experiment import RECORD, train_run
+from cifake.runfolder import RunFolder
+from cifake.workflows.experiment import train_run
 from cifake.models import Topology
 from cifake.search.grid import Budget
 
@@ -33,7 +34,7 @@ def trial_dir(out: Path, topology: Topology) -> Path:
 
 
 def result_path(out: Path, topology: Topology) -> Path:
-    return trial_dir(out, topology) / RECORD
+    return RunFolder(trial_dir(out, topology)).record
 
 
 def run_trial(topology: Topology, plan: TrialPlan) -> dict:

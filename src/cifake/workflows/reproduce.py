@@ -7,7 +7,6 @@ test split with and without the leaked duplicates -> Grad-CAM analysis -> report
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -17,17 +16,18 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.data.audit import audit, write_audit
-from cifake.experiment import RECORD, evaluate_run, train_run
-from cifake.explain.run import explain_dataset
+from cifake.runfolder import RunFolder
+from cifake.workflows.experiment import evaluate_run, read_record, train_run
+from cifake.workflows.explain_report import explain_dataset
 from cifake.files import write_json
-from cifake.models import TOPOLOGIES
+from cifake.models import resolve_topology
 from cifake.report import Report
 from cifake.search.grid import PROFILES
-from cifake.search.runner import run_search
+from cifake.workflows.search import run_search
 from cifake.search.status import search_status
 from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
                                   within, write_tables)
-from cifake.training import TrainConfig
+from cifake.training.config import TrainConfig
 
 
 def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
@@ -59,7 +59,7 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
                                 sample_per_label=1000 if profile == "paper" else 250, device=device)
     tables = write_tables(summary, folder / "tables")
     status = search_status(folder / "search")
-    record = json.loads((model_dir / RECORD).read_text())
+    record = read_record(model_dir)
     result = {"profile": profile, "scope": chosen.scope, "best": summary["best"],
               "best_extractor": summary["best_extractor"],
               "model": {"name": record["name"], "source": "study" if chosen.study_model else "search",
@@ -91,8 +91,8 @@ class _StudyModel:
 
     def _train(self, data: CifakeData, device: str) -> None:
         try:
-            if not (self.out / RECORD).exists():
-                train_run(data, self.out, TOPOLOGIES["paper"], TrainConfig(device=device), resume=True,
+            if not RunFolder(self.out).is_finished():
+                train_run(data, self.out, resolve_topology("paper"), TrainConfig(device=device), resume=True,
                           progress=False)
         except BaseException as error:  # re-raised in the caller's thread by result()
             self.error = error
@@ -177,8 +177,9 @@ def _best_model_sections(report: Report, result: dict, explained: dict, folder: 
                      f"best reported accuracy, {paper_best:.2f} % (its Tables 1-5: {filters} filters, {conv_layers} "
                      "conv layers).")
     report.table(["", "n", "accuracy", "loss", "precision", "recall", "F1", "ROC-AUC"], rows)
-    report.image(folder / "best" / "eval-test_confusion_matrix.png", "Confusion matrix on the test split.")
-    report.image(folder / "best" / "eval-test_per_class.png", "Accuracy per CIFAR-10 class, REAL and FAKE.")
+    stem = folder / "best" / RunFolder.evaluation_stem("test")
+    report.image(stem.with_name(f"{stem.name}_confusion_matrix.png"), "Confusion matrix on the test split.")
+    report.image(stem.with_name(f"{stem.name}_per_class.png"), "Accuracy per CIFAR-10 class, REAL and FAKE.")
     report.heading("Grad-CAM: where the headline model looks")
     shares = explained["centre_share"]
     faith = explained["faithfulness"]

@@ -1,0 +1,199 @@
+"""Train a model on uint8 images: the loop. Adam + binary cross-entropy on logits, early stopping, resumable.
+
+Read top to bottom: `fit` (epochs), the step, one epoch, validation, the optimizer and its schedule. What each
+step sees is cifake.training.augment's; what is saved after each epoch is cifake.training.checkpoint's TrainState.
+Images stay in memory as one uint8 (N, 32, 32, 3) tensor; each batch is gathered, viewed as NCHW (its NHWC memory
+is already channels_last) and converted to float there, so the loop does no per-sample Python work. On a GPU that
+tensor is copied to the device once and batches are gathered there; loss and accuracy add up on the device, and
+the host waits for it only when the progress bar is refreshed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cifake.data.dataset import ImageSet
+from cifake.devices import mixed_precision, resolve_device, supports_float64
+from cifake.models.inference import predict_logits
+from cifake.progress import progress_bar
+from cifake.runfolder import RunFolder
+from cifake.training.augment import epoch_flips, epoch_order, training_input
+from cifake.training.checkpoint import TrainResult, TrainState
+from cifake.training.config import TrainConfig
+from cifake.training.ema import Ema
+from cifake.training.memory import keep_freed_memory
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and NumPy (the study sets all seeds to 1); call before building the model."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def fit(
+    model: nn.Module,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    config: TrainConfig,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    targets: np.ndarray | None = None,
+) -> TrainResult:
+    """Train `model` in place on `config.device` towards `targets` (0..1 per image; default: the labels); with a
+    run_dir, checkpoint every epoch and, with `resume`, continue one (same device type). Leaves it on the device."""
+    keep_freed_memory()
+    device = resolve_device(config.device)
+    aim = "labels" if targets is None else hashlib.sha256(np.asarray(targets, np.float32).tobytes()).hexdigest()
+    images, targets, val_images = _on_device(train_set, val_set, device, targets)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
+    step = Step(model, config, device, Ema(model, config.ema) if config.ema else None)
+    state = TrainState(model, step.optimizer, step.scaler, step.averaged, TrainResult(targets=aim))
+    folder = RunFolder(run_dir) if run_dir else None
+    if resume and folder and folder.has_checkpoint():
+        state.restore(folder, config, device, aim)
+    else:
+        state.keep_best()
+    result = state.result
+    result.optimizer_kernel = "fused" if step.optimizer.defaults.get("fused") else "default"
+
+    with progress_bar(progress, "loss", "acc") as bar:
+        for epoch in range(len(result.history) + 1, config.epochs + 1):
+            if result.stopped_early:
+                break
+            task = bar.add_task(f"Epoch {epoch}/{config.epochs}", total=len(images), loss="-", acc="-")
+            started = time.perf_counter()
+            train_loss, train_acc = _train_one_epoch(step, images, targets, config, epoch, bar, task)
+            seconds = time.perf_counter() - started
+            val_loss, val_acc = _validate(state.scored, val_images, val_set.labels, config)
+            result.history.append(_epoch_row(epoch, train_loss, train_acc, val_loss, val_acc, len(images), seconds,
+                                             time.perf_counter() - started))
+            bar.update(task, loss=f"{train_loss:.4f} val {val_loss:.4f}", acc=f"{train_acc:.4f} val {val_acc:.4f}")
+            if val_loss < result.best_val_loss:
+                result.best_val_loss, result.best_epoch, state.since_best = val_loss, epoch, 0
+                state.keep_best()
+            else:
+                state.since_best += 1
+                result.stopped_early = state.since_best >= config.patience and epoch < config.epochs
+            if folder:
+                state.save(folder, config, device)
+    model.load_state_dict(state.best_state)
+    return result
+
+
+def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, targets: np.ndarray | None = None):
+    """(train images, targets, validation images) where training reads them: on a GPU all of them go there once;
+    on the CPU validation images stay as they are (a memmap is read batch by batch)."""
+    images = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)
+    if targets is None:
+        targets = train_set.labels
+    elif len(targets) != len(images):
+        raise ValueError(f"{len(targets)} targets for {len(images)} training images")
+    targets = torch.from_numpy(np.asarray(targets, np.float32)).to(device)
+    val_images = val_set.images if device.type == "cpu" else torch.from_numpy(
+        np.ascontiguousarray(val_set.images)).to(device)
+    return images, targets, val_images
+
+
+def _epoch_row(epoch: int, train_loss: float, train_acc: float, val_loss: float, val_acc: float, images: int,
+               seconds: float, wall_seconds: float) -> dict:
+    return {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+            "val_accuracy": val_acc, "seconds": round(seconds, 3), "images_per_second": round(images / seconds, 1),
+            "wall_seconds": round(wall_seconds, 3),  # with validation
+            "ended_at": round(time.time(), 3)}  # clock time: a search's wall time, measured across resumed runs
+
+
+class Step:
+    """One optimisation step on a batch: forward under the device's mixed precision, loss, backward, update."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, device: torch.device, averaged: Ema | None = None):
+        self.model, self.averaged, self.device = model, averaged, device
+        self.optimizer = make_optimizer(model, config, device)
+        self.precision = mixed_precision(device, config.bf16)
+        # fp16 needs its gradients scaled against underflow; bf16 and fp32 do not (a disabled scaler is a no-op)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision is torch.float16)
+        # compiled or not, it shares the model's weights; only the training steps run it
+        self.forward = model if config.compile == "off" else torch.compile(model, mode=config.compile)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=self.precision or torch.bfloat16, enabled=bool(self.precision)):
+            logits = self.forward(x)
+        smoothed = y * (1 - config.label_smoothing) + 0.5 * config.label_smoothing if config.label_smoothing else y
+        loss = F.binary_cross_entropy_with_logits(logits.float(), smoothed)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.averaged:
+            self.averaged.update(self.model)
+        return loss.detach(), logits.detach()
+
+
+def _train_one_epoch(step: Step, images, targets, config, epoch, bar, task) -> tuple[float, float]:
+    step.model.train()
+    device = images.device
+    steps_per_epoch = math.ceil(len(images) / config.batch_size)
+    order = epoch_order(len(images), config.seed, epoch).to(device)
+    flips = epoch_flips(config, epoch, len(images), device)
+    total_dtype = torch.float64 if supports_float64(device) else torch.float32
+    loss_sum = torch.zeros((), dtype=total_dtype, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
+        index = order[start : start + config.batch_size]
+        mirrored = flips[start : start + len(index)] if flips is not None else None
+        x = training_input(images[index], config, epoch, batch_number, mirrored)
+        y = targets[index]
+        if config.schedule != "constant":
+            rate = learning_rate(config, (epoch - 1) * steps_per_epoch + batch_number, steps_per_epoch)
+            for group in step.optimizer.param_groups:
+                group["lr"] = rate
+        loss, logits = step(x, y, config)
+        loss_sum += loss * len(index)
+        correct += ((logits > 0) == (y > 0.5)).sum()
+        if batch_number % 50 == 49:  # refreshing the display every batch would cost more than tiny batches
+            seen = start + len(index)
+            bar.update(task, completed=seen, loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.4f}")
+    bar.update(task, completed=len(images))
+    return loss_sum.item() / len(images), correct.item() / len(images)
+
+
+def _validate(model, images, labels: np.ndarray, config: TrainConfig) -> tuple[float, float]:
+    logits = torch.from_numpy(predict_logits(model, images, config.eval_batch_size))
+    labels = torch.from_numpy(np.asarray(labels, np.float32))
+    loss = F.binary_cross_entropy_with_logits(logits, labels).item()
+    return loss, ((logits > 0) == (labels > 0.5)).float().mean().item()
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, nesterov=True,
+                               weight_decay=config.weight_decay)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    # fused: one kernel per step, 95 ms against 574 ms for a 52M-weight dense head (benchmarks/bench_train.py);
+    # on CUDA too one kernel launch instead of several per parameter. MPS keeps torch's default.
+    fused = True if device.type in ("cpu", "cuda") else None
+    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """The learning rate at a global step: constant, or one cycle (linear up, then linear down to zero).
+
+    A function of the step, not torch's LambdaLR: LambdaLR multiplies the base rate by a factor, which rounds the
+    warm-up's rates differently in the last bit (115 of the bundled recipe's 352 warm-up steps), so it would train
+    other weights; OneCycleLR's cycle starts and ends elsewhere. Nor has it a state a checkpoint must keep."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    warm = max(1.0, config.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return config.learning_rate * (step + 1) / warm
+    total = config.epochs * steps_per_epoch
+    return config.learning_rate * max(0.0, (total - step) / max(1.0, total - warm))
