@@ -34,7 +34,7 @@ test: install browser lint
 # A benchmark, not part of CI. Results stay in mutants/, so a rerun tests again only what changed.
 mutate: install
 	$(BIN)/mutmut run --max-children $$(nproc)
-	$(BIN)/python benchmarks/mutation_score.py
+	$(BIN)/python tools/mutation_score.py
 
 # The main job: the study's whole experiment on a reduced budget (audit, the 12 extractors, the study's model on
 # the whole train split, test, Grad-CAM, report); rerunning resumes. PROFILE=paper runs the full 36-topology protocol.

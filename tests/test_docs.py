@@ -48,3 +48,79 @@ def test_no_function_in_the_package_is_50_lines_or_longer():
                 if length >= 50:
                     long.append(f"{path.relative_to(REPO)}:{node.name} ({length} lines)")
     assert not long, long
+
+
+# --- the house: floors, one-way imports, small files (docs/architecture.md) -------------------------------------
+
+FLOORS = {  # a module may import its own floor and those below, never one above
+    # the package face `cifake` holds the version and names the API, resolved on first use (no import statement)
+    "foundation": {"cifake", "choices", "errors", "files", "progress", "report", "devices", "runfolder", "settings",
+                   "cluster"},
+    "libraries": {"data", "models", "metrics", "training", "calibration", "explain", "predict", "serve", "generate",
+                  "search"},
+    "workflows": {"workflows"},
+    "commands": {"cli", "__main__"},
+}
+ORDER = list(FLOORS)
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "cifake"
+
+
+def _floor(module: str) -> int:
+    room = _room(module)
+    return next(i for i, (_, rooms) in enumerate(FLOORS.items()) if room in rooms)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every module of the package and the package modules it imports (at the top or inside a function)."""
+    graph = {}
+    for path in (REPO / "src" / "cifake").rglob("*.py"):
+        parts = path.relative_to(REPO / "src").with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cifake"):
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names if alias.name.startswith("cifake")}
+        graph[name] = imported
+    return graph
+
+
+def test_no_import_runs_up_a_floor_and_no_room_imports_in_a_circle():
+    graph = _import_graph()
+    upward = [f"{a} -> {b}" for a, targets in graph.items() for b in targets if _floor(b) > _floor(a)]
+    assert not upward, upward
+    rooms: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        rooms.setdefault(_room(a), set()).update(_room(b) for b in targets if _room(b) != _room(a))
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt}))
+                   for nxt in rooms.get(start, ()))
+
+    circles = [room for room in rooms if reaches(room, room, {room})]
+    assert not circles, {room: sorted(rooms[room]) for room in circles}
+
+
+def test_the_floors_name_every_room_and_the_rules_catch_an_upward_import():
+    rooms = {_room(name) for name in _import_graph()}
+    assert rooms <= set().union(*FLOORS.values()), rooms - set().union(*FLOORS.values())
+    assert _floor("cifake.models.io") < _floor("cifake.workflows.experiment") < _floor("cifake.cli.train")
+
+
+def test_no_source_file_over_300_lines_and_benchmarks_under_1200():
+    long = [f"{p.relative_to(REPO)} ({n})" for p in (REPO / "src" / "cifake").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 300]
+    assert not long, long
+    benchmarks = sum(len(p.read_text().splitlines()) for p in (REPO / "benchmarks").iterdir() if p.is_file())
+    assert benchmarks < 1200, benchmarks
+
+
+def test_every_planted_bug_still_finds_its_text_and_its_tests():
+    checked = subprocess.run([sys.executable, str(REPO / "tools" / "planted_bugs.py"), "--check"],
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr + checked.stdout

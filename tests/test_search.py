@@ -17,10 +17,11 @@ from cifake.report import csv_table, markdown_table
 from cifake.search.grid import Budget, SearchSpace
 from cifake.workflows.search import run_search
 from cifake.search.status import search_status
-from cifake.workflows.search import SearchInterrupted, estimated_cost, training_work
+from cifake.search.cost import estimated_cost, result_path, training_work
+from cifake.workflows.search import SearchInterrupted
 from cifake.search.status import TrialStatus, seconds_left, union_seconds
 from cifake.search.tables import paper_best_accuracy, paper_value, stage1_rows, stage2_rows, within
-from cifake.workflows.search_trial import TrialPlan, result_path, run_trial
+from cifake.workflows.search_trial import TrialPlan, run_trial
 from conftest import cli, flat
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
@@ -324,7 +325,7 @@ def test_reproduce_restores_the_thread_count_when_the_search_fails(learnable_zip
     """The study's model trains on one thread beside the search; a failed search gives the caller its threads back."""
     import torch
 
-    from cifake import reproduce as module
+    from cifake.workflows import reproduce as module
     from cifake.search import grid
 
     monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(replace(TINY, dense_units=()), BUDGET, True))

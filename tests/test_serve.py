@@ -18,7 +18,8 @@ from PIL import Image
 from bad_inputs import corpus
 import cifake
 from cifake import Detector
-from cifake.serve import Limits, create_app
+from cifake.serve.app import create_app
+from cifake.serve.limits import Limits
 from conftest import jpeg_bytes, synthetic_image
 
 

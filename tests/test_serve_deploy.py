@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cifake import Detector
-from cifake.serve import Access, Limits, create_app
+from cifake.serve.app import create_app
+from cifake.serve.limits import Access, Limits
 from conftest import REPO, cli, flat, jpeg_bytes, synthetic_image
 
 sys.path.insert(0, str(REPO / "benchmarks"))  # the serving benchmarks' server starter and soak

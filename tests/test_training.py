@@ -350,3 +350,34 @@ def test_weight_averaging_and_label_smoothing_change_training(splits):
     _, smoothed = _fit(splits, epochs=3, label_smoothing=0.2)
     floor = -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))  # cross-entropy against targets 0.1 / 0.9 is at least this
     assert all(row["train_loss"] > floor for row in smoothed.history)
+
+
+def test_torch_schedulers_and_averaging_would_train_other_weights_so_ours_stay():
+    """Why cifake.training keeps its own one-cycle rate and moving average: torch's give other numbers."""
+    from cifake.training.ema import Ema
+    from cifake.training.loop import learning_rate
+
+    config = TrainConfig(epochs=32, learning_rate=0.003, schedule="onecycle", warmup_epochs=1)
+    steps_per_epoch = 704  # the bundled recipe on CIFAKE: 90,000 training images in batches of 128
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: learning_rate(config, step, steps_per_epoch) / config.learning_rate)
+    differ = 0
+    for step in range(steps_per_epoch):
+        differ += optimizer.param_groups[0]["lr"] != learning_rate(config, step, steps_per_epoch)
+        optimizer.step()
+        scheduler.step()
+    assert differ > 0  # LambdaLR's base rate times a factor rounds some warm-up rates otherwise
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.constant_(model.weight, 0.0)
+    ours = Ema(model, decay=0.9)
+    theirs = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9))
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ours.update(model)
+    theirs.update_parameters(model)
+    assert theirs.module.weight.item() == 1.0  # its first update copies the weights
+    assert ours.model.weight.item() == pytest.approx(1 - 2 / 11)  # ours blends them with the starting ones

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,47 +12,26 @@ import typer
 from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, Quiet, RunDir, app, choice, console, load,
                                percent, print_json, print_metrics, print_table, use_device, value)
 from cifake.data.degrade import CONDITIONS
+from cifake.cli.options import settings_options
 from cifake.training.config import TrainConfig, read_recipe
-
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
-
-
-def _training_option(setting) -> inspect.Parameter:
-    """A typer option declared by a TrainConfig field: its help, its values (an Enum for a choice), its flag."""
-    meta, name = setting.metadata, setting.name.replace("_", "-")
-    allowed = meta["allowed"]
-    kind = choice(setting.name.title().replace("_", ""), allowed.choices) if allowed and allowed.choices \
-        else _TYPES[setting.type]
-    flag = meta["flag"] or (f"--{name}/--no-{name}" if kind is bool else f"--{name}")
-    return inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY, default=setting.default,
-                             annotation=Annotated[kind, typer.Option(flag, help=meta["help"],
-                                                                     rich_help_panel="Training settings")])
-
 
 def training_options(command):
     """Give `command` one option per TrainConfig field and --recipe FILE; it receives `config: TrainConfig` (the
     recipe's settings, overridden by the options given on the command line) and `recipe_topology`."""
-    names = [setting.name for setting in fields(TrainConfig)]
 
     @functools.wraps(command)
-    def with_config(ctx: typer.Context, recipe: Optional[Path] = None, **options):
+    def with_config(recipe: Optional[Path] = None, given: dict | None = None, **options):
         topology, settings = read_recipe(recipe) if recipe else (None, {})
-        given = ctx.get_parameter_source
-        # typer carries its own copy of click, so its ParameterSource is compared by name
-        settings |= {n: value(options.pop(n)) for n in names if given(n).name in ("COMMANDLINE", "ENVIRONMENT")}
-        for n in names:
-            options.pop(n, None)
-        return command(**options, config=TrainConfig.from_dict(settings), recipe_topology=topology)
+        return command(**options, config=TrainConfig.from_dict(settings | given), recipe_topology=topology)
 
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
            if p.name not in ("config", "recipe_topology")]
     recipe = inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
         Optional[Path], typer.Option(help="JSON file of training settings (and optionally \"topology\"); options "
                                           "given here override it.")])
-    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-    with_config.__signature__ = inspect.Signature(own + [context, recipe] + [_training_option(s) for s in
-                                                                             fields(TrainConfig)])
-    return with_config
+    with_config.__signature__ = inspect.Signature(own + [recipe, inspect.Parameter(
+        "given", inspect.Parameter.KEYWORD_ONLY, annotation=dict)])
+    return settings_options(TrainConfig, "given", "Training settings", only_given=True)(with_config)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from cifake.cluster import ray_session
 from cifake.generate.plan import GenerateConfig
 
 
@@ -24,9 +25,7 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
 
     `address` is a Ray cluster address ("auto", "ray://head:10001"); None or "local" starts Ray on this machine.
     """
-    import ray
-
-    from cifake.cluster import ray_session
+    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
 
     with ray_session(address):
         count = shards or int(ray.cluster_resources().get("GPU", 0))

@@ -11,20 +11,14 @@ import os
 import time
 from pathlib import Path
 
+import torch
+from PIL import Image
+
 from cifake.errors import WeightsNotFound
 from cifake.files import atomic_write
-from cifake.generate.plan import DEFAULT_MODEL, GenerateConfig, Job, plan_jobs
+from cifake.generate.plan import DEFAULT_MODEL, DTYPES, SCHEDULERS, GenerateConfig, Job, plan_jobs
 from cifake.progress import progress_bar
 
-SCHEDULERS = {
-    "euler-ancestral": "EulerAncestralDiscreteScheduler",  # the study's
-    "euler": "EulerDiscreteScheduler",
-    "ddim": "DDIMScheduler",
-    "pndm": "PNDMScheduler",
-    "lms": "LMSDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-}
-DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 def weights_help(model: str) -> str:
@@ -40,8 +34,7 @@ def weights_help(model: str) -> str:
 
 def load_pipeline(model: str, scheduler: str = "euler-ancestral", device: str = "cpu", dtype: str = "fp32"):
     """A StableDiffusionPipeline from a local folder, the Hugging Face cache, or (last) a download."""
-    import diffusers
-    import torch
+    import diffusers  # the generate extra: the rest of cifake runs without it
     import transformers
 
     transformers.logging.set_verbosity_error()  # no advice about torchvision, which this project does not use
@@ -81,8 +74,6 @@ def _from_hub(model: str, options: dict):
 
 def generate(config: GenerateConfig, pipe=None, progress: bool = True) -> dict:
     """Make every missing image of this shard; images already on disk are skipped, so a rerun resumes."""
-    from PIL import Image
-
     out = Path(config.out)
     jobs = plan_jobs(config)
     folder = out / "FAKE"
@@ -119,8 +110,6 @@ def generate(config: GenerateConfig, pipe=None, progress: bool = True) -> dict:
 
 
 def _render(pipe, config: GenerateConfig, batch: list[Job]):
-    import torch
-
     # One generator per image: its starting noise and every ancestral step depend on its own seed only.
     generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in batch]
     result = pipe(

@@ -10,31 +10,48 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from cifake.choices import DEVICES
 from cifake.data.sources import CIFAR10_CLASSES, cifake_file_name
+from cifake.settings import Allowed, check_settings, setting
 
 DEFAULT_MODEL = "CompVis/stable-diffusion-v1-4"
+POSITIVE_INT = Allowed(low=1)
 DEFAULT_PROMPT = "a photograph of {article} {label}"
+SCHEDULERS = {
+    "euler-ancestral": "EulerAncestralDiscreteScheduler",  # the study's
+    "euler": "EulerDiscreteScheduler",
+    "ddim": "DDIMScheduler",
+    "pndm": "PNDMScheduler",
+    "lms": "LMSDiscreteScheduler",
+    "dpm++": "DPMSolverMultistepScheduler",
+}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
 @dataclass
 class GenerateConfig:
-    """The study's defaults: SD 1.4, Euler Ancestral, 50 steps, 512 px renders resized to 32 px bilinear."""
+    """The study's defaults: SD 1.4, Euler Ancestral, 50 steps, 512 px renders resized to 32 px bilinear. The
+    fields declared with `setting` are `cifake generate`'s options as they are; the command parses the others."""
 
     out: str
     classes: list[str] = field(default_factory=lambda: list(CIFAR10_CLASSES))
     per_class: int | list[int] = 10  # one count for every class, or one count per class
-    model: str = DEFAULT_MODEL
-    scheduler: str = "euler-ancestral"
-    steps: int = 50
-    size: int = 512
-    out_size: int = 32
-    prompt_template: str = DEFAULT_PROMPT
-    seed: int = 1
-    device: str = "cpu"
-    dtype: str = "fp32"
-    batch_size: int = 4
-    keep_full_size: bool = False
+    model: str = setting(DEFAULT_MODEL, "Hugging Face model id or local diffusers folder.")
+    scheduler: str = setting("euler-ancestral", "Sampler (euler-ancestral is the study's).",
+                             Allowed(choices=tuple(SCHEDULERS)))
+    steps: int = setting(50, "Denoising steps.", POSITIVE_INT)
+    size: int = setting(512, "Render size in pixels.", POSITIVE_INT)
+    out_size: int = setting(32, "Saved size in pixels (bilinear resize).", POSITIVE_INT)
+    prompt_template: str = setting(DEFAULT_PROMPT, "Prompt; {label} and {article} (a/an) are filled in.")
+    seed: int = setting(1, "Base seed; each image's seed derives from (seed, class, index).")
+    device: str = setting("cpu", "Where the pipeline runs.", Allowed(choices=DEVICES))
+    dtype: str = setting("fp32", "Pipeline precision.", Allowed(choices=tuple(DTYPES)))
+    batch_size: int = setting(4, "Images per pipeline call.", POSITIVE_INT)
+    keep_full_size: bool = setting(False, "Also keep each full-size render as PNG.")
     shard: tuple[int, int] = (0, 1)  # (index, count): this process makes every count-th job from index
+
+    def __post_init__(self) -> None:
+        check_settings(self, "generation setting")
 
     def counts(self) -> list[int]:
         counts = [self.per_class] * len(self.classes) if isinstance(self.per_class, int) else list(self.per_class)

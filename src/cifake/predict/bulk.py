@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from pathlib import Path
 
-from cifake.predict.detector import Prediction
+from cifake.cluster import ray_session
+from cifake.predict.detector import Detector, Prediction
 
 BATCH = 256  # paths per actor call: big enough that the per-call overhead is small next to decoding
 
@@ -21,8 +22,6 @@ class _Scorer:
     """A Ray Data actor: one Detector, scoring batches of paths."""
 
     def __init__(self, model: str | None, backend: str, threshold: float | None, threads: int):
-        from cifake.predict import Detector
-
         self.detector = Detector.load(model, backend, "cpu", threads=threads)
         self.threshold = threshold
 
@@ -36,10 +35,8 @@ def predict_on_ray(paths: Iterable[Path], address: str | None, model: str | None
                    ) -> Iterator[Prediction]:
     """Predictions for every path, in order, computed by `actors` Ray actors (default: one per CPU of the
     cluster / threads_per_actor)."""
-    import ray
+    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
     import ray.data
-
-    from cifake.cluster import ray_session
 
     items = [{"path": str(p)} for p in paths]
     if not items:

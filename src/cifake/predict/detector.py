@@ -176,7 +176,7 @@ class Detector:
                      threshold: float | None = None) -> list[Explanation]:
         """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once.
         The verdicts follow the calibrated decision, or `threshold` as in iter_predict."""
-        from cifake.explain.gradcam import GradCam
+        from cifake.explain.gradcam import GradCam  # captum: 1.1 s of start-up that scoring alone never needs
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))
@@ -192,7 +192,7 @@ class Detector:
 
     def overlay_png(self, item: Item, target: str = "predicted") -> bytes:
         """The Grad-CAM overlay figure of one input as PNG bytes (raises BadImage for a bad input)."""
-        from cifake.explain.figures import overlay_figure
+        from cifake.explain.figures import overlay_figure  # matplotlib: only for a figure
 
         (found,) = self.explanations([item], target)
         if found.prediction.error:

@@ -16,8 +16,7 @@ import numpy as np
 
 from cifake.models import Topology
 from cifake.search.grid import Budget, SearchSpace
-from cifake.workflows.search import choose_extractor, estimated_cost
-from cifake.workflows.search_trial import result_path, trial_dir
+from cifake.search.cost import choose_extractor, estimated_cost, result_path, trial_dir
 from cifake.training.checkpoint import checkpoint_precision, checkpoint_progress
 
 

@@ -102,7 +102,7 @@ def trial_rows(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 def cost_plot(summary: dict, path: str | Path) -> Path:
     """Trial wall time per epoch run (data, validation and scoring included) against parameters, both stages."""
-    import matplotlib
+    import matplotlib  # here: `search` and `search-status` print these tables without plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -1,5 +1,2 @@
-"""The REST service and web page (FastAPI + uvicorn)."""
-
-from cifake.serve.app import Access, Limits, create_app
-
-__all__ = ["Access", "Limits", "create_app"]
+"""The REST service and web page: the app (FastAPI, cifake.serve.app) over a Detector, its limits and access
+(limits), how `cifake serve` launches it (launch), and Ray Serve (ray_serve)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,31 +29,13 @@ from cifake import __version__
 from cifake.data.decode import BadImage
 from cifake.predict.detector import Detector, bundled_model_dir
 from cifake.serve.guard import Guard
+from cifake.serve.limits import Access, Limits
 from cifake.serve.metrics import ServiceMetrics
 
 STATIC = Path(str(resources.files("cifake.serve") / "static"))
 # Swagger UI 5 (OpenAPI 3.1, which FastAPI writes), shipped as files by the fastapi-offline package: /docs needs
 # no CDN
 SWAGGER = Path(str(resources.files("fastapi_offline") / "static"))
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_file_bytes: int = 20 * 1024 * 1024  # one upload
-    max_request_bytes: int = 64 * 1024 * 1024  # a whole request
-    max_pixels: int = 40_000_000  # larger images are refused as decompression bombs
-    max_files: int = 64  # per request
-    max_queue: int = 16  # requests waiting for or running inference; more get 503 at once
-    timeout_s: float = 30.0  # a request waiting for inference longer than this gets 504
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who may use the service: with api_keys, /v1/* needs one as a bearer token; cors_origins are the web
-    origins whose pages may call the API from a browser (none by default)."""
-
-    api_keys: tuple[str, ...] = ()
-    cors_origins: tuple[str, ...] = ()
 
 
 async def read_uploads(files: list[UploadFile], limits: Limits) -> list[tuple[str, bytes]]:

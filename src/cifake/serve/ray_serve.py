@@ -9,6 +9,7 @@ the queue limit and /metrics are the local server's features, not this one's.
 
 # no `from __future__ import annotations`: Ray Serve's ingress reads the route signatures as objects
 import asyncio
+import time
 from typing import Annotated
 
 from fastapi import FastAPI, Query, UploadFile
@@ -16,7 +17,8 @@ from ray import serve
 
 from cifake.calibration import Decision
 from cifake.predict.detector import Detector, Prediction
-from cifake.serve.app import Limits, read_uploads
+from cifake.serve.app import read_uploads
+from cifake.serve.limits import Limits
 
 api = FastAPI(title="cifake (Ray Serve)", docs_url=None, redoc_url=None)
 
@@ -59,7 +61,6 @@ class DetectorReplica:
 def run_on_ray(address: str | None, host: str, port: int, model: str | None, backend: str, limits: Limits,
                replicas: int) -> None:
     """Deploy on the cluster at `address` and serve until interrupted."""
-    import time
 
     from cifake.cluster import ray_session
 

@@ -10,6 +10,12 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
+from cifake.predict.detector import Detector
+from cifake.serve.app import create_app
+from cifake.serve.limits import Access, Limits
+
 SETTINGS = "CIFAKE_SERVE_SETTINGS"
 
 
@@ -21,11 +27,6 @@ def settings_for_workers(model: Path | None, backend: str, device: str, limits, 
 
 def app_from_environment():
     """The app of one worker process (uvicorn's factory)."""
-    import torch
-
-    from cifake.predict import Detector
-    from cifake.serve.app import Access, Limits, create_app
-
     settings = json.loads(os.environ[SETTINGS])
     torch.set_num_threads(settings["threads"])
     detector = Detector.load(settings["model"], settings["backend"], settings["device"], threads=settings["threads"])

@@ -13,14 +13,14 @@ from pathlib import Path
 
 from cifake.data import CifakeData
 from cifake.data.dataset import available_cores
-from cifake.devices import mixed_precision, resolve_device
 from cifake.errors import SearchInterrupted
 from cifake.models import Topology
-from cifake.models.cnn import IMAGE_SIZE, feature_size
 from cifake.files import write_json
 from cifake.progress import progress_bar
+from cifake.search.cost import choose_extractor, estimated_cost, result_path, trains_on_matrix_units
 from cifake.search.grid import Budget, SearchSpace
-from cifake.workflows.search_trial import TrialPlan, result_path, run_trial
+from cifake.cluster import ray_session
+from cifake.workflows.search_trial import TrialPlan, run_trial
 
 
 @dataclass(frozen=True)
@@ -77,57 +77,6 @@ def run_search(
                "trial_seconds": round(sum(r["seconds"] for r in stage1 + stage2), 1)}
     write_json(folder / "search.json", summary, indent=1)
     return summary
-
-
-def choose_extractor(stage1: list[dict]) -> dict:
-    """The study's rule: dense heads go on the feature extractor of lowest validation loss."""
-    return min(stage1, key=lambda r: r["validation"]["loss"])
-
-
-# On a CPU that trains in fp32 (no bf16 kernels, cifake.devices.cpu_runs_bf16) the multiply-adds are most of a
-# step. `python benchmarks/status_accuracy.py fit FOLDER` fits this weight to the epoch times of a finished stage
-# 1: on an AVX2-only EPYC, 0.019 for `make reproduce`'s 12 extractors (each then predicted within 22 %), 0.022 for
-# the paper profile's (within 16 %), 0.017 before ReLU ran after pooling. With it, search-status's estimate of
-# that paper-profile stage 1 was 15 % off (median), against +112 % for the bf16 cost (docs/search.md, "How good
-# the time-left estimate is").
-FP32_COST_PER_MULTIPLY_ADD = 0.02
-
-
-def training_work(topology: Topology) -> tuple[float, float, float]:
-    """Per image: the convolutions' output elements (before pooling), their multiply-adds, and the dense weights
-    (flattened features to the output)."""
-    elements = multiply_adds = 0.0
-    channels = 3
-    for layer in range(topology.conv_layers):
-        outputs = (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
-        elements += outputs
-        multiply_adds += outputs * channels * 9
-        channels = topology.filters
-    widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
-    return elements, multiply_adds, float(sum(a * b for a, b in zip(widths, widths[1:])))
-
-
-def estimated_cost(topology: Topology, matrix_units: bool = True) -> float:
-    """Rough training time per image, to schedule long trials first and to estimate a search's time left.
-
-    With bf16 matrix units (`matrix_units`: a CPU with AMX or AVX-512 bf16, a GPU), fitted to the time per step
-    of the 12 extractors and 15 dense heads on f64-c2 (bf16, one thread, the trainer's step as
-    benchmarks/bench_step.py times it): the convolutions' multiply-adds hardly count, while every element of a
-    convolution's output (before pooling) is streamed through memory by ReLU and pooling, forward and backward, and
-    a dense weight pays for its bf16 copy, gradient and Adam's moments at each step of 64 images. (The fit also
-    charged the flattened features for flattening's NCHW gradient; cifake.models.cnn.Flatten has since removed that
-    cost, and the term with it. ReLU now runs after pooling while training, CifakeCNN._features, so the activation
-    term overstates their cost a little.) In fp32 every multiply-add counts, the dense weights' as the
-    convolutions' (FP32_COST_PER_MULTIPLY_ADD)."""
-    elements, multiply_adds, dense = training_work(topology)
-    if matrix_units:
-        return elements + dense / 72
-    return elements + FP32_COST_PER_MULTIPLY_ADD * (multiply_adds + dense)
-
-
-def trains_on_matrix_units(device: str) -> bool:
-    """Whether trials on `device` train in a reduced precision (bf16 or fp16 autocast), which the cost follows."""
-    return mixed_precision(resolve_device(device), True) is not None
 
 
 def _check_gpus(gpus_per_trial: float | None, use_ray: bool) -> None:
@@ -191,10 +140,8 @@ def trial_summary(result: dict) -> str:
 
 
 def _run_with_ray(title: str, pending: list[Topology], plan: TrialPlan, execution: Execution, finished) -> None:
-    import ray
+    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
     from ray import tune
-
-    from cifake.cluster import ray_session
 
     class AnnounceFinished(tune.Callback):  # runs in this (driver) process as each trial ends
         def __init__(self, announce, resources: dict) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifake.data import load_dataset
-from cifake.runfolder import RunFolder
+from cifake.search.cost import result_path, trial_dir
 from cifake.workflows.experiment import train_run
 from cifake.models import Topology
 from cifake.search.grid import Budget
@@ -27,14 +27,6 @@ class TrialPlan:
     threads: int = 1  # torch threads per trial
     cache_root: str | None = None
     device: str = "auto"  # under Ray, a trial sees only the GPUs Ray gave it: auto finds those, or the CPU
-
-
-def trial_dir(out: Path, topology: Topology) -> Path:
-    return out / "trials" / topology.name
-
-
-def result_path(out: Path, topology: Topology) -> Path:
-    return RunFolder(trial_dir(out, topology)).record
 
 
 def run_trial(topology: Topology, plan: TrialPlan) -> dict:

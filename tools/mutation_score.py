@@ -1,6 +1,6 @@
 """The mutation score per module, from the results `mutmut run` left in mutants/ (run by `make mutate`).
 
-    python benchmarks/mutation_score.py [--json] [--survivors]
+    python tools/mutation_score.py [--json] [--survivors]
 
 A mutant is killed when a test failed or timed out with it. The score is killed / (killed + survived + untested):
 a mutant that no selected test reaches counts against the module, as it would go unnoticed. Pending mutants

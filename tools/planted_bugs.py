@@ -1,7 +1,8 @@
 """Plant known bugs one at a time in a copy of the code and check that the tests meant for each one fail.
 
-    python benchmarks/planted_bugs.py            # every bug; a table of which tests caught which bug
-    python benchmarks/planted_bugs.py --only 3 7 --json
+    python tools/planted_bugs.py            # every bug; a table of which tests caught which bug
+    python tools/planted_bugs.py --only 3 7 --json
+    python tools/planted_bugs.py --check    # only that every bug's text is found once (tests/test_docs.py)
 
 Each bug is a textual change to one source file that must match exactly once: code that has moved makes this
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
@@ -36,18 +37,18 @@ class Bug:
 
 
 BUGS = [
-    Bug("best weights kept from the raw model instead of the EMA model", "training/trainer.py",
-        "                best_state = copy.deepcopy(scored.state_dict())",
-        "                best_state = copy.deepcopy(model.state_dict())",
+    Bug("best weights kept from the raw model instead of the EMA model", "training/checkpoint.py",
+        "self.best_state = copy.deepcopy(self.scored.state_dict())",
+        "self.best_state = copy.deepcopy(self.model.state_dict())",
         ("tests/test_training.py::test_with_ema_the_kept_weights_are_the_averaged_ones_that_were_validated",)),
-    Bug("max_real_flagged and max_fake_passed swapped in calibrate_run", "calibration/run.py",
+    Bug("max_real_flagged and max_fake_passed swapped in calibrate_run", "workflows/calibrate.py",
         "choose_decision(val_prob_fake, val.labels, max_real_flagged, max_fake_passed)",
         "choose_decision(val_prob_fake, val.labels, max_fake_passed, max_real_flagged)",
         ("tests/test_calibration.py::test_each_target_bounds_its_own_error_rate",
          "tests/test_calibration.py::test_calibrate_command_takes_both_targets")),
-    Bug("cifake predict --threshold ignored", "cli/detect.py",
-        "results = detector.iter_predict(expand_paths(paths), threshold)",
-        "results = detector.iter_predict(expand_paths(paths), None)",
+    Bug("cifake predict --threshold ignored", "cli/predict.py",
+        "return detector.iter_predict(files, threshold)",
+        "return detector.iter_predict(files, None)",
         ("tests/test_predict.py::test_predict_cli_threshold_and_backend",)),
     Bug("the Detector's batch never reset after a chunk", "predict/detector.py",
         "                yield from self._score(batch, decision)\n                batch = []",
@@ -59,7 +60,7 @@ BUGS = [
     Bug("the service's pixel limit not passed to the detector", "serve/app.py",
         "    detector.max_pixels = limits.max_pixels\n", "",
         ("tests/test_serve.py::test_the_service_pixel_limit_reaches_the_detector",)),
-    Bug("--exclude-leaked excludes nothing", "experiment.py",
+    Bug("--exclude-leaked excludes nothing", "workflows/experiment.py",
         "        mask = leaked_mask(data, split)", "        mask = np.zeros(len(images), bool)",
         ("tests/test_cli.py::test_evaluate_split_out_and_exclude_leaked",)),
     Bug("a rewritten zip does not invalidate the decode cache", "data/sources.py",
@@ -68,19 +69,20 @@ BUGS = [
     Bug("the cache key uses the size only, not the modification time", "data/sources.py",
         "return st.st_size, st.st_mtime_ns", "return st.st_size, 0",
         ("tests/test_dataset.py::test_a_touched_source_is_decoded_again_even_at_the_same_size",)),
-    Bug("the same shuffle order every epoch", "training/trainer.py",
+    Bug("the same shuffle order every epoch", "training/augment.py",
         "manual_seed(seed * 1_000_003 + epoch)", "manual_seed(seed * 1_000_003)",
         ("tests/test_training.py::test_every_epoch_has_a_shuffle_of_its_own",)),
-    Bug("degradations ignore the epoch", "training/trainer.py",
-        "np.random.default_rng([config.seed, epoch, batch_number])",
-        "np.random.default_rng([config.seed, batch_number])",
+    Bug("degradations ignore the epoch", "training/augment.py",
+        "config.degrade, np.random.default_rng([config.seed, epoch,",
+        "config.degrade, np.random.default_rng([config.seed, 0,",
         ("tests/test_training.py::test_degradations_change_the_images_and_are_drawn_afresh_every_epoch",)),
-    Bug("--degrade does nothing at all", "training/trainer.py",
-        "    if config.degrade > 0:\n", "    if False:\n",
+    Bug("--degrade does nothing at all", "training/augment.py",
+        "        if config.degrade > 0:\n", "        if False:\n",
         ("tests/test_training.py::test_degradations_change_the_images_and_are_drawn_afresh_every_epoch",
          "tests/test_robustness.py::test_robust_training_is_seeded")),
-    Bug("--degrade not passed on by the command line", "cli/train.py",
-        "for n in names if given(n).name in", "for n in names if n != \"degrade\" and given(n).name in",
+    Bug("--degrade not passed on by the command line", "cli/options.py",
+        "for key, v in chosen.items() if source(key).name in",
+        "for key, v in chosen.items() if key != \"degrade\" and source(key).name in",
         ("tests/test_robustness.py::test_robust_training_is_seeded",
          "tests/test_cli.py::test_train_the_residual_family_with_every_recipe_option")),
     Bug("the Grad-CAM randomisation check does not randomise", "explain/analysis.py",
@@ -118,15 +120,29 @@ def copy_of_repo(where: Path) -> Path:
     return copy
 
 
-def plant(copy: Path, bug: Bug) -> None:
+def planted_text(root: Path, bug: Bug) -> str:
+    """The text of the bug's file under `root` with the bug planted; stops if the text to change is not there once."""
     changes = [(bug.old, bug.new), *([bug.also] if bug.also else [])]
-    path = copy / "src" / "cifake" / bug.file
-    text = path.read_text()
+    text = (root / "src" / "cifake" / bug.file).read_text()
     for old, new in changes:
         if text.count(old) != 1:
             raise SystemExit(f"{bug.name}: {bug.file} holds the text to change {text.count(old)} times, not once")
         text = text.replace(old, new)
-    path.write_text(text)
+    return text
+
+
+def plant(copy: Path, bug: Bug) -> None:
+    (copy / "src" / "cifake" / bug.file).write_text(planted_text(copy, bug))
+
+
+def missing_tests(bug: Bug) -> list[str]:
+    """The bug's test node ids that name no test function in their file."""
+    missing = []
+    for node in bug.tests:
+        path, name = node.split("::")
+        if f"def {name.split('[')[0]}(" not in (REPO / path).read_text():
+            missing.append(node)
+    return missing
 
 
 def run_tests(copy: Path, tests: tuple[str, ...]) -> list[str]:
@@ -145,8 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, nargs="*", help="bug numbers (from 1) to plant")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--check", action="store_true", help="only check that every bug's text and tests exist")
     args = parser.parse_args()
     chosen = [(n, bug) for n, bug in enumerate(BUGS, 1) if not args.only or n in args.only]
+    if args.check:
+        for _, bug in chosen:
+            planted_text(REPO, bug)
+            if missing := missing_tests(bug):
+                raise SystemExit(f"{bug.name}: no such test {missing}")
+        return print(f"{len(chosen)} planted bugs: every text to change is found once, every test exists")
     with tempfile.TemporaryDirectory() as tmp:
         clean = copy_of_repo(Path(tmp) / "clean")
         every_test = tuple(dict.fromkeys(t for _, bug in chosen for t in bug.tests))

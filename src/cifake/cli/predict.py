@@ -1,0 +1,143 @@
+"""`cifake predict | explain`: is each image real or AI-generated, and why."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cifake.choices import TARGETS
+from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, load,
+                               print_table, use_device, value)
+
+Target = choice("Target", TARGETS)
+PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id"]
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    model: ModelDir = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        min=0, max=1, help="Call an image FAKE when P(FAKE) >= this, else REAL (default: the model's calibrated "
+                           "decision, which may say UNSURE).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines, one per image.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV.")] = False,
+    backend: BackendOption = "auto",
+    device: DeviceOption = "auto",
+    explain_dir: Annotated[Optional[Path], typer.Option(
+        "--explain", help="Write Grad-CAM overlays into this folder.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        help="Score on a Ray cluster with Ray Data (HOST:PORT, ray://HOST:PORT, auto, or local for a Ray instance "
+             "on this machine); files and model on storage every node sees.")] = None,
+    actors: Annotated[Optional[int], typer.Option(
+        min=1, help="Scoring actors with --ray-address (default: one per CPU of the cluster).")] = None,
+) -> None:
+    """Is each image real or AI-generated? Bad files are named on stderr; the exit code is 1 if any failed."""
+    from cifake.predict import expand_paths
+
+    detector = detector_for(model, value(backend), device)
+    results = _predictions(detector, expand_paths(paths), threshold, explain_dir, ray_address, model, actors)
+    rows, failed = [], 0
+    writer = csv.DictWriter(sys.stdout, PREDICTION_FIELDS) if as_csv else None
+    if writer:
+        writer.writeheader()
+    for result in results:
+        if result.error:
+            failed += 1
+            err.print(f"{result.source}: {result.error}", markup=False, highlight=False)
+            continue
+        row = {"path": result.source, "prob_fake": round(result.prob_fake, 6), **{
+            k: getattr(result, k) for k in PREDICTION_FIELDS[2:]}}
+        if as_json:
+            print(json.dumps(row))
+        elif writer:
+            writer.writerow(row)
+        else:
+            rows.append([result.source, result.prob_fake, result.verdict])
+    if not (as_json or as_csv):
+        print_table(["path", "P(FAKE)", "verdict"], rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
+    if explain_dir:
+        err.print(f"Grad-CAM overlays: {explain_dir}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _predictions(detector, files, threshold, explain_dir, ray_address, model, actors):
+    """The predictions `cifake predict` prints: here (in chunks: bounded memory), here with Grad-CAM overlays
+    (each image decoded and scored once, so the overlays' scores are the printed ones), or on Ray."""
+    if ray_address:
+        if explain_dir:
+            raise ValueError("--explain runs here, not on Ray: leave out --ray-address to write overlays")
+        from cifake.predict.bulk import predict_on_ray
+
+        return predict_on_ray(files, ray_address, str(model) if model else None, detector.backend, threshold, actors)
+    if explain_dir:
+        from cifake.workflows.explain_report import explain_files  # here: captum and matplotlib cost 1.1 s of start-up
+
+        return explain_files(detector, files, explain_dir, threshold=threshold).predictions
+    return detector.iter_predict(files, threshold)
+
+
+def detector_for(model: Path | None, backend: str, device: str):
+    """The Detector of a command, its device said on stderr (onnxruntime scores on the CPU)."""
+    from cifake.predict import Detector
+
+    detector = Detector.load(model, backend, device)
+    use_device(detector.device)
+    return detector
+
+
+def _rule(detector, threshold: float | None) -> str:
+    if threshold is not None:
+        return f"FAKE when P(FAKE) >= {threshold}"
+    rule = detector.decision
+    if rule.real_at == rule.fake_at:
+        return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}"
+    return f"FAKE when P(FAKE) >= {rule.fake_at:.4g}, REAL below {rule.real_at:.4g}, UNSURE between"
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")],
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders to explain.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for overlays, figures and the report.")] = Path("explain"),
+    data: Annotated[Optional[Path], typer.Option("--data", help="Explain a dataset split instead of files.")] = None,
+    split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
+    per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
+    sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
+    layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU; an "
+                                                      "ensemble's: every member's, comma-separated).")] = None,
+    target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
+                      ] = "predicted",
+    device: DeviceOption = "auto",
+    cache: Cache = None,
+    quiet: Quiet = False,
+) -> None:
+    """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
+    from cifake.workflows.explain_report import explain_dataset, explain_files
+    from cifake.predict import expand_paths
+
+    if bool(images) == bool(data):
+        raise ValueError("give image files, or --data SOURCE, not both or neither")
+    if data:
+        device = use_device(device)
+        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer,
+                                  device=device)
+        shares = summary["centre_share"]
+        console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
+                      f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
+        console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
+        return
+    explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target))
+    for result in explained.results:
+        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
+                      f"{out / result['overlay']}", markup=False)
+    for path, reason in explained.failures:
+        err.print(f"{path}: {reason}", markup=False)
+    if explained.failures:
+        raise typer.Exit(1)
