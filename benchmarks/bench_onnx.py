@@ -23,6 +23,7 @@ from cifake.models import load_model
 from cifake.models.export import OnnxRunner, export_onnx
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.predict import bundled_model_dir
+from cifake.runfolder import RunFolder
 
 
 def best_rate(fn, n: int, repeats: int = 3) -> float:
@@ -44,8 +45,8 @@ def main() -> None:
     test = load_dataset(data_path(), progress=False)["test"].in_memory()
     model, _ = load_model(run)
     with tempfile.TemporaryDirectory() as folder:
-        shutil.copy(run / "model.safetensors", folder)
-        shutil.copy(run / "config.json", folder)
+        for part in (RunFolder(run).weights, RunFolder(run).config):
+            shutil.copy(part, folder)
         runner = OnnxRunner(export_onnx(folder), threads=available_cores())
         torch_prob = sigmoid(predict_logits(model, test.images))
         onnx_prob = sigmoid(runner(test.images))

@@ -53,10 +53,10 @@ def time_steps(topology: str, precision: str, adam: str, threads: int, steps: in
     """Build the trial's model and optimiser, warm up, time `steps` steps and print the mean as JSON."""
     import torch
 
-    from cifake.training.config import TrainConfig
-    from cifake.training.memory import keep_freed_memory
-    from cifake.training.loop import Step
     from cifake.models import create_model
+    from cifake.training.config import TrainConfig
+    from cifake.training.loop import Step
+    from cifake.training.memory import keep_freed_memory
 
     torch.set_num_threads(threads)
     keep_freed_memory()

@@ -21,7 +21,6 @@ It prints, and writes to OUT/gpu_check.json:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import time
@@ -32,13 +31,14 @@ import torch
 
 from cifake.data import load_dataset
 from cifake.devices import device_name, resolve_device
-from cifake.workflows.experiment import train_run
 from cifake.models import Topology, create_model
-from cifake.workflows.search import run_search
+from cifake.runfolder import RunFolder
 from cifake.search.grid import PROFILES
 from cifake.training.config import TrainConfig
 from cifake.training.loop import fit, seed_everything
 from cifake.training.split import Split
+from cifake.workflows.experiment import train_run
+from cifake.workflows.search import run_search
 
 PAPER_TRAIN_IMAGES = 90_000  # the paper profile trains on the whole train split less a tenth for validation
 
@@ -126,15 +126,14 @@ def training(data, device: torch.device, epochs: int, out: Path) -> dict:
 
 def _scores(run: Path) -> tuple:
     """What must repeat exactly: every epoch's losses and accuracies, and the validation and test metrics."""
-    record = json.loads((run / "run.json").read_text())
+    record = RunFolder(run).read_record()
     losses = [{k: row[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
               for row in _history(run)]
     return json.dumps(record["test"], sort_keys=True), json.dumps(record["validation"], sort_keys=True), losses
 
 
 def _history(run: Path) -> list[dict]:
-    with open(run / "history.csv", newline="") as file:
-        return list(csv.DictReader(file))
+    return RunFolder(run).read_history()
 
 
 def quick_search(data, device: torch.device, args, out: Path) -> dict:
@@ -154,13 +153,13 @@ def quick_search(data, device: torch.device, args, out: Path) -> dict:
     heads = [per_image[t["name"]] for t in summary["stage2"]] or [0.0]
     paper_space, paper_budget = PROFILES["paper"].space, PROFILES["paper"].budget
     paper_heads = len(paper_space.dense_units) * len(paper_space.dense_layers)
-    scale = PAPER_TRAIN_IMAGES * paper_budget.epochs  # every trial run to its last epoch: an upper bound
+    scale = PAPER_TRAIN_IMAGES * paper_budget.train.epochs  # every trial run to its last epoch: an upper bound
     projection = (stage1 * 12 / max(1, len(summary["stage1"])) + max(heads) * paper_heads) * scale
     say(f"quick profile on {device}: {len(trials)} trials in {wall:.0f} s")
     for name, seconds in per_image.items():
         say(f"  {name}: {seconds * 1e6:.1f} us per training image per epoch (with validation)")
     say(f"paper profile projection on one {device.type} device, trials one after another: (sum over the 12 extractors "
-        f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {paper_budget.epochs} "
+        f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {paper_budget.train.epochs} "
         f"epochs = {projection / 60:.1f} min (an upper bound: early stopping ends most trials sooner)")
     return {"quick_wall_seconds": round(wall, 1), "trials": len(trials),
             "seconds_per_image": {k: round(v, 9) for k, v in per_image.items()},
@@ -169,7 +168,7 @@ def quick_search(data, device: torch.device, args, out: Path) -> dict:
 
 def _seconds_per_image(trial: Path) -> float:
     """Median wall time per training image of a trial's epochs, validation included."""
-    images = json.loads((trial / "run.json").read_text())["split"]["train"]
+    images = RunFolder(trial).read_record()["split"]["train"]
     return statistics.median(float(row["wall_seconds"]) for row in _history(trial)) / images
 
 

@@ -109,10 +109,10 @@ def test_calibrate_command_stores_what_predict_then_uses(learnable_zip, tmp_path
 
 def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, tmp_path):
     from cifake.data import load_dataset, train_val_split
-    from cifake.workflows.experiment import train_run, validation_split
     from cifake.models import Topology
     from cifake.training.config import TrainConfig
     from cifake.training.split import Split
+    from cifake.workflows.experiment import train_run, validation_split
 
     data = load_dataset(learnable_zip, cache_root=tmp_path, progress=False)
     expected = train_val_split(data["train"].limit(100, 3), 0.2, 3)[1]
@@ -128,11 +128,11 @@ def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, t
 def test_each_target_bounds_its_own_error_rate(learnable_zip, tmp_path):
     """Asymmetric targets on a model that cannot separate the labels: each target bounds its own error (swapping
     them would not), and the stored decision is the one recomputed here from the validation scores."""
-    from cifake.workflows.calibrate import calibrate_run
     from cifake.data import load_dataset
-    from cifake.workflows.experiment import validation_split
     from cifake.models import create_model, save_model
     from cifake.models.inference import predict_logits
+    from cifake.workflows.calibrate import calibrate_run
+    from cifake.workflows.experiment import validation_split
 
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
@@ -242,9 +242,9 @@ def test_the_loosest_fake_threshold_lets_through_just_what_the_target_allows():
 
 
 def test_calibrate_run_defaults_and_the_files_it_writes(learnable_zip, tmp_path):
-    from cifake.workflows.calibrate import calibrate_run
     from cifake.data import load_dataset
     from cifake.models import create_model, save_model
+    from cifake.workflows.calibrate import calibrate_run
 
     run = save_model(create_model("paper"), tmp_path / "run", training={
         "config": {"seed": 1}, "split": {"val_fraction": 0.5, "limit_per_label": None}})

@@ -12,10 +12,10 @@ from safetensors.torch import load_file, save_file
 from cifake import devices
 from cifake.data import load_dataset
 from cifake.devices import DeviceUnavailable, resolve_device
-from cifake.workflows.experiment import train_run
 from cifake.models import Topology
 from cifake.training.config import TrainConfig
 from cifake.training.split import Split
+from cifake.workflows.experiment import train_run
 from conftest import cli, flat
 
 SMALL = Topology(4, 1, ())
@@ -193,7 +193,7 @@ def test_the_search_asks_ray_for_the_gpus_per_trial(learnable_zip, tmp_path):
     from cifake.workflows.search import _gpus_per_trial
 
     data = load_dataset(learnable_zip, progress=False)
-    space, budget = SearchSpace(filters=(4, 8), conv_layers=(1,)), Budget(epochs=1, patience=1, limit_per_label=60)
+    space, budget = SearchSpace(filters=(4, 8), conv_layers=(1,)), Budget.of(epochs=1, patience=1, limit_per_label=60)
     cpu_only = run_search(data, tmp_path / "cpu", space, budget, stages=1, progress=False)  # a machine without GPUs
     assert cpu_only["trial_resources"] == {"f8-c1-dnone": {"CPU": 1.0}, "f4-c1-dnone": {"CPU": 1.0}}
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)

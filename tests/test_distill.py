@@ -12,14 +12,14 @@ from conftest import cli
 from safetensors.numpy import load_file
 
 from cifake.data import load_dataset
-from cifake.workflows.experiment import train_run
 from cifake.models import Topology, create_model, load_model, save_model
 from cifake.models.export import weights_digest
 from cifake.models.inference import predict_logits, sigmoid
-from cifake.training.config import TrainConfig
 from cifake.training.checkpoint import checkpoint_progress
+from cifake.training.config import TrainConfig
 from cifake.training.distill import distilled_targets
 from cifake.training.split import Split
+from cifake.workflows.experiment import train_run
 
 SPLIT, SEED = Split(0.2, 100), 3
 TINY = Topology(4, 1, ())

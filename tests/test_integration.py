@@ -8,11 +8,11 @@ import pytest
 
 from cifake.data import CIFAR10_CLASSES, decode_image
 from cifake.data.audit import audit
-from cifake.workflows.experiment import evaluate_run, train_run
-from cifake.workflows.explain_report import explain_dataset
 from cifake.models import resolve_topology
 from cifake.training.config import TrainConfig
 from cifake.training.split import Split
+from cifake.workflows.experiment import evaluate_run, train_run
+from cifake.workflows.explain_report import explain_dataset
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("real_data")]  # one worker decodes the zips
 

@@ -10,9 +10,9 @@ from safetensors.torch import load_file, save_file
 from cifake import Detector
 from cifake.models import load_model
 from cifake.models.export import OnnxRunner, export_onnx, weights_digest
-from cifake.runfolder import RunFolder
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.predict import bundled_model_dir
+from cifake.runfolder import RunFolder
 from conftest import cli, synthetic_image
 
 

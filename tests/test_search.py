@@ -14,18 +14,18 @@ import pytest
 from cifake.data import load_dataset
 from cifake.models import Topology
 from cifake.report import csv_table, markdown_table
-from cifake.search.grid import Budget, SearchSpace
-from cifake.workflows.search import run_search
-from cifake.search.status import search_status
 from cifake.search.cost import estimated_cost, result_path, training_work
-from cifake.workflows.search import SearchInterrupted
+from cifake.search.grid import Budget, SearchSpace
+from cifake.search.status import search_status
 from cifake.search.status import TrialStatus, seconds_left, union_seconds
 from cifake.search.tables import paper_best_accuracy, paper_value, stage1_rows, stage2_rows, within
+from cifake.workflows.search import run_search
+from cifake.workflows.search import SearchInterrupted
 from cifake.workflows.search_trial import TrialPlan, run_trial
 from conftest import cli, flat
 
 TINY = SearchSpace(filters=(4, 8), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
-BUDGET = Budget(epochs=2, patience=2, limit_per_label=200)
+BUDGET = Budget.of(epochs=2, patience=2, limit_per_label=200)
 
 
 def _search(source, out, *args, **options):
@@ -75,7 +75,7 @@ def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path, capsy
     assert local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]
     for r in local["stage1"]:
         assert set(r["test"]) >= {"accuracy", "loss", "precision", "recall", "f1", "roc_auc", "per_class_accuracy"}
-        assert r["parameters"] > 0 and r["config"]["epochs"] == BUDGET.epochs and r["split"]["limit_per_label"] == 200
+        assert r["parameters"] > 0 and r["config"]["epochs"] == BUDGET.train.epochs and r["split"]["limit_per_label"] == 200
     assert (tmp_path / "local" / "trials" / f"{local['best']}" / "model.safetensors").is_file()
 
 
@@ -86,13 +86,14 @@ def test_rerun_skips_finished_trials_and_refuses_other_settings(learnable_zip, t
     assert _scores(first) == _scores(again)
     assert stamps == _finished(tmp_path) and len(stamps) == 3
     with pytest.raises(ValueError, match="other settings"):
-        _search(learnable_zip, tmp_path, TINY, Budget(epochs=3), use_ray=False, progress=False)
+        _search(learnable_zip, tmp_path, TINY, Budget.of(epochs=3), use_ray=False, progress=False)
     with pytest.raises(ValueError, match="other settings"):  # the learning rate is part of the budget
-        _search(learnable_zip, tmp_path, TINY, replace(BUDGET, learning_rate=0.01), use_ray=False, progress=False)
-    settings = tmp_path / "search_settings.json"  # a folder from before the recipe fields existed still resumes
-    recorded = json.loads(settings.read_text())
-    for key in ("learning_rate", "schedule", "warmup_epochs"):
-        del recorded["budget"][key]
+        _search(learnable_zip, tmp_path, TINY, replace(BUDGET, train=replace(BUDGET.train, learning_rate=0.01)),
+                use_ray=False, progress=False)
+    settings = tmp_path / "search_settings.json"  # a folder from before the recipe fields existed still resumes:
+    recorded = json.loads(settings.read_text())  # its budget was flat, and held fewer of the training settings
+    train, split = recorded["budget"]["train"], recorded["budget"]["split"]
+    recorded["budget"] = {key: train[key] for key in ("epochs", "patience", "batch_size", "seed")} | split
     settings.write_text(json.dumps(recorded))
     assert _scores(_search(learnable_zip, tmp_path, TINY, BUDGET, use_ray=False, progress=False)) == _scores(first)
 
@@ -116,14 +117,14 @@ def test_killed_search_resumes_without_retraining_finished_trials(learnable_zip,
 
 
 def test_a_resumed_trial_counts_the_epochs_of_earlier_runs(learnable_zip, tmp_path, monkeypatch):
-    topology, budget = TINY.stage1()[0], Budget(epochs=1, patience=2, limit_per_label=200)
+    topology, budget = TINY.stage1()[0], Budget.of(epochs=1, patience=2, limit_per_label=200)
     clock = iter(range(0, 10**9, 100))  # the first run is timed by a clock that makes every step take 100 s
     with monkeypatch.context() as patched:
         patched.setattr(time, "perf_counter", lambda: float(next(clock)))
         first = run_trial(topology, TrialPlan(str(learnable_zip), tmp_path, budget))
     assert first["seconds"] >= 100
     result_path(tmp_path, topology).unlink()  # unfinished again: the rerun resumes at epoch 2
-    second = run_trial(topology, TrialPlan(str(learnable_zip), tmp_path, Budget(epochs=2, patience=2,
+    second = run_trial(topology, TrialPlan(str(learnable_zip), tmp_path, Budget.of(epochs=2, patience=2,
                                                                                   limit_per_label=200)))
     assert second["epochs_run"] == 2 and second["seconds"] >= 100  # epoch 1's 100+ s, from the checkpoint
 
@@ -187,7 +188,7 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
     assert [(t.name, t.state) for t in status.trials if t.stage == 2] == [(head.name, "waiting")]
     assert status.heads_waiting_for_stage1 == 0 and status.seconds_left > 0
 
-    one_epoch = Budget(epochs=1, patience=2, limit_per_label=200)
+    one_epoch = Budget.of(epochs=1, patience=2, limit_per_label=200)
     run_trial(head, TrialPlan(str(learnable_zip), tmp_path, one_epoch))
     result_path(tmp_path, head).unlink()  # as if killed after its first epoch
     (started,) = [t for t in search_status(tmp_path).trials if t.stage == 2]
@@ -228,7 +229,7 @@ def test_time_left_takes_a_started_trials_own_pace_and_prices_waiting_ones_by_th
     # every trial is expected to run 4 epochs, the mean of the finished one's 3 and the budget's 5: 2 more for the
     # started one at its own 15 s; the waiting ones at the rate of the measured trial nearest in cost (log scale):
     # 50 is nearest 100 (15 s / 100 = 0.15 s per unit), 1000 nearest 400 (0.1 s per unit)
-    budget = Budget(epochs=5)
+    budget = Budget.of(epochs=5)
     assert seconds_left([finished, started, small], budget) == pytest.approx(2 * 15 + 4 * 50 * 0.15)
     assert seconds_left([finished, started, large], budget) == pytest.approx(2 * 15 + 4 * 1000 * 0.1)
     assert seconds_left([small, large], budget) == 0  # nothing measured yet: no rate to price them by
@@ -325,8 +326,8 @@ def test_reproduce_restores_the_thread_count_when_the_search_fails(learnable_zip
     """The study's model trains on one thread beside the search; a failed search gives the caller its threads back."""
     import torch
 
-    from cifake.workflows import reproduce as module
     from cifake.search import grid
+    from cifake.workflows import reproduce as module
 
     monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(replace(TINY, dense_units=()), BUDGET, True))
 
@@ -351,10 +352,10 @@ def test_search_options_stages_and_status_from_the_command_line(learnable_zip, t
     from cifake.search import grid
 
     space = SearchSpace(filters=(4,), conv_layers=(1,), dense_units=(8,), dense_layers=(1,))
-    monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(space, Budget(epochs=2, limit_per_label=50)))
+    monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(space, Budget.of(epochs=2, limit_per_label=50)))
     out = tmp_path / "search"
     overrides = ["--filters", "4,8", "--conv-layers", "1", "--dense-units", "8", "--dense-layers", "1", "--epochs", "2",
-                 "--patience", "2", "--limit", "200"]
+                 "--patience", "2", "--limit", "200", "--optimizer", "adamw", "--lr", "0.002"]
     printed = cli("search", "--data", learnable_zip, "--out", out, "--profile", "quick", *overrides, "--stages", "1",
                   "--no-ray", "-q").stdout
     assert "Best extractor" in printed
@@ -363,7 +364,10 @@ def test_search_options_stages_and_status_from_the_command_line(learnable_zip, t
     assert status["total"] == 3 and sorted(states.values()) == ["finished", "finished", "waiting"]
     assert states["f4-c1-dnone"] == states["f8-c1-dnone"] == "finished"  # the head waits for a --stages 2 run
     settings = json.loads((out / "search.json").read_text())["budget"]
-    assert settings["epochs"] == 2 and settings["patience"] == 2 and settings["limit_per_label"] == 200
+    assert settings["train"]["epochs"] == 2 and settings["train"]["patience"] == 2
+    assert settings["split"]["limit_per_label"] == 200
+    trial = json.loads((out / "trials" / "f4-c1-dnone" / "run.json").read_text())  # every training setting reaches
+    assert trial["config"]["optimizer"] == "adamw" and trial["config"]["learning_rate"] == 0.002  # each trial
     cli("search", "--data", learnable_zip, "--out", out, "--profile", "quick", *overrides, "--stages", "2",
         "--ray-address", "local", "-q")
     status = json.loads(cli("search-status", out, "--json").stdout)

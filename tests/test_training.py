@@ -8,8 +8,8 @@ from cifake.models import create_model
 from cifake.models.inference import predict_logits
 from cifake.runfolder import RunFolder
 from cifake.training.config import TrainConfig
-from cifake.training.loop import fit, seed_everything
 from cifake.training.config import RESUME_KEYS
+from cifake.training.loop import fit, seed_everything
 
 
 @pytest.fixture(scope="module")

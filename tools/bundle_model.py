@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cifake.report import markdown_table
+from cifake.runfolder import RunFolder
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "cifake" / "models" / "bundled"
 ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("precision", "precision (REAL positive)"),
@@ -175,23 +176,24 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
 
 
 def main(run_dir: str) -> None:
-    run = Path(run_dir)
-    config = json.loads((run / "config.json").read_text())
+    run = RunFolder(run_dir)
+    config = run.read_config()
     for training in config["training"].get("members", [config["training"]]):
         training["data"]["cache"] = None  # a path on the machine that trained it
-    test, validation, no_leaks = (json.loads((run / f"eval-{name}.json").read_text())
-                                  for name in ("test", "validation", "test-no-leaked"))
-    optional = {name: json.loads((run / path).read_text()) if (run / path).is_file() else None
-                for name, path in (("calibration", "calibration.json"), ("robustness", "robustness/robustness.json"))}
+    test, validation, no_leaks = (run.read_evaluation(split, without_leaked)
+                                  for split, without_leaked in (("test", False), ("validation", False), ("test", True)))
+    reports = (("calibration", run.calibration), ("robustness", run / "robustness" / "robustness.json"))
+    optional = {name: json.loads(path.read_text()) if path.is_file() else None for name, path in reports}
     outside = {name: json.loads(path.read_text()) for name in OUTSIDE_SETS
                if (path := run / f"outside-{name}" / "robustness.json").is_file()}
     BUNDLED.mkdir(parents=True, exist_ok=True)
-    for stale in ("model.onnx", "reliability.png", "robustness.png"):
-        (BUNDLED / stale).unlink(missing_ok=True)
-    shutil.copyfile(run / "model.safetensors", BUNDLED / "model.safetensors")
-    if (run / "model.onnx").is_file():
-        shutil.copyfile(run / "model.onnx", BUNDLED / "model.onnx")
-    (BUNDLED / "config.json").write_text(json.dumps(config, indent=2))
+    bundled = RunFolder(BUNDLED)
+    for stale in (bundled.onnx, bundled / "reliability.png", bundled / "robustness.png"):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(run.weights, bundled.weights)
+    if run.onnx.is_file():
+        shutil.copyfile(run.onnx, bundled.onnx)
+    bundled.write_config(config)
     summary = {"test": test, "test_without_leaked": no_leaks, "validation": validation,
                **{k: v for k, v in optional.items() if v}, **({"outside": outside} if outside else {})}
     (BUNDLED / "metrics.json").write_text(json.dumps(summary, indent=2))

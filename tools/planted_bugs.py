@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,7 +59,7 @@ BUGS = [
         "MAX_PIXELS = Image.MAX_IMAGE_PIXELS", "MAX_PIXELS = 10**12",
         ("tests/test_decode.py::test_default_pixel_limit_is_ours_not_only_pillows",)),
     Bug("the service's pixel limit not passed to the detector", "serve/app.py",
-        "    detector.max_pixels = limits.max_pixels\n", "",
+        "        detector.max_pixels = limits.max_pixels\n", "",
         ("tests/test_serve.py::test_the_service_pixel_limit_reaches_the_detector",)),
     Bug("--exclude-leaked excludes nothing", "workflows/experiment.py",
         "        mask = leaked_mask(data, split)", "        mask = np.zeros(len(images), bool)",
@@ -128,6 +129,10 @@ def planted_text(root: Path, bug: Bug) -> str:
         if text.count(old) != 1:
             raise SystemExit(f"{bug.name}: {bug.file} holds the text to change {text.count(old)} times, not once")
         text = text.replace(old, new)
+    try:  # a bug is a change of behaviour: one that breaks the syntax would be caught by any test
+        compile(text, bug.file, "exec")
+    except SyntaxError as exc:
+        raise SystemExit(f"{bug.name}: planting it breaks the syntax of {bug.file} ({exc})") from None
     return text
 
 
@@ -157,11 +162,22 @@ def run_tests(copy: Path, tests: tuple[str, ...]) -> list[str]:
     return failed
 
 
+def plant_and_test(tmp: Path, number: int, bug: Bug) -> Outcome:
+    started = time.perf_counter()
+    copy = copy_of_repo(tmp / f"bug{number}")
+    plant(copy, bug)
+    failed = run_tests(copy, bug.tests)
+    print(f"{number:2d} {'caught' if failed else 'MISSED'}: {bug.name}", file=sys.stderr, flush=True)
+    shutil.rmtree(copy)
+    return Outcome(number, bug.name, bool(failed), failed, round(time.perf_counter() - started, 1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, nargs="*", help="bug numbers (from 1) to plant")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--check", action="store_true", help="only check that every bug's text and tests exist")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="bugs planted at once (default: cores)")
     args = parser.parse_args()
     chosen = [(n, bug) for n, bug in enumerate(BUGS, 1) if not args.only or n in args.only]
     if args.check:
@@ -175,15 +191,8 @@ def main() -> None:
         every_test = tuple(dict.fromkeys(t for _, bug in chosen for t in bug.tests))
         if failing := run_tests(clean, every_test):
             raise SystemExit(f"these tests fail without any planted bug: {failing}")
-        outcomes = []
-        for number, bug in chosen:
-            started = time.perf_counter()
-            copy = copy_of_repo(Path(tmp) / f"bug{number}")
-            plant(copy, bug)
-            failed = run_tests(copy, bug.tests)
-            outcomes.append(Outcome(number, bug.name, bool(failed), failed, round(time.perf_counter() - started, 1)))
-            print(f"{number:2d} {'caught' if failed else 'MISSED'}: {bug.name}", file=sys.stderr, flush=True)
-            shutil.rmtree(copy)
+        with ThreadPoolExecutor(args.jobs) as pool:  # each bug runs pytest in a process of its own
+            outcomes = list(pool.map(lambda chosen_bug: plant_and_test(Path(tmp), *chosen_bug), chosen))
     if args.json:
         print(json.dumps([asdict(o) for o in outcomes], indent=1))
     else:

@@ -15,7 +15,7 @@ from cifake.cli.common import choice, value
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def _option(setting, panel: str) -> inspect.Parameter:
+def _option(setting, panel: str | None, show_default: bool = True) -> inspect.Parameter:
     """A typer option declared by a settings field: its help, its values (an Enum for a choice), its flag, and a
     default in the option's unit."""
     meta, name = setting.metadata, setting.name.replace("_", "-")
@@ -28,7 +28,8 @@ def _option(setting, panel: str) -> inspect.Parameter:
         kind, default = float, setting.default / meta["unit"]
         default = int(default) if default.is_integer() else default
     return inspect.Parameter(setting.name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[kind, typer.Option(flag, help=meta["help"], rich_help_panel=panel)])
+                             annotation=Annotated[kind, typer.Option(flag, help=meta["help"], rich_help_panel=panel,
+                                                                     show_default=show_default)])
 
 
 def _in_field_unit(setting, given):
@@ -39,14 +40,15 @@ def _in_field_unit(setting, given):
 
 
 def settings_options(settings_class, name: str, panel: str | None = None, *, only_given: bool = False,
-                     build: bool = True):
+                     build: bool = True, skip: tuple[str, ...] = (), show_defaults: bool = True):
     """Give a command one option per field of `settings_class` declared with cifake.settings.setting; it receives
     `name`: the settings built from them. With build=False it receives the dict of every option's value instead
     (for settings that need fields the command parses itself), with only_given the dict of the options given on
-    the command line or by environment (for it to merge over other settings, a recipe file, first)."""
+    the command line or by environment (for it to merge over other settings, a recipe file, first). `skip` names
+    fields the command sets otherwise; show_defaults=False hides defaults the command does not use as they are."""
 
     def decorate(command):
-        declared = [f for f in fields(settings_class) if "help" in f.metadata]
+        declared = [f for f in fields(settings_class) if "help" in f.metadata and f.name not in skip]
 
         @functools.wraps(command)
         def with_settings(ctx: typer.Context, **options):
@@ -62,7 +64,8 @@ def settings_options(settings_class, name: str, panel: str | None = None, *, onl
         wants_context = any(p.name == "ctx" for p in own)
         own = [p for p in own if p.name != "ctx"]
         context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-        with_settings.__signature__ = inspect.Signature(own + [context] + [_option(s, panel) for s in declared])
+        generated = [_option(s, panel, show_defaults) for s in declared]
+        with_settings.__signature__ = inspect.Signature(own + [context] + generated)
         return with_settings
 
     return decorate

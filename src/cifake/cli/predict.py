@@ -119,8 +119,8 @@ def explain(
     quiet: Quiet = False,
 ) -> None:
     """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
-    from cifake.workflows.explain_report import explain_dataset, explain_files
     from cifake.predict import expand_paths
+    from cifake.workflows.explain_report import explain_dataset, explain_files
 
     if bool(images) == bool(data):
         raise ValueError("give image files, or --data SOURCE, not both or neither")

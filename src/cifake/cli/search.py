@@ -10,7 +10,9 @@ import typer
 
 from cifake.cli.common import (AsJson, DataOption, DeviceOption, GpusPerTrial, Quiet, Ray, RayAddress, app, choice,
                                console, duration, load, print_json, print_table, use_device, value)
-from cifake.search.grid import PROFILES
+from cifake.cli.options import settings_options
+from cifake.search.grid import PROFILES, Budget
+from cifake.training.config import TrainConfig
 
 Profile = choice("Profile", PROFILES)
 
@@ -20,7 +22,10 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 
 @app.command()
+@settings_options(TrainConfig, "training", "Each trial's training (default: the profile's)", only_given=True,
+                  skip=("device", "threads"), show_defaults=False)
 def search(
+    training: dict,
     data: DataOption,
     out: Annotated[Path, typer.Option(help="Search folder: trials/<name>/ (model, run.json), search.json.")],
     profile: Annotated[Profile, typer.Option(help="quick (a reduced budget) or paper (the full protocol).")] = "paper",
@@ -28,8 +33,6 @@ def search(
     conv_layers: Annotated[Optional[str], typer.Option(help="Stage-1 conv layers, e.g. 1,2,3.")] = None,
     dense_units: Annotated[Optional[str], typer.Option(help="Stage-2 units, e.g. 32,64,...,4096.")] = None,
     dense_layers: Annotated[Optional[str], typer.Option(help="Stage-2 dense layers, e.g. 1,2,3.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs per trial.")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience per trial.")] = None,
     limit: Annotated[Optional[int], typer.Option(
         help="Images per label (data fraction); default: the profile's.")] = None,
     ray: Ray = True,
@@ -43,15 +46,15 @@ def search(
     quiet: Quiet = False,
 ) -> None:
     """The study's search: 12 feature extractors, then dense heads on the best; resumable, Ray-distributed."""
-    from cifake.workflows.search import run_search
     from cifake.search.tables import stage1_rows, within
+    from cifake.workflows.search import run_search
 
     chosen = PROFILES[value(profile)]
     grid = (("filters", _ints(filters)), ("conv_layers", _ints(conv_layers)), ("dense_units", _ints(dense_units)),
             ("dense_layers", _ints(dense_layers)))
     space = replace(chosen.space, **{k: v for k, v in grid if v})
-    sizes = (("epochs", epochs), ("patience", patience), ("limit_per_label", limit))
-    budget = replace(chosen.budget, **{k: v for k, v in sizes if v is not None})
+    split = chosen.budget.split if limit is None else replace(chosen.budget.split, limit_per_label=limit)
+    budget = Budget(TrainConfig.from_dict(chosen.budget.train.to_dict() | training), split)
     if not (ray and ray_address):  # a cluster's trials find the device they were given, on their own nodes
         use_device(device)
     summary = run_search(load(data, None, quiet), out, space, budget, use_ray=ray, ray_address=ray_address,
@@ -89,7 +92,7 @@ def search_status(
                            "seconds_left": round(status.seconds_left, 1),
                            "wall_seconds": round(status.wall_seconds, 1)})
     print_table(STATUS_HEADER,
-                [[t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.epochs}", t.best_val_loss,
+                [[t.name, str(t.stage), t.state, f"{t.epochs}/{status.budget.train.epochs}", t.best_val_loss,
                   duration(t.seconds) if t.seconds else "-", t.test_accuracy] for t in status.trials])
     at_once = concurrency or available_cores()
     waiting = f"; {status.heads_waiting_for_stage1} dense heads wait for stage 1 (not in the estimate)" \

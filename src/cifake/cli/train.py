@@ -11,8 +11,9 @@ import typer
 
 from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, Quiet, RunDir, app, choice, console, load,
                                percent, print_json, print_metrics, print_table, use_device, value)
-from cifake.data.degrade import CONDITIONS
 from cifake.cli.options import settings_options
+from cifake.data.degrade import CONDITIONS
+from cifake.runfolder import RunFolder
 from cifake.training.config import TrainConfig, read_recipe
 
 def training_options(command):
@@ -56,9 +57,9 @@ def train(
 ) -> None:
     """Train a CNN of the study's family (or the residual CNN), then evaluate it on validation and test."""
     from cifake.devices import cpu_threads
-    from cifake.workflows.experiment import train_run
     from cifake.models import resolve_topology
     from cifake.training.split import Split
+    from cifake.workflows.experiment import train_run
 
     spec = resolve_topology(topology or recipe_topology, filters=filters, conv_layers=conv_layers,
                             dense=_parse_dense(dense))
@@ -144,7 +145,7 @@ def calibrate(
                 ("accuracy when decided", lambda r: r["decision"]["accuracy_when_decided"])]
     print_table(["", *(s.replace("_", " ") for s in splits)],
                 [[name, *(get(report[s]) for s in splits)] for name, get in measures])
-    console.print(f"Stored in {run_dir / 'config.json'}; report {run_dir / 'calibration.json'}, "
+    console.print(f"Stored in {RunFolder(run_dir).config}; report {RunFolder(run_dir).calibration}, "
                   f"diagram {run_dir / 'reliability.png'}")
 
 

@@ -18,8 +18,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from cifake.data.decode import ZipMemberReader
-from cifake.files import atomic_write
 from cifake.data.sources import LABEL_NAMES, Member, cifake_file_name, cifar_class, find_members
+from cifake.files import atomic_write
 
 
 def build_dataset(real: str | os.PathLike, fake: str | os.PathLike, out: str | os.PathLike,

@@ -12,9 +12,9 @@ from torch import nn
 
 from cifake.data.decode import IMAGE_SIZE
 from cifake.devices import resolve_device
-from cifake.runfolder import RunFolder
 from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
 from cifake.models.registry import count_parameters, create_model, topology_from_dict
+from cifake.runfolder import RunFolder
 
 FORMAT = "cifake-model"
 FORMAT_VERSION = 1

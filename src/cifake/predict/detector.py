@@ -24,8 +24,8 @@ from PIL import Image
 
 from cifake.calibration import Decision, apply_temperature
 from cifake.choices import BACKENDS
-from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.data.dataset import available_cores, default_cache_root
+from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
 from cifake.data.sources import LABEL_NAMES
 from cifake.devices import resolve_device
 from cifake.models import load_model

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING
 
 from cifake.training.config import TrainConfig
+from cifake.training.split import Split
 
 if TYPE_CHECKING:  # imported where used: the CLI reads PROFILES without loading torch
     from cifake.models import Topology
-    from cifake.training.split import Split
 
 
 @dataclass(frozen=True)
@@ -38,30 +38,29 @@ class SearchSpace:
 
 @dataclass(frozen=True)
 class Budget:
-    """How hard each trial trains: the same settings for every topology, as in the study."""
+    """How hard each trial trains: one training recipe for every topology, as in the study (each trial runs it on
+    its own device and thread count), and the images it trains, validates and is tested on."""
 
-    epochs: int = 5
-    patience: int = 2
-    limit_per_label: int | None = None  # images per label of train (before validation is carved) and of test
-    batch_size: int = 64
-    seed: int = 1
-    val_fraction: float = 0.1
-    learning_rate: float = 1e-3  # Adam's; the study's is constant at 1e-3
-    schedule: str = "constant"  # or onecycle: more accuracy from few epochs (TrainConfig.schedule)
-    warmup_epochs: float = 0.0
+    train: TrainConfig = TrainConfig()
+    split: Split = Split()
+
+    @classmethod
+    def of(cls, **settings) -> Budget:
+        """A budget from TrainConfig and Split fields by name: Budget.of(epochs=2, limit_per_label=200)."""
+        split_fields = {f.name for f in fields(Split)}
+        return cls(TrainConfig.from_dict({k: v for k, v in settings.items() if k not in split_fields}, "budget"),
+                   Split(**{k: v for k, v in settings.items() if k in split_fields}))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"train": self.train.to_dict(), "split": self.split.to_dict()}
 
-    def train_config(self) -> TrainConfig:
-        """The settings every trial trains with (the others keep TrainConfig's defaults, the study's)."""
-        return TrainConfig(epochs=self.epochs, patience=self.patience, batch_size=self.batch_size, seed=self.seed,
-                           learning_rate=self.learning_rate, schedule=self.schedule, warmup_epochs=self.warmup_epochs)
-
-    def split(self) -> Split:
-        from cifake.training.split import Split
-
-        return Split(self.val_fraction, self.limit_per_label)
+    @classmethod
+    def from_dict(cls, record: dict) -> Budget:
+        """A recorded budget; a record of the flat form searches kept before (TrainConfig and Split fields side by
+        side, some of them) reads as the same budget, so those searches still resume."""
+        if "train" not in record:
+            return cls.of(**record)
+        return cls(TrainConfig.from_dict(record["train"], "budget"), Split(**record["split"]))
 
 
 @dataclass(frozen=True)
@@ -79,10 +78,10 @@ class Profile:
 PROFILES = {
     # quick: the 12 extractors on the whole train split for 2 epochs with a one-cycle learning rate (more accuracy from
     # few epochs than the study's constant rate), no dense heads, and beside them the study's model on the whole
-    # train split: 10 minutes on 2 cores. The budget was chosen from benchmarks/quick_budget.py (docs/search.md).
+    # train split: 10 minutes on 2 cores. The budget was chosen by measuring agreement against time (docs/search.md).
     "quick": Profile(
         SearchSpace(dense_units=()),
-        Budget(epochs=2, patience=2, learning_rate=0.005, schedule="onecycle", warmup_epochs=0.2),
+        Budget.of(epochs=2, patience=2, learning_rate=0.005, schedule="onecycle", warmup_epochs=0.2),
         study_model=True,
         scope="This budget reproduces the study's headline (its chosen model, trained on the whole train split, "
               "against the study's 92.98 %). Its 12 extractors train for 2 short epochs each, so their cells lie "
@@ -92,6 +91,6 @@ PROFILES = {
     # paper: the full protocol, all 36 topologies on the whole train split. 5 epochs with patience 2 left 11 of
     # the 12 extractors below the paper's accuracy: most were still improving at epoch 5, and validation loss is
     # noisy enough from epoch to epoch that patience 2 stopped some after one unlucky epoch.
-    "paper": Profile(SearchSpace(), Budget(epochs=10, patience=3),
+    "paper": Profile(SearchSpace(), Budget.of(epochs=10, patience=3),
                      scope="The full protocol: every trial on the whole train split, chosen on validation loss."),
 }

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from cifake.models import Topology
-from cifake.search.grid import Budget, SearchSpace
 from cifake.search.cost import choose_extractor, estimated_cost, result_path, trial_dir
+from cifake.search.grid import Budget, SearchSpace
 from cifake.training.checkpoint import checkpoint_precision, checkpoint_progress
 
 
@@ -56,7 +56,7 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
     folder = _search_folder(Path(folder))
     settings = json.loads((folder / "search_settings.json").read_text())
     space = SearchSpace(**{key: tuple(value) for key, value in settings["space"].items()})
-    budget = Budget(**settings["budget"])
+    budget = Budget.from_dict(settings["budget"])
     topologies = [(topology, 1) for topology in space.stage1()]
     waiting_heads = len(space.dense_units) * len(space.dense_layers)
     if all(result_path(folder, topology).is_file() for topology, _ in topologies):
@@ -118,11 +118,11 @@ def seconds_left(trials: list[TrialStatus], budget: Budget) -> float:
     searches both ways). Heads not yet named are not counted."""
     measured = [trial for trial in trials if trial.epoch_seconds]
     finished = [t.epochs for t in trials if t.state == "finished"]
-    expected = (budget.epochs + sum(finished)) / (1 + len(finished))
+    expected = (budget.train.epochs + sum(finished)) / (1 + len(finished))
     left = 0.0
     for trial in trials:
         if trial.state != "finished":
-            epochs = min(budget.epochs - trial.epochs, max(expected - trial.epochs, 1.0))
+            epochs = min(budget.train.epochs - trial.epochs, max(expected - trial.epochs, 1.0))
             left += epochs * (float(np.mean(trial.epoch_seconds)) if trial.epoch_seconds
                               else _seconds_per_cost(measured, trial.cost) * trial.cost)
     return left

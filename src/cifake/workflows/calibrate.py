@@ -14,11 +14,11 @@ from cifake.calibration.temperature import apply_temperature, calibration_error,
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.devices import describe, resolve_device
-from cifake.workflows.experiment import validation_split
 from cifake.metrics.plots import plot_reliability
 from cifake.models import load_model
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.runfolder import RunFolder
+from cifake.workflows.experiment import validation_split
 
 
 def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged: float = 0.01,

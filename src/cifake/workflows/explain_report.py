@@ -11,16 +11,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from cifake.data import CifakeData
-from cifake.devices import describe, resolve_device
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
+from cifake.devices import describe, resolve_device
 from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
 from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
 from cifake.explain.gradcam import GradCam
+from cifake.files import write_json
 from cifake.models import load_model, topology_from_dict
 from cifake.models.inference import predict_logits, sigmoid
-from cifake.files import write_json
 from cifake.report import Report
 
 if TYPE_CHECKING:

@@ -16,15 +16,15 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.data.audit import audit, write_audit
-from cifake.runfolder import RunFolder
-from cifake.workflows.experiment import evaluate_run, read_record, train_run
-from cifake.workflows.explain_report import explain_dataset
 from cifake.files import write_json
 from cifake.models import resolve_topology
 from cifake.report import Report
-from cifake.search.grid import PROFILES
-from cifake.workflows.search import run_search
+from cifake.runfolder import RunFolder
+from cifake.search.grid import PROFILES, Budget
 from cifake.search.status import search_status
+from cifake.workflows.experiment import evaluate_run, read_record, train_run
+from cifake.workflows.explain_report import explain_dataset
+from cifake.workflows.search import run_search
 from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
                                   within, write_tables)
 from cifake.training.config import TrainConfig
@@ -138,20 +138,23 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     return report
 
 
+OPTIMIZER_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD with Nesterov momentum"}
+
+
 def _setting(result: dict, summary: dict) -> str:
-    budget = summary["budget"]
+    budget = Budget.from_dict(summary["budget"])
+    train, split = budget.train, budget.split
     extractor = f"the extractor of lowest validation loss (`{summary['best_extractor']}`)"
     heads = (f"then {len(summary['stage2'])} dense heads on {extractor}" if summary["stage2"]
              else f"and no dense heads; {extractor} would carry them")
-    recipe = ("a constant learning rate of" if budget.get("schedule", "constant") == "constant"
-              else f"a {budget['schedule']} learning rate peaking at")
+    recipe = ("a constant learning rate of" if train.schedule == "constant"
+              else f"a {train.schedule} learning rate peaking at")
     return (f"Profile `{result['profile']}`: {len(summary['stage1'])} feature extractors, {heads}. Each trial: at most "
-            f"{budget['epochs']} epochs, "
-            f"early stopping on validation loss (patience {budget['patience']}), batch {budget['batch_size']}, Adam "
-            f"with {recipe} {budget.get('learning_rate', 1e-3):g}, seed {budget['seed']}, "
-            + (f"{budget['limit_per_label']:,} images per label" if budget["limit_per_label"]
-               else "the whole train split")
-            + f" ({budget['val_fraction']:.0%} of it for validation). Models are chosen on validation only; the "
+            f"{train.epochs} epochs, "
+            f"early stopping on validation loss (patience {train.patience}), batch {train.batch_size}, "
+            f"{OPTIMIZER_NAMES[train.optimizer]} with {recipe} {train.learning_rate:g}, seed {train.seed}, "
+            + (f"{split.limit_per_label:,} images per label" if split.limit_per_label else "the whole train split")
+            + f" ({split.val_fraction:.0%} of it for validation). Models are chosen on validation only; the "
             f"tables show test metrics, as the paper's do. This run of the command took {result['seconds']:,.0f} s "
             "of wall time. " + _search_time(result, summary))
 

@@ -16,12 +16,12 @@ from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.data.degrade import CONDITIONS, degrade
 from cifake.devices import describe, resolve_device
+from cifake.files import write_json
 from cifake.metrics import compute_metrics
 from cifake.metrics.plots import plot_robustness
 from cifake.models import load_model
 from cifake.models.inference import predict_logits
 from cifake.progress import progress_bar
-from cifake.files import write_json
 from cifake.report import Report, csv_table
 
 

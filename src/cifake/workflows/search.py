@@ -11,15 +11,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cifake.cluster import ray_session
 from cifake.data import CifakeData
 from cifake.data.dataset import available_cores
 from cifake.errors import SearchInterrupted
-from cifake.models import Topology
 from cifake.files import write_json
+from cifake.models import Topology
 from cifake.progress import progress_bar
 from cifake.search.cost import choose_extractor, estimated_cost, result_path, trains_on_matrix_units
 from cifake.search.grid import Budget, SearchSpace
-from cifake.cluster import ray_session
 from cifake.workflows.search_trial import TrialPlan, run_trial
 
 
@@ -95,7 +95,7 @@ def _check_settings(folder: Path, settings: dict, where: dict) -> None:
         recorded = json.loads(path.read_text())
         # read through the dataclasses, so a folder written before a budget field existed gets its default
         saved = json.loads(json.dumps({"space": SearchSpace(**recorded["space"]).to_dict(),
-                                       "budget": Budget(**recorded["budget"]).to_dict()}))
+                                       "budget": Budget.from_dict(recorded["budget"]).to_dict()}))
         if saved != json.loads(json.dumps(settings)):
             raise ValueError(f"{folder} holds a search with other settings ({saved}); choose another --out")
         return

@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifake.data import load_dataset
-from cifake.search.cost import result_path, trial_dir
-from cifake.workflows.experiment import train_run
 from cifake.models import Topology
+from cifake.search.cost import result_path, trial_dir
 from cifake.search.grid import Budget
+from cifake.workflows.experiment import train_run
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,6 @@ def run_trial(topology: Topology, plan: TrialPlan) -> dict:
         return json.loads(done.read_text())
     data = load_dataset(plan.source, cache_root=plan.cache_root, progress=False)
     # the trial's thread count is in its config: recorded, and a resumed trial is held to it
-    config = replace(plan.budget.train_config(), device=plan.device, threads=plan.threads)
-    return train_run(data, trial_dir(plan.out, topology), topology, config, plan.budget.split(), resume=True,
+    config = replace(plan.budget.train, device=plan.device, threads=plan.threads)
+    return train_run(data, trial_dir(plan.out, topology), topology, config, plan.budget.split, resume=True,
                      progress=False, plots=False)
