@@ -158,8 +158,9 @@ def quick_search(data, device: torch.device, args, out: Path) -> dict:
     say(f"quick profile on {device}: {len(trials)} trials in {wall:.0f} s")
     for name, seconds in per_image.items():
         say(f"  {name}: {seconds * 1e6:.1f} us per training image per epoch (with validation)")
+    epochs = paper_budget.train.epochs
     say(f"paper profile projection on one {device.type} device, trials one after another: (sum over the 12 extractors "
-        f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {paper_budget.train.epochs} "
+        f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {epochs} "
         f"epochs = {projection / 60:.1f} min (an upper bound: early stopping ends most trials sooner)")
     return {"quick_wall_seconds": round(wall, 1), "trials": len(trials),
             "seconds_per_image": {k: round(v, 9) for k, v in per_image.items()},

@@ -40,7 +40,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     """Ray for the span of a block: a local instance (address None or "local"; `num_cpus` / `num_gpus` limit
     it), or the cluster at `address` ("auto", "HOST:PORT", "ray://HOST:PORT"). A Ray already initialised in this
     process is used as it is and left running."""
-    import ray
+    import ray  # the distributed extra: cifake runs without it
 
     if ray.is_initialized():
         yield

@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cifake.cluster import ray_session
+from cifake.generate.pipeline import generate
 from cifake.generate.plan import GenerateConfig
 
 
 def _generate_shard(config: GenerateConfig) -> dict:
-    from cifake.generate.pipeline import generate
-
     return generate(config, progress=False)
 
 
@@ -25,7 +24,7 @@ def generate_on_ray(config: GenerateConfig, address: str | None, shards: int | N
 
     `address` is a Ray cluster address ("auto", "ray://head:10001"); None or "local" starts Ray on this machine.
     """
-    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
+    import ray  # the distributed extra: cifake runs without it
 
     with ray_session(address):
         count = shards or int(ray.cluster_resources().get("GPU", 0))

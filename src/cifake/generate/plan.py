@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from cifake.choices import DEVICES
+from cifake.data import load_dataset
 from cifake.data.sources import CIFAR10_CLASSES, cifake_file_name
 from cifake.settings import Allowed, check_settings, setting
 
@@ -133,8 +134,6 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def counts_like(source) -> tuple[list[str], list[int]]:
     """Class names and REAL image counts of a labelled real source (every split), to make its synthetic twin."""
-    from cifake.data import load_dataset
-
     data = load_dataset(source, progress=False)
     counts: Counter[int] = Counter()
     for images in data.splits.values():

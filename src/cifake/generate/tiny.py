@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
 from cifake.data.sources import CIFAR10_CLASSES
 
 WORDS = ["a", "an", "photograph", "of", *CIFAR10_CLASSES]
@@ -16,10 +20,6 @@ WORDS = ["a", "an", "photograph", "of", *CIFAR10_CLASSES]
 
 def build_tiny_pipeline(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny random-weight StableDiffusionPipeline to `folder`; returns the folder."""
-    import torch
-    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
     folder = Path(folder)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(

@@ -68,7 +68,7 @@ class OnnxRunner:
     """predict_logits on onnxruntime's CPU provider."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # the onnx extra: scoring falls back to torch without it
 
         options = ort.SessionOptions()
         if threads:

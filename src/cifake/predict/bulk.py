@@ -35,7 +35,7 @@ def predict_on_ray(paths: Iterable[Path], address: str | None, model: str | None
                    ) -> Iterator[Prediction]:
     """Predictions for every path, in order, computed by `actors` Ray actors (default: one per CPU of the
     cluster / threads_per_actor)."""
-    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
+    import ray  # the distributed extra: cifake runs without it
     import ray.data
 
     items = [{"path": str(p)} for p in paths]

@@ -176,7 +176,7 @@ class Detector:
                      threshold: float | None = None) -> list[Explanation]:
         """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once.
         The verdicts follow the calibrated decision, or `threshold` as in iter_predict."""
-        from cifake.explain.gradcam import GradCam  # captum: 1.1 s of start-up that scoring alone never needs
+        from cifake.explain.gradcam import GradCam  # captum, matplotlib: 1.6 s that scoring never needs
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))

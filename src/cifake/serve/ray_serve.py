@@ -16,6 +16,7 @@ from fastapi import FastAPI, Query, UploadFile
 from ray import serve
 
 from cifake.calibration import Decision
+from cifake.cluster import ray_session
 from cifake.predict.detector import Detector, Prediction
 from cifake.serve.app import read_uploads
 from cifake.serve.limits import Limits
@@ -61,9 +62,6 @@ class DetectorReplica:
 def run_on_ray(address: str | None, host: str, port: int, model: str | None, backend: str, limits: Limits,
                replicas: int) -> None:
     """Deploy on the cluster at `address` and serve until interrupted."""
-
-    from cifake.cluster import ray_session
-
     with ray_session(address):
         serve.start(http_options={"host": host, "port": port})
         serve.run(DetectorReplica.options(num_replicas=replicas).bind(model, backend, limits), name="cifake",

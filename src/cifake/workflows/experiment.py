@@ -86,7 +86,7 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
     save_model(model, folder.path, record)
     folder.write_history(result.history)
     if plots:
-        from cifake.metrics.plots import plot_training_curves
+        from cifake.metrics.plots import plot_training_curves  # matplotlib: 0.7 s, not for search trials
 
         plot_training_curves(result.history, folder / "training_curves.png")
     folder.write_record(record | metrics)  # last: its presence means the run finished

@@ -140,7 +140,7 @@ def trial_summary(result: dict) -> str:
 
 
 def _run_with_ray(title: str, pending: list[Topology], plan: TrialPlan, execution: Execution, finished) -> None:
-    import ray  # the distributed extra: loaded only where Ray runs (2 s of start-up otherwise)
+    import ray  # the distributed extra: cifake runs without it
     from ray import tune
 
     class AnnounceFinished(tune.Callback):  # runs in this (driver) process as each trial ends
