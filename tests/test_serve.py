@@ -20,7 +20,7 @@ import cifake
 from cifake import Detector
 from cifake.serve.app import create_app
 from cifake.serve.limits import Limits
-from conftest import jpeg_bytes, synthetic_image
+from conftest import cli, flat, jpeg_bytes, synthetic_image
 
 
 @pytest.fixture(scope="module")
@@ -354,3 +354,20 @@ def test_a_live_server_stops_a_chunked_upload_at_the_limit():
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_serve_options_come_from_limits_in_their_own_units_and_are_checked(monkeypatch):
+    """`cifake serve`'s limit options are generated from Limits: MB given, bytes kept; defaults are Limits'."""
+    from cifake.serve import launch
+
+    launched = []
+    monkeypatch.setattr(launch, "serve_here", lambda host, port, detector, limits, *rest: launched.append(limits))
+    cli("serve", "--backend", "torch", "--device", "cpu")
+    cli("serve", "--backend", "torch", "--device", "cpu", "--max-file-mb", "0.5", "--max-request-mb", "2",
+        "--timeout", "5", "--max-queue", "3", "--max-files", "7", "--max-pixels", "1000")
+    assert launched[0] == Limits()
+    assert launched[1] == Limits(max_file_bytes=512 * 1024, max_request_bytes=2 * 1024 * 1024, timeout_s=5.0,
+                                 max_queue=3, max_files=7, max_pixels=1000)
+    refused = cli("serve", "--backend", "torch", "--device", "cpu", "--max-queue", "0", check=False)
+    assert refused.returncode == 2 and "service limit max_queue must be >= 1, not 0" in flat(refused.stderr)
+    assert len(launched) == 2
