@@ -254,3 +254,40 @@ def test_calibrate_run_defaults_and_the_files_it_writes(learnable_zip, tmp_path)
     stored = json.loads((run / "config.json").read_text())["calibration"]
     assert stored["fitted_on"] == "validation split (300 images)"
     assert stored["ece_validation"] == report["validation"]["ece_after"] and stored["targets"] == report["targets"]
+
+
+def _hand_ece(prob_real: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error written out: equal-width bins of P(REAL), |REAL rate - mean P(REAL)| weighted by
+    each bin's share of the images."""
+    index = np.minimum((prob_real.astype(np.float64) * bins).astype(int), bins - 1)
+    return float(sum(abs(labels[index == b].mean() - prob_real[index == b].astype(np.float64).mean())
+                     * (index == b).mean() for b in range(bins) if (index == b).any()))
+
+
+def test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities(learnable_zip, tmp_path):
+    from cifake.data import load_dataset
+    from cifake.data.audit import leaked_mask
+    from cifake.models import Topology, load_model
+    from cifake.models.inference import predict_logits, sigmoid
+    from cifake.training.config import TrainConfig
+    from cifake.training.split import Split
+    from cifake.workflows.calibrate import calibrate_run
+    from cifake.workflows.experiment import train_run, validation_split
+
+    data = load_dataset(learnable_zip, cache_root=tmp_path, progress=False)
+    train_run(data, tmp_path / "run", Topology(4, 1, ()), TrainConfig(epochs=1), Split(0.5), progress=False,
+              plots=False)
+    report = calibrate_run(tmp_path / "run", data, device="cpu")
+    model, config = load_model(tmp_path / "run")
+    temperature = report["temperature"]
+    assert temperature != pytest.approx(1.0, abs=1e-3)  # calibration changed the probabilities
+    val = validation_split(config, data)
+    keep = ~leaked_mask(data, "test")
+    for name, images, labels in (("validation", val.images, val.labels),
+                                 ("test", data["test"].images, data["test"].labels),
+                                 ("test_without_leaked", data["test"].images[keep], data["test"].labels[keep])):
+        logits = predict_logits(model, images)
+        assert report[name]["images"] == len(labels)
+        assert report[name]["ece_before"] == pytest.approx(_hand_ece(sigmoid(logits), labels), abs=1e-5)
+        assert report[name]["ece_after"] == pytest.approx(_hand_ece(sigmoid(logits / temperature), labels), abs=1e-5)
+        assert report[name]["ece_after"] != pytest.approx(report[name]["ece_before"], abs=1e-4)

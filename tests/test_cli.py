@@ -130,6 +130,27 @@ def _untrained_run(folder):
     return save_model(create_model("paper"), folder)
 
 
+def _recoded_png(jpeg: bytes) -> bytes:
+    """The same decoded pixels in other bytes: a leak that only a pixel comparison finds."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_exclude_leaked_drops_pixel_identical_copies_not_only_byte_identical_ones(tmp_path):
+    files = tree_files({"train": 12, "test": 6})
+    files["test/FAKE/copy.jpg"] = files["train/FAKE/0 (4).jpg"]  # byte-identical to a train image
+    files["test/REAL/recoded.png"] = _recoded_png(files["train/REAL/0 (3).jpg"])  # pixel-identical only
+    source = write_zip(tmp_path / "leaky.zip", files)
+    run = _untrained_run(tmp_path / "run")
+    clean = json.loads(cli("evaluate", run, "--data", source, "--exclude-leaked", "--json", "-q").stdout)
+    assert clean["excluded_leaked"] == 2 and clean["n"] == 12
+
+
 def test_evaluate_split_out_and_exclude_leaked(tmp_path):
     from cifake.data import load_dataset
     from cifake.metrics import compute_metrics

@@ -152,3 +152,27 @@ def test_limit_caps_each_label(tiny_tree):
     assert (small.labels == 1).sum() == 7 and (small.labels == 0).sum() == 7
     assert list(small.names) == list(train.limit(7, seed=1).names)
     assert train.limit(None) is train
+
+
+def test_data_build_puts_the_rounded_share_of_every_class_in_test(tmp_path):
+    """Per label and CIFAR-10 class, round(count x share) images go to test and the rest to train, every image
+    once, when the share does not divide the class evenly: 5, 4 and 7 images at 1/3 give 2, 1 and 2."""
+    from cifake.data.build import build_dataset
+    from cifake.data.sources import cifake_file_name, cifar_class
+
+    counts = {0: 5, 1: 4, 2: 7}  # airplane, automobile, bird
+    image = jpeg_bytes(synthetic_image(1, 0))
+    real = write_tree(tmp_path / "real", {f"REAL/{cifake_file_name(i, k)}": image
+                                          for k, n in counts.items() for i in range(n)})
+    fake = write_tree(tmp_path / "fake", {f"FAKE/{cifake_file_name(i, k)}": image
+                                          for k, n in counts.items() for i in range(n)})
+    totals = build_dataset(real, fake, tmp_path / "built", test_fraction=1 / 3, seed=3)
+    expected_test = {0: 2, 1: 1, 2: 2}
+    for label in ("REAL", "FAKE"):
+        for k, n in counts.items():
+            test = [p for p in (tmp_path / "built" / "test" / label).iterdir() if cifar_class(p.name) == k]
+            train = [p for p in (tmp_path / "built" / "train" / label).iterdir() if cifar_class(p.name) == k]
+            assert (len(test), len(train)) == (expected_test[k], n - expected_test[k]), (label, k)
+    assert totals == {"test/FAKE": 5, "test/REAL": 5, "train/FAKE": 11, "train/REAL": 11}
+    origins = json.loads((tmp_path / "built" / "build.json").read_text())["files"]
+    assert len(set(origins.values())) == 2 * sum(counts.values())  # every source image exactly once

@@ -189,3 +189,46 @@ def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decod
         wide = (np.arange(32 * 32).reshape(32, 32) % 200 * 256).astype(kind)
         pixels, _ = decode_image(_encode(Image.fromarray(wide, mode), "TIFF"))
         assert np.array_equal(pixels[..., 2], (wide // 256).astype(np.uint8)), mode
+
+
+# EXIF orientation -> how the stored pixels are turned for display, written out with NumPy (TIFF/EXIF 2.3)
+ORIENTED = {
+    2: np.fliplr, 3: lambda p: np.rot90(p, 2), 4: np.flipud, 5: lambda p: p.transpose(1, 0, 2),
+    6: lambda p: np.rot90(p, -1), 7: lambda p: np.rot90(p, 2).transpose(1, 0, 2), 8: lambda p: np.rot90(p, 1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+def test_a_32px_jpeg_with_an_exif_orientation_is_turned_like_any_other_image(orientation):
+    """CIFAKE-sized JPEGs take a fast decoder; one that carries an orientation must still be turned upright."""
+    stored = synthetic_image(1, 7)
+    stored[:12, :6] = (255, 0, 0)  # an asymmetric mark, so every turn and mirror gives other pixels
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    plain = _encode(Image.fromarray(stored), "JPEG", quality=90)
+    tagged = _encode(Image.fromarray(stored), "JPEG", quality=90, exif=exif.tobytes())
+    as_stored, _ = decode_image(plain)
+    turned, _ = decode_image(tagged)
+    assert np.array_equal(turned, ORIENTED[orientation](as_stored))
+    assert not np.array_equal(turned, as_stored)
+
+
+def _jpeg_variants() -> dict[str, bytes]:
+    image = Image.fromarray(synthetic_image(0, 9))
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    return {"baseline": _encode(image, "JPEG"), "4:4:4 q95": _encode(image, "JPEG", quality=95, subsampling=0),
+            "progressive": _encode(image, "JPEG", progressive=True), "optimised": _encode(image, "JPEG", optimize=True),
+            "grey": _encode(image.convert("L"), "JPEG"), "cmyk": _encode(image.convert("CMYK"), "JPEG"),
+            "upright exif": _encode(image, "JPEG", exif=exif.tobytes()),
+            "icc profile": _encode(image, "JPEG", icc_profile=b"\0" * 128)}
+
+
+@pytest.mark.parametrize("variant", sorted(_jpeg_variants()))
+def test_the_fast_path_gives_exactly_what_the_general_path_gives(variant):
+    from cifake.data.decode import image_to_pixels
+
+    data = _jpeg_variants()[variant]
+    fast, converted = decode_image(data)
+    general, general_converted = image_to_pixels(Image.open(io.BytesIO(data)))
+    assert np.array_equal(fast, general) and converted == general_converted

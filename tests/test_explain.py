@@ -6,6 +6,7 @@ import torch
 
 from cifake.explain import GradCam, centre_share, conv_layer_names, deletion_insertion, rank_correlation, region_table
 from cifake.models import Topology, create_model, save_model
+from conftest import cli
 
 CORNERS = {"top-left": (slice(0, 8), slice(0, 8)), "top-right": (slice(0, 8), slice(24, 32)),
            "bottom-left": (slice(24, 32), slice(0, 8)), "bottom-right": (slice(24, 32), slice(24, 32))}
@@ -192,3 +193,29 @@ def test_randomisation_check_randomises_a_copy_and_the_maps_follow():
     assert result["full"]["mean"] < 0.3 and result["cascading"][-1]["mean"] < 0.3
     itself = randomisation_check(model, images, maps, targets, lambda m: (lambda i, t: (maps, t)))
     assert itself["full"]["mean"] == pytest.approx(1.0)  # the measure itself: identical maps correlate fully
+
+
+def test_the_explained_sample_follows_the_runs_seed_or_the_commands(learnable_zip, tmp_path):
+    """`cifake explain --data` draws its sample with the seed the model was trained with, unless --seed says
+    otherwise; explain.json names the seed and a digest of the sampled names, checked here independently."""
+    import hashlib
+
+    from cifake.data import load_dataset
+
+    torch.manual_seed(1)
+    save_model(create_model(Topology(filters=4, conv_layers=1, dense=())), tmp_path / "run",
+               training={"config": {"seed": 7}})
+    test = load_dataset(learnable_zip, progress=False)["test"]
+
+    def explained(*options) -> dict:
+        out = tmp_path / f"out{len(options)}"
+        cli("explain", tmp_path / "run", "--data", learnable_zip, "--sample", 10, "--per-class", 1, "--out", out,
+            "--device", "cpu", "-q", *options)
+        return json.loads((out / "explain.json").read_text())
+
+    def digest(seed: int) -> str:
+        return hashlib.sha256("\n".join(test.limit(10, seed).names).encode()).hexdigest()
+
+    by_run, by_command = explained(), explained("--seed", 3)
+    assert by_run["seed"] == 7 and by_run["sample_sha256"] == digest(7)
+    assert by_command["seed"] == 3 and by_command["sample_sha256"] == digest(3) != digest(7)

@@ -94,3 +94,94 @@ def test_robustness_on_real_photographs_only_reports_the_false_accusation_rate(l
         assert row["roc_auc"] is None and row["recall_fake"] is None
         assert row["accuracy"] == pytest.approx(row["recall_real"])
     assert "| clean |" in (tmp_path / "r" / "robustness.md").read_text()
+
+
+def _gaussian_blur_by_hand(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A separable Gaussian (truncated at 3 sigma, borders reflected as scipy's 'reflect' does: edge included),
+    one colour channel at a time, written out with NumPy."""
+    radius = int(3.0 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    out = image.astype(np.float64)
+    for axis in (0, 1):
+        padded = np.pad(out, [(radius, radius) if a == axis else (0, 0) for a in range(3)], mode="symmetric")
+        out = sum(w * np.take(padded, np.arange(image.shape[axis]) + radius + o, axis=axis)
+                  for w, o in zip(kernel, offsets))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.0])
+def test_blur_is_a_gaussian_of_its_sigma_on_each_colour_channel_alone(images, sigma):
+    coloured = images.copy()
+    coloured[:, :, :, 0] = 255  # a saturated red channel stays saturated only if channels are not mixed
+    coloured[:, :, :, 2] = 0
+    blurred = degrade(coloured, f"blur sigma {sigma}")
+    assert (blurred[..., 0] == 255).all() and (blurred[..., 2] == 0).all()
+    for image, out in zip(coloured[:4], blurred[:4]):
+        assert np.abs(out.astype(int) - _gaussian_blur_by_hand(image, sigma)).max() <= 1
+
+
+@pytest.mark.parametrize("quality", [95, 75, 50, 30])
+def test_jpeg_condition_is_a_4_2_0_reencode_at_its_quality(images, quality):
+    import io
+
+    from PIL import Image
+
+    def pillow(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality, subsampling="4:2:0")
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    out = degrade(images[:4], f"jpeg q{quality}")
+    expected = np.stack([pillow(image) for image in images[:4]])
+    assert np.abs(out.astype(int) - expected).mean() < 1.0  # another libjpeg build: within rounding
+
+
+@pytest.mark.parametrize(("scale", "side"), [(0.75, 24), (0.5, 16)])
+def test_rescale_goes_through_an_image_of_the_scaled_size_and_back(images, scale, side):
+    from PIL import Image
+
+    out = degrade(images[:4], f"scale {scale:g}x")
+    for image, got in zip(images[:4], out):
+        small = Image.fromarray(image).resize((side, side), Image.BILINEAR)
+        assert np.array_equal(got, np.asarray(small.resize((32, 32), Image.BILINEAR)))
+
+
+@pytest.mark.parametrize("sigma", [2, 5, 10])
+def test_noise_has_the_standard_deviation_it_is_named_by_and_no_bias(sigma):
+    grey = np.full((8, 32, 32, 3), 128, np.uint8)
+    difference = degrade(grey, f"noise sigma {sigma}", seed=5).astype(float) - 128
+    assert difference.std() == pytest.approx(sigma, rel=0.05) and abs(difference.mean()) < 0.1 * sigma
+    assert not np.array_equal(degrade(grey, f"noise sigma {sigma}", seed=5), degrade(grey, f"noise sigma {sigma}",
+                                                                                      seed=6))
+
+
+def test_robustness_limit_samples_with_the_commands_seed(learnable_zip, tmp_path):
+    """--limit N scores N seeded test images per label: with --seed S, the ones ImageSet.limit(N, S) draws, and
+    its noise follows S too."""
+    import torch
+
+    from cifake.data import load_dataset
+    from cifake.metrics import compute_metrics
+    from cifake.models import create_model, load_model, save_model
+    from cifake.models.inference import predict_logits
+
+    torch.manual_seed(0)
+    run = save_model(create_model("paper"), tmp_path / "run")
+    model = load_model(run)[0]
+    test = load_dataset(learnable_zip, progress=False)["test"]
+
+    def scored(seed: int) -> dict:
+        return json.loads(cli("robustness", run, "--data", learnable_zip, "--out", tmp_path / f"r{seed}", "--limit",
+                              "15", "--seed", seed, "--condition", "clean", "--condition", "noise sigma 10",
+                              "--json", "-q").stdout)
+
+    for seed in (4, 9):
+        result = scored(seed)
+        chosen = test.limit(15, seed)
+        expected = compute_metrics(predict_logits(model, chosen.images), chosen.labels)
+        assert result["seed"] == seed and result["images"] == 30
+        assert result["rows"][0]["roc_auc"] == pytest.approx(expected["roc_auc"])
+        noisy = compute_metrics(predict_logits(model, degrade(chosen.images, "noise sigma 10", seed)), chosen.labels)
+        assert result["rows"][1]["roc_auc"] == pytest.approx(noisy["roc_auc"])

@@ -90,3 +90,26 @@ def test_a_folder_tree_is_listed_with_relative_names_and_no_container(tmp_path):
     members = find_members(root)
     assert [(m.name, m.split, m.label, m.container) for m in members] == [
         ("test/FAKE/0.jpg", "test", 0, ""), ("test/REAL/0.jpg", "test", 1, "")]
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("train/REAL/FAKE/1.jpg", ("all", 0)),  # the nearest label folder names the label; its parent is no split
+    ("train/FAKE/real/2.jpg", ("all", 1)),
+    ("REAL/test/FAKE/3.jpg", ("test", 0)),  # a split right above the nearest label folder counts
+    ("test/FAKE/sd14/REAL-looking/4.jpg", ("test", 0)),  # a folder only named like a label is no label folder
+    ("fake/train/real/5.jpg", ("train", 1)),
+])
+def test_when_label_folders_nest_the_nearest_one_gives_the_label_and_the_one_above_it_the_split(path, expected):
+    assert classify(path) == expected
+
+
+def test_nested_label_folders_read_the_same_from_a_tree_and_a_zip(tmp_path):
+    """A hand-made layout: an archive of last year's FAKE images kept inside train/REAL, and REAL photographs
+    kept inside a FAKE folder: each image takes the label of the folder nearest to it."""
+    image = tree_files({"train": 1})["train/REAL/0.jpg"]
+    files = {"train/REAL/0.jpg": image, "train/REAL/FAKE/old/1.jpg": image, "train/FAKE/2.jpg": image,
+             "train/FAKE/REAL/3.jpg": image, "test/REAL/4.jpg": image}
+    expected = {"train/REAL/0.jpg": ("train", 1), "train/REAL/FAKE/old/1.jpg": ("all", 0),
+                "train/FAKE/2.jpg": ("train", 0), "train/FAKE/REAL/3.jpg": ("all", 1), "test/REAL/4.jpg": ("test", 1)}
+    for source in (write_tree(tmp_path / "tree", files), write_zip(tmp_path / "tree.zip", files)):
+        assert {m.name: (m.split, m.label) for m in find_members(source)} == expected

@@ -381,3 +381,70 @@ def test_torch_schedulers_and_averaging_would_train_other_weights_so_ours_stay()
     theirs.update_parameters(model)
     assert theirs.module.weight.item() == 1.0  # its first update copies the weights
     assert ours.model.weight.item() == pytest.approx(1 - 2 / 11)  # ours blends them with the starting ones
+
+
+def test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroken_run_does(splits, tmp_path,
+                                                                                            monkeypatch):
+    """Validation against flipped labels gets worse every epoch after the first: patience 2 stops after epoch 3.
+    Killed after epoch 2 (one epoch since the best) and resumed, the run must stop after epoch 3 as well."""
+    from cifake.training.checkpoint import TrainState
+
+    train, val, _ = splits
+    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)
+    config = TrainConfig(epochs=6, patience=2, batch_size=32)
+
+    def run(run_dir=None, resume=False):
+        seed_everything(1)
+        model = create_model("paper")
+        return model, fit(model, train, flipped, config, run_dir, resume=resume, progress=False)
+
+    whole, unbroken = run()
+    assert [row["epoch"] for row in unbroken.history] == [1, 2, 3] and unbroken.stopped_early
+    assert unbroken.best_epoch == 1
+    save, saved = TrainState.save, []
+
+    def save_then_die_after_epoch_two(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        saved.append(len(self.result.history))
+        if len(saved) == 2:
+            raise _Killed
+
+    monkeypatch.setattr(TrainState, "save", save_then_die_after_epoch_two)
+    with pytest.raises(_Killed):
+        run(tmp_path)
+    monkeypatch.setattr(TrainState, "save", save)
+    resumed_model, resumed = run(tmp_path, resume=True)
+    assert resumed.resumed_from_epoch == 2 and resumed.stopped_early
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3] and resumed.best_epoch == 1
+    assert [row["val_loss"] for row in resumed.history] == [row["val_loss"] for row in unbroken.history]
+    for a, b in zip(whole.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_the_one_cycle_rate_of_every_step_of_every_epoch_is_the_hand_computed_one(splits, monkeypatch):
+    """The rate each optimisation step used, recorded during a real run, against the schedule written out by
+    hand: linear warm-up over 1.5 epochs to the peak, then linear decay that reaches zero after the last step."""
+    from fractions import Fraction
+
+    from cifake.training.loop import Step
+
+    train, val, _ = splits
+    steps_per_epoch = -(-len(train) // 64)
+    config = TrainConfig(epochs=3, batch_size=64, patience=5, schedule="onecycle", warmup_epochs=1.5,
+                         learning_rate=0.004, optimizer="sgd")
+    used = []
+    step_call = Step.__call__
+
+    def recording(self, x, y, settings):
+        used.append(self.optimizer.param_groups[0]["lr"])
+        return step_call(self, x, y, settings)
+
+    monkeypatch.setattr(Step, "__call__", recording)
+    seed_everything(1)
+    fit(create_model("paper"), train, val, config, progress=False)
+    total, warm = 3 * steps_per_epoch, Fraction(3, 2) * steps_per_epoch
+    peak = Fraction(4, 1000)
+    expected = [peak * (s + 1) / warm if s < warm else peak * (total - s) / (total - warm) for s in range(total)]
+    assert len(used) == total
+    assert used == pytest.approx([float(rate) for rate in expected], rel=1e-12)
+    assert max(used) == pytest.approx(0.004) and used[-1] == pytest.approx(float(peak / (total - warm)))

@@ -6,13 +6,16 @@
 
 Each bug is a textual change to one source file that must match exactly once: code that has moved makes this
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
-unchanged copy and must pass, so "caught" means "these tests fail because of this bug". These are the bugs a
-mutation check once found the suite blind to; `make mutate` (mutmut) is the broader, automatic version.
+unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
+mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
+decoding, leakage, degradations, seeds, the schedule, resuming, calibration) that went unnoticed until their
+areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 import json
 import os
 import shutil
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,6 +104,50 @@ BUGS = [
          "tests/test_generate.py::test_classes_outside_cifar10_are_named_so_they_read_back_as_unknown"),
         also=("        for name, count in zip(config.classes, config.counts())",
               "        for k, (name, count) in enumerate(zip(config.classes, config.counts()))")),
+    # --- the themes of a second set, which once went unnoticed -------------------------------------------------
+    Bug("nested label folders: the outermost one gives the label", "data/sources.py",
+        "for i in range(len(parts) - 2, -1, -1):", "for i in range(len(parts) - 1):",
+        ("tests/test_sources.py::test_when_label_folders_nest_the_nearest_one_gives_the_label_and_the_one_above_it_the_split",
+         "tests/test_sources.py::test_nested_label_folders_read_the_same_from_a_tree_and_a_zip")),
+    Bug("data build floors each class's test share instead of rounding it", "data/build.py",
+        "n_test = int(round(len(group) * test_fraction))", "n_test = int(len(group) * test_fraction)",
+        ("tests/test_dataset.py::test_data_build_puts_the_rounded_share_of_every_class_in_test",)),
+    Bug("a 32 px JPEG's EXIF orientation skipped by the fast decoder", "data/decode.py",
+        'if data[:2] != b"\\xff\\xd8" or b"Exif\\x00\\x00" in data:', 'if data[:2] != b"\\xff\\xd8":',
+        ("tests/test_decode.py::test_a_32px_jpeg_with_an_exif_orientation_is_turned_like_any_other_image",)),
+    Bug("the fast decoder takes grey and CMYK JPEGs too", "data/decode.py",
+        'if (height, width) != (size, size) or colorspace not in ("YCbCr", "RGB"):',
+        "if (height, width) != (size, size):",
+        ("tests/test_decode.py::test_the_fast_path_gives_exactly_what_the_general_path_gives",)),
+    Bug("--exclude-leaked drops byte-identical copies only", "workflows/experiment.py",
+        "        mask = leaked_mask(data, split)", '        mask = leaked_mask(data, split, "bytes")',
+        ("tests/test_cli.py::test_exclude_leaked_drops_pixel_identical_copies_not_only_byte_identical_ones",)),
+    Bug("blur mixes the colour channels", "data/degrade.py",
+        "sigma=(0, sigma, sigma, 0)", "sigma=(0, sigma, sigma, sigma)",
+        ("tests/test_robustness.py::test_blur_is_a_gaussian_of_its_sigma_on_each_colour_channel_alone",)),
+    Bug("the JPEG condition ignores its quality", "data/degrade.py",
+        'encode_jpeg(np.ascontiguousarray(image), quality, "RGB",',
+        'encode_jpeg(np.ascontiguousarray(image), 75, "RGB",',
+        ("tests/test_robustness.py::test_jpeg_condition_is_a_4_2_0_reencode_at_its_quality",)),
+    Bug("explain's sample ignores the run's seed", "workflows/explain_report.py",
+        "seed = training_seed(config) if seed is None else seed", "seed = 1 if seed is None else seed",
+        ("tests/test_explain.py::test_the_explained_sample_follows_the_runs_seed_or_the_commands",)),
+    Bug("robustness --seed not passed on", "cli/train.py",
+        "conditions, limit, seed,", "conditions, limit, 0,",
+        ("tests/test_robustness.py::test_robustness_limit_samples_with_the_commands_seed",)),
+    Bug("the one-cycle decay ends an epoch late", "training/loop.py",
+        "total = config.epochs * steps_per_epoch", "total = (config.epochs + 1) * steps_per_epoch",
+        ("tests/test_training.py::test_the_one_cycle_rate_of_every_step_of_every_epoch_is_the_hand_computed_one",)),
+    Bug("each epoch's schedule starts an epoch ahead", "training/loop.py",
+        "learning_rate(config, (epoch - 1) * steps_per_epoch + batch_number,",
+        "learning_rate(config, epoch * steps_per_epoch + batch_number,",
+        ("tests/test_training.py::test_the_one_cycle_rate_of_every_step_of_every_epoch_is_the_hand_computed_one",)),
+    Bug("a resumed run forgets its epochs since the best", "training/checkpoint.py",
+        'self.result, self.since_best = result, state["since_best"]', "self.result, self.since_best = result, 0",
+        ("tests/test_training.py::test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroken_run_does",)),
+    Bug("the ECE reported after calibration is the uncalibrated one", "workflows/calibrate.py",
+        '"ece_after": calibration_error(calibrated, labels)', '"ece_after": calibration_error(sigmoid(logits), labels)',
+        ("tests/test_calibration.py::test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities",)),
 ]
 
 
@@ -172,11 +220,19 @@ def plant_and_test(tmp: Path, number: int, bug: Bug) -> Outcome:
     return Outcome(number, bug.name, bool(failed), failed, round(time.perf_counter() - started, 1))
 
 
+def _catchers(failed: list[str]) -> str:
+    """The test functions that failed, each once, with how many of its cases did."""
+    cases = Counter(node.split("::")[-1].split("[")[0] for node in failed)
+    return ", ".join(f"{name} ({n} cases)" if n > 1 else name for name, n in cases.items()) or "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", type=int, nargs="*", help="bug numbers (from 1) to plant")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--check", action="store_true", help="only check that every bug's text and tests exist")
+    parser.add_argument("--skip-clean-run", action="store_true",
+                        help="do not first run the tests on the unchanged code (CI: the suite runs them anyway)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="bugs planted at once (default: cores)")
     args = parser.parse_args()
     chosen = [(n, bug) for n, bug in enumerate(BUGS, 1) if not args.only or n in args.only]
@@ -187,9 +243,8 @@ def main() -> None:
                 raise SystemExit(f"{bug.name}: no such test {missing}")
         return print(f"{len(chosen)} planted bugs: every text to change is found once, every test exists")
     with tempfile.TemporaryDirectory() as tmp:
-        clean = copy_of_repo(Path(tmp) / "clean")
         every_test = tuple(dict.fromkeys(t for _, bug in chosen for t in bug.tests))
-        if failing := run_tests(clean, every_test):
+        if not args.skip_clean_run and (failing := run_tests(copy_of_repo(Path(tmp) / "clean"), every_test)):
             raise SystemExit(f"these tests fail without any planted bug: {failing}")
         with ThreadPoolExecutor(args.jobs) as pool:  # each bug runs pytest in a process of its own
             outcomes = list(pool.map(lambda chosen_bug: plant_and_test(Path(tmp), *chosen_bug), chosen))
@@ -197,8 +252,10 @@ def main() -> None:
         print(json.dumps([asdict(o) for o in outcomes], indent=1))
     else:
         for o in outcomes:
-            tests = ", ".join(t.split("::")[-1] for t in o.failed_tests) or "-"
-            print(f"{o.number:2d}. {'caught' if o.caught else 'MISSED'} ({o.seconds:.0f} s): {o.bug}\n    by {tests}")
+            print(textwrap.fill(f"{o.number:2d}. {'caught' if o.caught else 'MISSED'} ({o.seconds:.0f} s): {o.bug}",
+                                80, subsequent_indent="    "))
+            print(textwrap.fill(f"by {_catchers(o.failed_tests)}", 80, initial_indent="    ",
+                                subsequent_indent="      ", break_long_words=True))
         print(f"{sum(o.caught for o in outcomes)} of {len(outcomes)} planted bugs caught")
     if not all(o.caught for o in outcomes):
         sys.exit(1)

@@ -110,6 +110,8 @@ def explain(
     split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
     per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
     sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of the sample and of the analysis (default: the seed the model was trained with, or 1).")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU; an "
                                                       "ensemble's: every member's, comma-separated).")] = None,
     target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
@@ -126,7 +128,7 @@ def explain(
         raise ValueError("give image files, or --data SOURCE, not both or neither")
     if data:
         device = use_device(device)
-        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer,
+        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer, seed,
                                   device=device)
         shares = summary["centre_share"]
         console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "

@@ -161,6 +161,7 @@ def robustness(
     condition: Annotated[Optional[list[Condition]], typer.Option(
         help="A condition to run (repeatable; default: all).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Test images per label (default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample and of the noise.")] = 0,
     device: DeviceOption = "auto",
     as_json: AsJson = False,
     cache: Cache = None,
@@ -172,8 +173,8 @@ def robustness(
     folder = out or run_dir / "robustness"
     conditions = [value(c) for c in condition] if condition else None
     device = use_device(device)
-    result = evaluate_robustness(run_dir, load(data, cache, quiet), folder, conditions, limit, progress=not quiet,
-                                 device=device)
+    result = evaluate_robustness(run_dir, load(data, cache, quiet), folder, conditions, limit, seed,
+                                 progress=not quiet, device=device)
     if as_json:
         return print_json(result)
     shown = ("accuracy", "roc_auc", "recall_real", "recall_fake", "accuracy_without_leaked", "roc_auc_without_leaked")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -78,13 +79,16 @@ def explain_dataset(
     sample_per_label: int = 1000,
     per_class: int = 3,
     layer: str | None = None,
-    seed: int = 1,
+    seed: int | None = None,
     device: str | torch.device = "auto",
 ) -> dict:
-    """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report."""
+    """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report.
+    The sample, the faithfulness curves' random order and the sanity check follow `seed`, by default the seed the
+    model was trained with (1 when its config does not say)."""
     started = time.perf_counter()
     device = resolve_device(device)
     model, config = load_model(run_dir, device)
+    seed = training_seed(config) if seed is None else seed
     images = data[split].limit(sample_per_label, seed).in_memory()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -96,7 +100,8 @@ def explain_dataset(
     faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
     sanity = randomisation_check(model, images.images, maps, targets, lambda m: GradCam(m, method.layer_name), seed)
     summary = {
-        "run": str(run_dir), "source": data.source, "split": split, "images": len(images),
+        "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
+        "sample_sha256": hashlib.sha256("\n".join(images.names).encode()).hexdigest(),  # which images, checkably
         "per_label": {LABEL_NAMES[k]: int((images.labels == k).sum()) for k in (1, 0)},
         "layer": method.layer_name, "target": "predicted", "centre_share": regions,
         "faithfulness": faithfulness, "randomisation": sanity,
@@ -114,6 +119,11 @@ def explain_dataset(
     write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
+
+
+def training_seed(config: dict) -> int:
+    """The seed a saved model was trained with (an ensemble's record keeps its members' shared seed); 1 if unknown."""
+    return int(((config.get("training") or {}).get("config") or {}).get("seed", 1))
 
 
 def claim_verdict(shares: dict, margin: float = 0.02) -> str:
