@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from cifake.data import CIFAR10_CLASSES
 from cifake.metrics import compute_metrics
 
 
@@ -53,3 +54,33 @@ def test_single_label_set_has_no_auc():
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="zero images"):
         compute_metrics(np.array([]), np.array([]))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_metric_agrees_with_scikit_learn_computed_independently(seed):
+    """Random logits (some exactly at the threshold) and labels: each figure against scikit-learn's."""
+    from sklearn import metrics as sk
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 300)
+    logits = (rng.normal(0, 2, 300) + 1.5 * (labels - 0.5)).astype(np.float32)
+    logits[:10] = 0.0  # P(REAL) = 0.5 exactly: called FAKE, as P(REAL) > 0.5 is needed for REAL
+    classes = rng.integers(0, 10, 300)
+    got = compute_metrics(logits, labels, classes)
+    prob_real = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    predicted = (prob_real > 0.5).astype(int)
+    assert got["accuracy"] == pytest.approx(sk.accuracy_score(labels, predicted))
+    assert got["loss"] == pytest.approx(sk.log_loss(labels, prob_real), rel=1e-5)
+    for prefix, truth, guess, score in (("", labels, predicted, prob_real),
+                                        ("fake_", 1 - labels, 1 - predicted, 1 - prob_real)):
+        assert got[f"{prefix}precision"] == pytest.approx(sk.precision_score(truth, guess))
+        assert got[f"{prefix}recall"] == pytest.approx(sk.recall_score(truth, guess))
+        assert got[f"{prefix}f1"] == pytest.approx(sk.f1_score(truth, guess))
+        assert got[f"{prefix}roc_auc"] == pytest.approx(sk.roc_auc_score(truth, score), abs=1e-6)
+        assert got[f"{prefix}average_precision"] == pytest.approx(sk.average_precision_score(truth, score), abs=1e-6)
+    assert got["confusion_matrix"]["matrix"] == sk.confusion_matrix(labels, predicted, labels=[0, 1]).tolist()
+    for label, name in ((1, "REAL"), (0, "FAKE")):
+        for k, class_name in enumerate(CIFAR10_CLASSES):
+            chosen = (labels == label) & (classes == k)
+            expected = float((predicted[chosen] == label).mean()) if chosen.any() else None
+            assert got["per_class_accuracy"][name][class_name] == pytest.approx(expected), (name, class_name)

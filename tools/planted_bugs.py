@@ -8,7 +8,7 @@ Each bug is a textual change to one source file that must match exactly once: co
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
 unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
 mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
-decoding, leakage, degradations, seeds, the schedule, resuming, calibration) that went unnoticed until their
+decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics) that went unnoticed until their
 areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
 """
 
@@ -145,6 +145,10 @@ BUGS = [
     Bug("a resumed run forgets its epochs since the best", "training/checkpoint.py",
         'self.result, self.since_best = result, state["since_best"]', "self.result, self.since_best = result, 0",
         ("tests/test_training.py::test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroken_run_does",)),
+    Bug("FAKE-positive scores call an image at the threshold REAL", "metrics/scores.py",
+        '**_positive_scores(1 - prob_real, 1 - predicted_real, 1 - target, prefix="fake_"),',
+        '**_positive_scores(1 - prob_real, (1 - prob_real > 0.5).long(), 1 - target, prefix="fake_"),',
+        ("tests/test_metrics.py::test_every_metric_agrees_with_scikit_learn_computed_independently",)),
     Bug("the ECE reported after calibration is the uncalibrated one", "workflows/calibrate.py",
         '"ece_after": calibration_error(calibrated, labels)', '"ece_after": calibration_error(sigmoid(logits), labels)',
         ("tests/test_calibration.py::test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities",)),

@@ -16,6 +16,7 @@ from cifake.data.degrade import CONDITIONS
 from cifake.runfolder import RunFolder
 from cifake.training.config import TrainConfig, read_recipe
 
+
 def training_options(command):
     """Give `command` one option per TrainConfig field and --recipe FILE; it receives `config: TrainConfig` (the
     recipe's settings, overridden by the options given on the command line) and `recipe_topology`."""

@@ -23,14 +23,16 @@ def compute_metrics(
     if len(logit) == 0:
         raise ValueError("cannot compute metrics of zero images")
     prob_real = torch.sigmoid(logit)
+    predicted_real = (prob_real > threshold).long()  # torchmetrics' rule: REAL above the threshold
     out = {
         "n": len(logit),
         "threshold": threshold,
         "loss": F.binary_cross_entropy_with_logits(logit, target.float()).item(),
         "accuracy": tmc.binary_accuracy(prob_real, target, threshold).item(),
-        **_positive_scores(prob_real, target, threshold, prefix=""),
-        # the same scores with FAKE as the positive class: flip both probabilities and labels
-        **_positive_scores(1 - prob_real, 1 - target, 1 - threshold, prefix="fake_"),
+        **_positive_scores(prob_real, predicted_real, target, prefix=""),
+        # the same verdicts scored with FAKE as the positive class: flip scores, verdicts and labels (an image at
+        # exactly the threshold is called FAKE under both views)
+        **_positive_scores(1 - prob_real, 1 - predicted_real, 1 - target, prefix="fake_"),
         "confusion_matrix": _confusion(prob_real, target, threshold),
     }
     if classes is not None:
@@ -38,15 +40,17 @@ def compute_metrics(
     return out
 
 
-def _positive_scores(prob: torch.Tensor, target: torch.Tensor, threshold: float, prefix: str) -> dict:
+def _positive_scores(score: torch.Tensor, predicted: torch.Tensor, target: torch.Tensor, prefix: str) -> dict:
+    """Precision, recall and F1 of the verdicts `predicted` (0/1, integers: torchmetrics takes them as they are),
+    ROC-AUC and AP of the scores, for the positive class that `target` marks 1."""
     both_labels = len(torch.unique(target)) == 2  # AUC and AP are undefined for a one-label set
     return {
-        f"{prefix}precision": tmc.binary_precision(prob, target, threshold).item(),
+        f"{prefix}precision": tmc.binary_precision(predicted, target).item(),
         # no image of the positive label: recall is undefined, not 0 (e.g. a set of real photographs only)
-        f"{prefix}recall": tmc.binary_recall(prob, target, threshold).item() if target.any() else None,
-        f"{prefix}f1": tmc.binary_f1_score(prob, target, threshold).item(),
-        f"{prefix}roc_auc": tmc.binary_auroc(prob, target).item() if both_labels else None,
-        f"{prefix}average_precision": tmc.binary_average_precision(prob, target).item() if both_labels else None,
+        f"{prefix}recall": tmc.binary_recall(predicted, target).item() if target.any() else None,
+        f"{prefix}f1": tmc.binary_f1_score(predicted, target).item(),
+        f"{prefix}roc_auc": tmc.binary_auroc(score, target).item() if both_labels else None,
+        f"{prefix}average_precision": tmc.binary_average_precision(score, target).item() if both_labels else None,
     }
 
 

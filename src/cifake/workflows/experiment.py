@@ -29,6 +29,7 @@ from cifake.training.distill import distilled_targets
 from cifake.training.loop import fit, seed_everything
 from cifake.training.split import Split
 
+
 class RunExists(FileExistsError):
     """The output folder already holds a run and resume was not asked for."""
 
