@@ -114,11 +114,27 @@ class _Killed(Exception):
     pass
 
 
+def _killed_after_epoch(epochs: int, monkeypatch, run) -> None:
+    """`run()` killed right after its checkpoint of epoch `epochs` is written, as a SIGKILL would leave it."""
+    from cifake.training.checkpoint import TrainState
+
+    save = TrainState.save
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        if len(self.result.history) == epochs:
+            raise _Killed
+
+    monkeypatch.setattr(TrainState, "save", save_then_die)
+    with pytest.raises(_Killed):
+        run()
+    monkeypatch.setattr(TrainState, "save", save)
+
+
 def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
     """SGD, one-cycle, label smoothing, weight averaging, flips and degradations: a run killed after its first
     epoch and resumed ends exactly where an unbroken run does."""
     from cifake.models import ResNetTopology
-    from cifake.training.checkpoint import TrainState
 
     recipe = TrainConfig(epochs=3, batch_size=32, patience=5, optimizer="sgd", learning_rate=0.02, weight_decay=5e-4,
                          schedule="onecycle", warmup_epochs=0.5, label_smoothing=0.1, ema=0.9, flip=True, degrade=0.2)
@@ -130,16 +146,7 @@ def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
 
     whole, whole_result = run()
     assert whole_result.history[-1]["val_accuracy"] > 0.8
-    save = TrainState.save
-
-    def save_then_die(*args, **kwargs):
-        save(*args, **kwargs)
-        raise _Killed
-
-    monkeypatch.setattr(TrainState, "save", save_then_die)
-    with pytest.raises(_Killed):
-        run(tmp_path)
-    monkeypatch.setattr(TrainState, "save", save)
+    _killed_after_epoch(1, monkeypatch, lambda: run(tmp_path))
     resumed, resumed_result = run(tmp_path, resume=True)
     assert resumed_result.resumed_from_epoch == 1
     assert [r["val_loss"] for r in resumed_result.history] == [r["val_loss"] for r in whole_result.history]
@@ -387,7 +394,6 @@ def test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroke
                                                                                             monkeypatch):
     """Validation against flipped labels gets worse every epoch after the first: patience 2 stops after epoch 3.
     Killed after epoch 2 (one epoch since the best) and resumed, the run must stop after epoch 3 as well."""
-    from cifake.training.checkpoint import TrainState
 
     train, val, _ = splits
     flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)
@@ -401,18 +407,7 @@ def test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroke
     whole, unbroken = run()
     assert [row["epoch"] for row in unbroken.history] == [1, 2, 3] and unbroken.stopped_early
     assert unbroken.best_epoch == 1
-    save, saved = TrainState.save, []
-
-    def save_then_die_after_epoch_two(self, *args, **kwargs):
-        save(self, *args, **kwargs)
-        saved.append(len(self.result.history))
-        if len(saved) == 2:
-            raise _Killed
-
-    monkeypatch.setattr(TrainState, "save", save_then_die_after_epoch_two)
-    with pytest.raises(_Killed):
-        run(tmp_path)
-    monkeypatch.setattr(TrainState, "save", save)
+    _killed_after_epoch(2, monkeypatch, lambda: run(tmp_path))
     resumed_model, resumed = run(tmp_path, resume=True)
     assert resumed.resumed_from_epoch == 2 and resumed.stopped_early
     assert [row["epoch"] for row in resumed.history] == [1, 2, 3] and resumed.best_epoch == 1
