@@ -170,3 +170,55 @@ def test_ray_workers_keep_a_second_threads_large_tensors():
         faults = ray.get(ray.remote(faults_per_allocation).remote())
     # mapped afresh, each faults in all of its 16,384 pages of 4 KiB; kept, the last ones fault in none
     assert faults[0] > 10_000 and max(faults[-4:]) < 1_000, faults
+
+
+def test_the_token_is_looked_for_where_ray_looks_in_ray_s_order(monkeypatch, tmp_path):
+    """RAY_AUTH_TOKEN, then the file RAY_AUTH_TOKEN_PATH names, then ~/.ray/auth_token; an empty variable is
+    no token."""
+    from cifake.cluster import auth_token_source
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    assert auth_token_source() is None
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(TOKEN)
+    assert auth_token_source() == str(tmp_path / ".ray" / "auth_token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "elsewhere"))
+    assert auth_token_source() == f"RAY_AUTH_TOKEN_PATH ({tmp_path / 'elsewhere'})"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "")
+    assert auth_token_source() == f"RAY_AUTH_TOKEN_PATH ({tmp_path / 'elsewhere'})"
+    monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+    assert auth_token_source() == "RAY_AUTH_TOKEN"
+
+
+@pytest.mark.parametrize(("token", "mode", "during"), [
+    (True, None, "token"),  # a token to send: token mode on for the span of the session
+    (False, None, None),  # nothing to send: left alone
+    (True, "disabled", "disabled"),  # the user's own setting wins
+])
+def test_token_mode_is_on_while_joining_with_a_token_and_left_as_found(monkeypatch, tmp_path, token, mode, during):
+    import types
+
+    from cifake import cluster
+
+    seen = []
+    fake_ray = types.SimpleNamespace(is_initialized=lambda: False, shutdown=lambda: None, __version__="test",
+                                     init=lambda **kwargs: seen.append(os.environ.get("RAY_AUTH_MODE")))
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+    monkeypatch.setattr(cluster, "check_reachable", lambda address: None)
+    monkeypatch.setattr(cluster, "_set_auth_mode", lambda value: (os.environ.__setitem__("RAY_AUTH_MODE", value)
+                                                                   if value else os.environ.pop("RAY_AUTH_MODE")))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    if token:
+        monkeypatch.setenv("RAY_AUTH_TOKEN", TOKEN)
+    else:
+        monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    if mode:
+        monkeypatch.setenv("RAY_AUTH_MODE", mode)
+    else:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with cluster.ray_session("127.0.0.1:6379"):  # nothing is sent: ray.init is a stand-in
+        pass
+    assert seen == [during] and os.environ.get("RAY_AUTH_MODE") == mode

@@ -8,8 +8,8 @@ Each bug is a textual change to one source file that must match exactly once: co
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
 unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
 mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
-decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics) that went unnoticed until their
-areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
+decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens) that went unnoticed until
+their areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
 """
 
 from __future__ import annotations
@@ -149,6 +149,13 @@ BUGS = [
         '**_positive_scores(1 - prob_real, 1 - predicted_real, 1 - target, prefix="fake_"),',
         '**_positive_scores(1 - prob_real, (1 - prob_real > 0.5).long(), 1 - target, prefix="fake_"),',
         ("tests/test_metrics.py::test_every_metric_agrees_with_scikit_learn_computed_independently",)),
+    Bug("an empty RAY_AUTH_TOKEN counts as a token", "cluster.py",
+        'if os.environ.get("RAY_AUTH_TOKEN"):', 'if "RAY_AUTH_TOKEN" in os.environ:',
+        ("tests/test_cluster.py::test_the_token_is_looked_for_where_ray_looks_in_ray_s_order",)),
+    Bug("token mode overrides the user's own RAY_AUTH_MODE", "cluster.py",
+        'and bool(auth_token_source()) and "RAY_AUTH_MODE" not in os.environ',
+        "and bool(auth_token_source())",
+        ("tests/test_cluster.py::test_token_mode_is_on_while_joining_with_a_token_and_left_as_found",)),
     Bug("the ECE reported after calibration is the uncalibrated one", "workflows/calibrate.py",
         '"ece_after": calibration_error(calibrated, labels)', '"ece_after": calibration_error(sigmoid(logits), labels)',
         ("tests/test_calibration.py::test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities",)),
