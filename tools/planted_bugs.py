@@ -8,8 +8,8 @@ Each bug is a textual change to one source file that must match exactly once: co
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
 unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
 mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
-decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens) that went unnoticed until
-their areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
+decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens) that went
+unnoticed until their areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
 """
 
 from __future__ import annotations
