@@ -219,3 +219,19 @@ def test_the_explained_sample_follows_the_runs_seed_or_the_commands(learnable_zi
     by_run, by_command = explained(), explained("--seed", 3)
     assert by_run["seed"] == 7 and by_run["sample_sha256"] == digest(7)
     assert by_command["seed"] == 3 and by_command["sample_sha256"] == digest(3) != digest(7)
+
+
+def test_the_predicted_target_is_each_images_own_verdict():
+    """A batch of REAL verdicts (a bright patch) and FAKE verdicts (all dark): "predicted" explains each image
+    for its own verdict, the label the model's logit gives it, and its maps are those asked for label by label."""
+    from cifake.models.inference import predict_logits
+
+    model = brightness_model()
+    images = np.concatenate([patch_images()[:2], np.full((2, 32, 32, 3), 20, np.uint8)])
+    verdicts = (predict_logits(model, images) > 0).astype(int)
+    assert list(verdicts) == [1, 1, 0, 0]
+    maps, targets = GradCam(model, batch_size=3)(images, "predicted")
+    assert list(targets) == [1, 1, 0, 0]
+    explicit, _ = GradCam(model, batch_size=3)(images, verdicts)
+    assert np.allclose(maps, explicit)
+    assert maps[:2].sum() > 0 and np.allclose(GradCam(model)(images, "REAL")[0][:2], maps[:2])

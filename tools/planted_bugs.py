@@ -8,8 +8,9 @@ Each bug is a textual change to one source file that must match exactly once: co
 script stop with the bug's name rather than silently plant nothing. Before planting, the same tests are run on the
 unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
 mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
-decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens) that went
-unnoticed until their areas' tests were written for them; `make mutate` (mutmut) is the broader, automatic version.
+decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens, Grad-CAM's
+target) that went unnoticed until their areas' tests were written for them; `make mutate` (mutmut) is the
+broader, automatic version.
 """
 
 from __future__ import annotations
@@ -156,6 +157,10 @@ BUGS = [
         'and bool(auth_token_source()) and "RAY_AUTH_MODE" not in os.environ',
         "and bool(auth_token_source())",
         ("tests/test_cluster.py::test_token_mode_is_on_while_joining_with_a_token_and_left_as_found",)),
+    Bug("Grad-CAM's predicted target is REAL for every image", "explain/base.py",
+        "return (self.model(pixels) > 0).long()",
+        "return torch.ones(len(pixels), dtype=torch.long, device=pixels.device)",
+        ("tests/test_explain.py::test_the_predicted_target_is_each_images_own_verdict",)),
     Bug("the ECE reported after calibration is the uncalibrated one", "workflows/calibrate.py",
         '"ece_after": calibration_error(calibrated, labels)', '"ece_after": calibration_error(sigmoid(logits), labels)',
         ("tests/test_calibration.py::test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities",)),
