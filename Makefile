@@ -31,7 +31,8 @@ test: install browser lint
 	$(BIN)/python -m pytest -n auto --dist loadgroup
 
 # Known bugs planted one at a time in a copy of the code, each checked against its own area's tests; CI runs it
-# before the suite, which runs the same tests on the unchanged code, so the planting skips that run (2 min on 2 cores)
+# before the suite, which runs the same tests on the unchanged code, so the planting skips that run (2.2 min on
+# 2 cores)
 planted: install
 	$(BIN)/python tools/planted_bugs.py --skip-clean-run
 
