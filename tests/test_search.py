@@ -14,7 +14,7 @@ import pytest
 from cifake.data import load_dataset
 from cifake.models import Topology
 from cifake.report import csv_table, markdown_table
-from cifake.search.cost import estimated_cost, result_path, training_work
+from cifake.search.cost import estimated_cost, training_work, trial_folder
 from cifake.search.grid import Budget, SearchSpace
 from cifake.search.status import search_status
 from cifake.search.status import TrialStatus, seconds_left, union_seconds
@@ -124,7 +124,7 @@ def test_a_resumed_trial_counts_the_epochs_of_earlier_runs(learnable_zip, tmp_pa
         patched.setattr(time, "perf_counter", lambda: float(next(clock)))
         first = run_trial(topology, TrialPlan(str(learnable_zip), tmp_path, budget))
     assert first["seconds"] >= 100
-    result_path(tmp_path, topology).unlink()  # unfinished again: the rerun resumes at epoch 2
+    trial_folder(tmp_path, topology).record.unlink()  # unfinished again: the rerun resumes at epoch 2
     second = run_trial(topology, TrialPlan(str(learnable_zip), tmp_path, Budget.of(epochs=2, patience=2,
                                                                                   limit_per_label=200)))
     assert second["epochs_run"] == 2 and second["seconds"] >= 100  # epoch 1's 100+ s, from the checkpoint
@@ -191,7 +191,7 @@ def test_status_follows_a_search_from_waiting_to_finished(learnable_zip, tmp_pat
 
     one_epoch = Budget.of(epochs=1, patience=2, limit_per_label=200)
     run_trial(head, TrialPlan(str(learnable_zip), tmp_path, one_epoch))
-    result_path(tmp_path, head).unlink()  # as if killed after its first epoch
+    trial_folder(tmp_path, head).record.unlink()  # as if killed after its first epoch
     (started,) = [t for t in search_status(tmp_path).trials if t.stage == 2]
     assert started.state == "started" and started.epochs == 1 and started.best_val_loss is not None
 

@@ -10,8 +10,8 @@
     RUN/calibration.json    the calibration report (cifake calibrate)
 
 Reading and writing are atomic (a temporary file, then a rename), so a killed job leaves the old file or the new
-one. No torch here: the commands that only read records (search-status) stay light; safetensors loads torch only
-in the methods that move weights.
+one. Importing this module loads no torch: safetensors' torch half is imported only by the methods that move
+weights.
 """
 
 from __future__ import annotations
@@ -78,9 +78,6 @@ class RunFolder:
         return self.path / f"{self.evaluation_stem(split, without_leaked)}.json"
 
     # --- what the folder holds ---
-    def holds_model(self) -> bool:
-        return self.weights.is_file() and self.config.is_file()
-
     def has_checkpoint(self) -> bool:
         return self.checkpoint.is_file()
 
@@ -110,6 +107,9 @@ class RunFolder:
 
     def read_evaluation(self, split: str, without_leaked: bool = False) -> dict:
         return _read_json(self.evaluation(split, without_leaked))
+
+    def write_evaluation(self, metrics: dict, split: str, without_leaked: bool = False) -> Path:
+        return write_json(self.evaluation(split, without_leaked), metrics)
 
     def write_calibration(self, report: dict) -> Path:
         return write_json(self.calibration, report)

@@ -9,7 +9,7 @@ import typer
 
 from cifake.cli.common import Quiet, RayAddress, app, console
 from cifake.cli.options import settings_options
-from cifake.generate.plan import GenerateConfig
+from cifake.generate.plan import GenerateConfig, counts_like, parse_shard
 
 
 @app.command()
@@ -27,7 +27,6 @@ def generate(
     quiet: Quiet = False,
 ) -> None:
     """Render a CIFAKE-style synthetic twin with Stable Diffusion; reruns resume, shards split the work."""
-    from cifake.generate import counts_like, parse_shard
     from cifake.generate.pipeline import generate as run_generation
 
     names = [c.strip() for c in classes.split(",")] if classes else None

@@ -2,7 +2,7 @@
 registered by name (cifake.models.registry); saved as safetensors + JSON. Importing this package registers every
 family: a new one is a file here and a line below."""
 
-from cifake.models import cnn, resnet, ensemble  # noqa: F401, I001  (each registers its family; this order is --help's)
+from cifake.models import cnn, resnet, ensemble  # noqa: F401, I001  (each registers its family; this order is list_models()'s)
 from cifake.models.cnn import CifakeCNN, Topology
 from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
 from cifake.models.io import load_model, save_ensemble, save_model

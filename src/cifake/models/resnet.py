@@ -106,9 +106,9 @@ register_model("resnet", ResNetTopology(widths=(32, 64, 128), blocks=1))
 register_model("resnet-l", ResNetTopology(widths=(64, 128, 256), blocks=1))
 # The bundled detector's two members: four stages, 16 channels at full resolution. Scores 2.5x as fast as `resnet`
 # on onnxruntime (5,188 against 2,075 images/s without flips, 2 cores), as accurate on a short robust-training
-# budget (docs/detect.md).
+# budget (docs/detect.md, *How it was chosen*, with the commands that measured both).
 register_model("resnet4", ResNetTopology(widths=(16, 32, 64, 128), blocks=1))
 # Two residual blocks per stage and no test-time flips: more capacity at less scoring cost than `resnet4` with flips
-# (4,047 against 3,380 images/s). A full robust run was no more accurate than `resnet4` and trains 1.5-1.7x slower
-# (docs/detect.md), so it is not the bundle.
+# (4,047 against 3,380 images/s). A full robust run was no more accurate than `resnet4` and trains 1.5-1.7x slower,
+# so it is not the bundle (both measured in docs/detect.md).
 register_model("resnet4-b2", ResNetTopology(widths=(16, 32, 64, 128), blocks=2, flip_tta=False))

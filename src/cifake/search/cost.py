@@ -10,13 +10,9 @@ from cifake.models.cnn import IMAGE_SIZE, Topology, feature_size
 from cifake.runfolder import RunFolder
 
 
-def trial_dir(out: Path, topology: Topology) -> Path:
-    return out / "trials" / topology.name
-
-
-def result_path(out: Path, topology: Topology) -> Path:
-    """The trial's record: its presence means the trial finished."""
-    return RunFolder(trial_dir(out, topology)).record
+def trial_folder(out: Path, topology: Topology) -> RunFolder:
+    """A trial's run folder in a search's folder; its record's presence means the trial finished."""
+    return RunFolder(out / "trials" / topology.name)
 
 
 def choose_extractor(stage1: list[dict]) -> dict:

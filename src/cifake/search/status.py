@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cifake.models import Topology
-from cifake.search.cost import choose_extractor, estimated_cost, result_path, trial_dir
+from cifake.search.cost import choose_extractor, estimated_cost, trial_folder
 from cifake.search.grid import Budget, SearchSpace
 from cifake.training.checkpoint import checkpoint_precision, checkpoint_progress
 
@@ -59,13 +59,13 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
     budget = Budget.from_dict(settings["budget"])
     topologies = [(topology, 1) for topology in space.stage1()]
     waiting_heads = len(space.dense_units) * len(space.dense_layers)
-    if all(result_path(folder, topology).is_file() for topology, _ in topologies):
-        extractor = choose_extractor([json.loads(result_path(folder, t).read_text()) for t in space.stage1()])
+    if all(trial_folder(folder, topology).is_finished() for topology, _ in topologies):
+        extractor = choose_extractor([trial_folder(folder, t).read_record() for t in space.stage1()])
         topologies += [(head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
     # The cost model follows the precision the trials' checkpoints record (fp32 counts multiply-adds; with no
     # record, bf16's).
-    precisions = {checkpoint_precision(trial_dir(folder, topology)) for topology, _ in topologies} - {None}
+    precisions = {checkpoint_precision(trial_folder(folder, topology).path) for topology, _ in topologies} - {None}
     trials = [_trial_status(folder, topology, stage, precisions != {"fp32"}) for topology, stage in topologies]
     spans = [span for trial in trials for span in trial.epoch_spans]
     return SearchStatus(folder, budget, trials, waiting_heads, seconds_left(trials, budget), union_seconds(spans))
@@ -94,13 +94,13 @@ def _search_folder(folder: Path) -> Path:
 
 def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bool) -> TrialStatus:
     cost = estimated_cost(topology, matrix_units)
-    progress = checkpoint_progress(trial_dir(folder, topology))
+    progress = checkpoint_progress(trial_folder(folder, topology).path)
     rows = progress.history if progress else []
     epochs = tuple(row["wall_seconds"] for row in rows)
     spans = tuple((row["ended_at"] - row["wall_seconds"], row["ended_at"]) for row in rows)
-    done = result_path(folder, topology)
-    if done.is_file():
-        result = json.loads(done.read_text())
+    trial = trial_folder(folder, topology)
+    if trial.is_finished():
+        result = trial.read_record()
         return TrialStatus(topology.name, stage, "finished", result["epochs_run"], result["validation"]["loss"],
                            result["seconds"], cost, result.get("test", {}).get("accuracy"), epochs, spans)
     if not epochs:

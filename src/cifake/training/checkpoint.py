@@ -160,10 +160,6 @@ def _match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
                 state[key] = torch.empty_like(param).copy_(value)
 
 
-def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    return RunFolder(run_dir).has_checkpoint()
-
-
 def checkpoint_progress(run_dir: str | os.PathLike) -> TrainResult | None:
     """The history of a run's last checkpoint (its JSON header only, no tensors read); None without one."""
     folder = RunFolder(run_dir)

@@ -19,7 +19,6 @@ import torch
 from cifake.data import CifakeData
 from cifake.data.audit import leaked_mask
 from cifake.devices import cpu_threads, describe, mixed_precision, precision_name, resolve_device
-from cifake.files import write_json
 from cifake.metrics import evaluate
 from cifake.models import Topology, create_model, count_parameters, load_model, save_model
 from cifake.runfolder import RunFolder
@@ -114,11 +113,6 @@ def _outcome(result: TrainResult, seconds: float) -> dict:
             "seconds": round(seconds + sum(row["wall_seconds"] for row in earlier), 2)}
 
 
-def read_record(run_dir: str | os.PathLike) -> dict:
-    """The record of a finished run (its run.json)."""
-    return RunFolder(run_dir).read_record()
-
-
 def validation_split(config: dict, data: CifakeData):
     """The validation images a saved model was trained against, carved again exactly as training carved them."""
     training = config.get("training")
@@ -149,7 +143,7 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
     metrics |= {"split": split, "source": data.source, "excluded_leaked": excluded, **describe(device)}
     folder = RunFolder(out or run_dir)
     folder.path.mkdir(parents=True, exist_ok=True)
-    write_json(folder.evaluation(split, exclude_leaked), metrics)
+    folder.write_evaluation(metrics, split, exclude_leaked)
     plot_evaluation(folder.path, RunFolder.evaluation_stem(split, exclude_leaked), logits, images.labels, metrics)
     return metrics
 

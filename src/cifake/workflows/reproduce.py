@@ -22,7 +22,7 @@ from cifake.report import Report
 from cifake.runfolder import RunFolder
 from cifake.search.grid import PROFILES, Budget
 from cifake.search.status import search_status
-from cifake.workflows.experiment import evaluate_run, read_record, train_run
+from cifake.workflows.experiment import evaluate_run, train_run
 from cifake.workflows.explain_report import explain_dataset
 from cifake.workflows.search import run_search
 from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
@@ -59,7 +59,7 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
                                 sample_per_label=1000 if profile == "paper" else 250, device=device)
     tables = write_tables(summary, folder / "tables")
     status = search_status(folder / "search")
-    record = read_record(model_dir)
+    record = RunFolder(model_dir).read_record()
     result = {"profile": profile, "scope": chosen.scope, "best": summary["best"],
               "best_extractor": summary["best_extractor"],
               "model": {"name": record["name"], "source": "study" if chosen.study_model else "search",

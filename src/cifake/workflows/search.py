@@ -18,7 +18,7 @@ from cifake.errors import SearchInterrupted
 from cifake.files import write_json
 from cifake.models import Topology
 from cifake.progress import progress_bar
-from cifake.search.cost import choose_extractor, estimated_cost, result_path, trains_on_matrix_units
+from cifake.search.cost import choose_extractor, estimated_cost, trains_on_matrix_units, trial_folder
 from cifake.search.grid import Budget, SearchSpace
 from cifake.workflows.search_trial import TrialPlan, run_trial
 
@@ -106,15 +106,15 @@ def _check_settings(folder: Path, settings: dict, where: dict) -> None:
 def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, execution: Execution) -> list[dict]:
     # Longest first: the last trials to start are then short ones, and no core idles while one long trial ends alone.
     matrix_units = trains_on_matrix_units(plan.device)
-    pending = sorted((t for t in topologies if not result_path(plan.out, t).exists()),
+    pending = sorted((t for t in topologies if not trial_folder(plan.out, t).is_finished()),
                      key=lambda topology: estimated_cost(topology, matrix_units), reverse=True)
     with progress_bar(execution.progress and bool(pending)) as bar:
         task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
 
         def finished(topology: Topology) -> None:
             bar.advance(task)
-            if execution.progress and result_path(plan.out, topology).exists():
-                bar.console.print(trial_summary(json.loads(result_path(plan.out, topology).read_text())))
+            if execution.progress and trial_folder(plan.out, topology).is_finished():
+                bar.console.print(trial_summary(trial_folder(plan.out, topology).read_record()))
 
         if pending and execution.use_ray:
             _run_with_ray(title, pending, plan, execution, finished)
@@ -122,11 +122,11 @@ def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, executio
             for topology in pending:
                 run_trial(topology, plan)
                 finished(topology)
-    unfinished = [t.name for t in topologies if not result_path(plan.out, t).exists()]
+    unfinished = [t.name for t in topologies if not trial_folder(plan.out, t).is_finished()]
     if unfinished:  # Ray Tune returns normally when it is stopped by a signal
         raise SearchInterrupted(f"{title}: {len(unfinished)} trial(s) did not finish ({', '.join(unfinished)}); "
                                 "run the same command again to resume them from their last epoch checkpoint")
-    return [json.loads(result_path(plan.out, t).read_text()) for t in topologies]
+    return [trial_folder(plan.out, t).read_record() for t in topologies]
 
 
 def trial_summary(result: dict) -> str:

@@ -6,13 +6,12 @@ epoch; its run.json is written only when the trial is finished, so its presence 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cifake.data import load_dataset
 from cifake.models import Topology
-from cifake.search.cost import result_path, trial_dir
+from cifake.search.cost import trial_folder
 from cifake.search.grid import Budget
 from cifake.workflows.experiment import train_run
 
@@ -31,11 +30,11 @@ class TrialPlan:
 
 def run_trial(topology: Topology, plan: TrialPlan) -> dict:
     """Train and score one topology; returns (and writes) its run record. Selection must use validation only."""
-    done = result_path(plan.out, topology)
-    if done.exists():
-        return json.loads(done.read_text())
+    folder = trial_folder(plan.out, topology)
+    if folder.is_finished():
+        return folder.read_record()
     data = load_dataset(plan.source, cache_root=plan.cache_root, progress=False)
     # the trial's thread count is in its config: recorded, and a resumed trial is held to it
     config = replace(plan.budget.train, device=plan.device, threads=plan.threads)
-    return train_run(data, trial_dir(plan.out, topology), topology, config, plan.budget.split, resume=True,
+    return train_run(data, folder.path, topology, config, plan.budget.split, resume=True,
                      progress=False, plots=False)
