@@ -118,7 +118,8 @@ def test_validation_split_is_carved_again_as_training_carved_it(learnable_zip, t
     expected = train_val_split(data["train"].limit(100, 3), 0.2, 3)[1]
     record = train_run(data, tmp_path / "run", Topology(4, 1, ()), TrainConfig(epochs=1, seed=3), Split(0.2, 100),
                        progress=False, plots=False)
-    assert record["split"] == {"val_fraction": 0.2, "limit_per_label": 100, "train": 160, "validation": 40}
+    assert record["split"] == {"val_fraction": 0.2, "limit_per_label": 100, "test_share": 0.2, "exclude_sources": [],
+                               "train": 160, "validation": 40}
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert list(validation_split(config, data).names) == list(expected.names)
     with pytest.raises(ValueError, match="validation split"):

@@ -1,6 +1,8 @@
 import json
 
 import pytest
+
+from cifake.data import Preprocess
 import torch
 
 from cifake.models import Topology, create_model, count_parameters, load_model, resolve_topology, save_model
@@ -31,8 +33,9 @@ def test_resolve_topology_overrides_and_rejects():
     assert resolve_topology("paper", dense=(128, 64)).dense == (128, 64)
     with pytest.raises(ValueError, match="unknown topology"):
         resolve_topology("resnet-9000")
-    with pytest.raises(ValueError, match="shrink"):
-        Topology(32, 5, ())
+    with pytest.raises(ValueError, match="shrink a 32 px image"):  # the model's size decides what fits
+        create_model(Topology(32, 5, ()))
+    assert create_model(Topology(32, 5, ()), Preprocess(128)).head[-1].in_features == 32 * 2 * 2
 
 
 def test_save_load_round_trip_is_exact(tmp_path):
@@ -198,7 +201,7 @@ def test_a_registered_family_builds_by_name_and_round_trips_through_a_saved_conf
             return cls(**values)
 
     class LinearModel(nn.Module):
-        def __init__(self, topology: LinearTopology):
+        def __init__(self, topology: LinearTopology, image_size: int = 32):
             super().__init__()
             self.topology = topology
             self.layer = nn.Linear(3, topology.width)

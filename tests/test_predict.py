@@ -95,7 +95,8 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     expected = corpus()
     assert {r["path"].split("/")[-1] for r in rows} == {n for n, (_, problem) in expected.items() if problem is None}
-    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "real_below", "model_id"} for r in rows)
+    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled"}
+               for r in rows)
     for name, (_, problem) in expected.items():
         if problem:
             assert any(line.endswith(f"{name}: " + line.split(f"{name}: ", 1)[-1]) and problem in line
@@ -104,7 +105,7 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
                              capture_output=True, text=True, timeout=300)
     assert csv_out.returncode == 0
-    assert csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id"
+    assert csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id,upscaled"
 
 
 def test_bundled_model_scores_on_onnxruntime_with_the_same_probabilities(detector):
@@ -236,9 +237,9 @@ def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_v
     for n in range(3):
         (images / f"{n}.jpg").write_bytes(jpeg_bytes(synthetic_image(n % 2, n)))
     decoded = []
-    real_decode = detector_module.decode_image
-    monkeypatch.setattr(detector_module, "decode_image",
-                        lambda data, **options: decoded.append(1) or real_decode(data, **options))
+    real_decode = detector_module.decode_for
+    monkeypatch.setattr(detector_module, "decode_for",
+                        lambda data, *options: decoded.append(1) or real_decode(data, *options))
     out = tmp_path / "overlays"
     printed = cli("predict", images, "--explain", out, "--threshold", "0", "--json", "--backend", "torch").stdout
     rows = [json.loads(line) for line in printed.splitlines()]

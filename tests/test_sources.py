@@ -17,9 +17,11 @@ def test_cifar_class_from_file_name(name, expected):
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("train/REAL/0.jpg", ("train", 1)), ("TEST/fake/1 (2).jpg", ("test", 0)), ("Real/x.png", ("all", 1)),
-     ("cifake/train/FAKE/3.jpg", ("train", 0)), ("mine/REAL/cats/1.jpg", ("all", 1)),
-     ("val/REAL/1.jpg", ("all", 1)), ("train/other/1.jpg", None), ("README.md", None),
+    [("train/REAL/0.jpg", ("train", 1, "REAL")), ("TEST/fake/1 (2).jpg", ("test", 0, "FAKE")),
+     ("Real/x.png", ("all", 1, "REAL")), ("cifake/train/FAKE/3.jpg", ("train", 0, "FAKE")),
+     ("mine/REAL/cats/1.jpg", ("all", 1, "cats")),  # a folder under the label folder names the source
+     ("train/FAKE/stylegan2/a/1.jpg", ("train", 0, "stylegan2")),  # the one right under it, however deep
+     ("val/REAL/1.jpg", ("all", 1, "REAL")), ("train/other/1.jpg", None), ("README.md", None),
      ("__MACOSX/train/REAL/._0.jpg", None), ("train/REAL/.DS_Store", None)],
 )
 def test_classify_layout_paths(path, expected):
@@ -93,11 +95,11 @@ def test_a_folder_tree_is_listed_with_relative_names_and_no_container(tmp_path):
 
 
 @pytest.mark.parametrize(("path", "expected"), [
-    ("train/REAL/FAKE/1.jpg", ("all", 0)),  # the nearest label folder names the label; its parent is no split
-    ("train/FAKE/real/2.jpg", ("all", 1)),
-    ("REAL/test/FAKE/3.jpg", ("test", 0)),  # a split right above the nearest label folder counts
-    ("test/FAKE/sd14/REAL-looking/4.jpg", ("test", 0)),  # a folder only named like a label is no label folder
-    ("fake/train/real/5.jpg", ("train", 1)),
+    ("train/REAL/FAKE/1.jpg", ("all", 0, "FAKE")),  # the nearest label folder names the label; its parent no split
+    ("train/FAKE/real/2.jpg", ("all", 1, "REAL")),
+    ("REAL/test/FAKE/3.jpg", ("test", 0, "FAKE")),  # a split right above the nearest label folder counts
+    ("test/FAKE/sd14/REAL-looking/4.jpg", ("test", 0, "sd14")),  # a folder only named like a label is no label folder
+    ("fake/train/real/5.jpg", ("train", 1, "REAL")),
 ])
 def test_when_label_folders_nest_the_nearest_one_gives_the_label_and_the_one_above_it_the_split(path, expected):
     assert classify(path) == expected

@@ -64,7 +64,8 @@ def test_resume_continues_exactly_where_the_checkpoint_left(splits, tmp_path):
 
 def test_a_finished_run_can_be_extended_with_more_epochs_and_patience(splits, tmp_path):
     train, val, _ = splits
-    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)  # stops early at patience 1
+    # stops early at patience 1
+    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256, val.sources)
     def run(epochs, patience):
         seed_everything(1)
         return fit(create_model("paper"), train, flipped, TrainConfig(epochs=epochs, patience=patience), tmp_path,
@@ -87,7 +88,8 @@ def test_resume_refuses_changed_settings(splits, tmp_path):
 
 def test_early_stopping_restores_the_best_weights(splits):
     train, val, _ = splits
-    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)  # learning hurts it
+    # learning hurts it
+    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256, val.sources)
     seed_everything(1)
     model = create_model("paper")
     result = fit(model, train, flipped, TrainConfig(epochs=10, patience=2), progress=False)
@@ -294,7 +296,7 @@ def test_errors_name_the_allowed_values():
         TrainConfig(optimizer="rmsprop")
     with pytest.raises(ValueError, match=r"learning_rate must be > 0, not 0"):
         TrainConfig(learning_rate=0)
-    with pytest.raises(ValueError, match="unknown training setting.s. lr; known: epochs"):
+    with pytest.raises(ValueError, match="unknown training setting.s. lr; known: image_size, preprocess, epochs"):
         TrainConfig.from_dict({"lr": 0.1})
     assert "epochs" not in RESUME_KEYS and "patience" not in RESUME_KEYS and "flip" in RESUME_KEYS
 
@@ -396,7 +398,7 @@ def test_a_resumed_run_keeps_its_early_stopping_count_and_stops_where_an_unbroke
     Killed after epoch 2 (one epoch since the best) and resumed, the run must stop after epoch 3 as well."""
 
     train, val, _ = splits
-    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256)
+    flipped = type(val)(val.images, 1 - val.labels, val.classes, val.names, val.sha256, val.sources)
     config = TrainConfig(epochs=6, patience=2, batch_size=32)
 
     def run(run_dir=None, resume=False):

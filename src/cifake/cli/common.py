@@ -85,6 +85,11 @@ Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE",
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the figures as JSON instead of tables.")]
 RunDir = Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")]
+TestShare = Annotated[float, typer.Option(help="Share held out as test when the data has no train/ and test/ folders "
+                                              "(seeded, stratified by label and source; recorded).")]
+ExcludeSource = Annotated[Optional[list[str]], typer.Option(
+    help="Train without this source (a folder under REAL/ or FAKE/); repeatable. Its test images stay, so the test "
+         "table shows how the model does on it.")]
 ModelDir = Annotated[Optional[Path], typer.Option(help="Run folder of a trained model (default: the bundled one).")]
 BackendOption = Annotated[Backend, typer.Option(help="Scoring backend (auto: onnxruntime when installed).")]
 Ray = Annotated[bool, typer.Option("--ray/--no-ray", help="Run trials through Ray Tune, or in-process.")]
@@ -106,11 +111,27 @@ def use_device(spec: str) -> str:
     return str(device)
 
 
-def load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False):
-    """A source decoded (once, then from the cache)."""
-    from cifake.data import load_dataset
+def load(source: Path, cache: Path | None, quiet: bool, refresh: bool = False, preprocess=None):
+    """A source decoded (once, then from the cache) at an input size and preprocessing (default 32 px, resize)."""
+    from cifake.data import Preprocess, load_dataset
 
-    return load_dataset(source, cache_root=cache, refresh=refresh, progress=not quiet)
+    return load_dataset(source, preprocess=preprocess or Preprocess(), cache_root=cache, refresh=refresh,
+                        progress=not quiet)
+
+
+def load_for_model(source: Path, cache: Path | None, quiet: bool, run_dir: Path | None):
+    """A source decoded at the input of the model in `run_dir` (its size and preprocessing, from its config; the
+    bundled model's when None)."""
+    from cifake.data import Preprocess
+    from cifake.runfolder import RunFolder
+
+    if run_dir is None:
+        from cifake.models.io import bundled_model_dir
+
+        run_dir = bundled_model_dir()
+    folder = RunFolder(run_dir)
+    preprocess = Preprocess.of_model(folder.read_config()) if folder.config.is_file() else None
+    return load(source, cache, quiet, preprocess=preprocess)
 
 
 # --- output ----------------------------------------------------------------------------------------------------
@@ -157,3 +178,13 @@ def print_metrics(by_split: dict[str, dict]) -> None:
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]["matrix"]
         console.print(f"{split} confusion matrix: true FAKE -> {tn:,} FAKE, {fp:,} REAL; "
                       f"true REAL -> {fn:,} FAKE, {tp:,} REAL")
+    for split, metrics in by_split.items():
+        if metrics.get("per_source"):
+            print_sources(metrics["per_source"], f"{split}: accuracy per source")
+
+
+def print_sources(per_source: dict[str, dict], title: str) -> None:
+    """compute_metrics' per-source scores as a table."""
+    print_table(["source", "label", "n", "accuracy", "P(REAL)", "ROC-AUC"],
+                [[name, row["label"], row["n"], row["accuracy"], row["mean_prob_real"], row["roc_auc"]]
+                 for name, row in per_source.items()], title)

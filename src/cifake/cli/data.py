@@ -13,18 +13,23 @@ from cifake.cli.common import AsJson, Cache, Quiet, Source, console, data_app, l
 @data_app.command("info")
 def data_info(
     source: Source,
+    image_size: Annotated[int, typer.Option(help="Decode at this size (a model's input size).")] = 32,
+    preprocess: Annotated[str, typer.Option(help="resize (the study) or crop (native pixels).")] = "resize",
     cache: Cache = None,
     refresh: Annotated[bool, typer.Option(help="Decode again.")] = False,
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
-    """Counts per split, label and CIFAR-10 class; skipped files with reasons; the cache location."""
-    from cifake.data import CIFAR10_CLASSES
+    """Counts per split, label, CIFAR-10 class and source; skipped files with reasons; the cache location."""
+    from cifake.data import CIFAR10_CLASSES, Preprocess
 
-    data = load(source, cache, quiet, refresh)
+    chosen = Preprocess(image_size, preprocess)
+    data = load(source, cache, quiet, refresh, chosen)
     info = {
-        "source": str(source), "cache": str(data.cache_dir), "converted_or_resized": data.converted,
+        "source": str(source), "cache": str(data.cache_dir), **chosen.to_dict(),
+        ("upscaled" if chosen.crops else "converted_or_resized"): data.converted,
         "splits": {name: images.counts() for name, images in data.splits.items()},
+        "sources": {name: images.source_counts() for name, images in data.splits.items()},
         "skipped": [{"name": s.name, "reason": s.reason} for s in data.skipped],
     }
     if as_json:
@@ -35,7 +40,15 @@ def data_info(
             for name in ("total", *CIFAR10_CLASSES, "unknown")]
     print_table(["class", *(f"{split} {label}" for split, label in columns)], [r for r in rows if any(r[1:])],
                 f"{source} (REAL = 1, positive; FAKE = 0)")
-    console.print(f"Converted or resized to 32x32 RGB: {data.converted:,}")
+    sources = [(split, label, name, count) for split, labels in info["sources"].items()
+               for label, counts in labels.items() for name, count in counts.items()]
+    if any(name not in ("REAL", "FAKE") for _, _, name, _ in sources):
+        print_table(["source", "split", "label", "images"], [[n, s, label, c] for s, label, n, c in sources],
+                    "Images per source (the folder under REAL/ or FAKE/)")
+    if chosen.crops:
+        console.print(f"Smaller than {image_size} px, enlarged to fit the crop: {data.converted:,}")
+    else:
+        console.print(f"Converted or resized to {image_size}x{image_size} RGB: {data.converted:,}")
     console.print(f"Skipped files: {len(data.skipped):,}")
     for skipped in data.skipped:
         console.print(f"  {skipped.name}: {skipped.reason}", markup=False)

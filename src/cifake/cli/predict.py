@@ -11,11 +11,11 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.choices import TARGETS
-from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, load,
-                               print_table, use_device, value)
+from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err,
+                               load_for_model, print_table, use_device, value)
 
 Target = choice("Target", TARGETS)
-PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id"]
+PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled"]
 
 
 @app.command()
@@ -58,9 +58,11 @@ def predict(
         elif writer:
             writer.writerow(row)
         else:
-            rows.append([result.source, result.prob_fake, result.verdict])
+            rows.append([result.source, result.prob_fake, result.verdict + ("*" if result.upscaled else "")])
     if not (as_json or as_csv):
         print_table(["path", "P(FAKE)", "verdict"], rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
+        if any(row[2].endswith("*") for row in rows):
+            console.print(f"* smaller than the model's {detector.preprocess.size} px crop: enlarged to fit")
     if explain_dir:
         err.print(f"Grad-CAM overlays: {explain_dir}")
     if failed:
@@ -128,7 +130,8 @@ def explain(
         raise ValueError("give image files, or --data SOURCE, not both or neither")
     if data:
         device = use_device(device)
-        summary = explain_dataset(run_dir, load(data, cache, quiet), out, split, sample, per_class, layer, seed,
+        summary = explain_dataset(run_dir, load_for_model(data, cache, quiet, run_dir), out, split, sample,
+                                  per_class, layer, seed,
                                   device=device)
         shares = summary["centre_share"]
         console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "

@@ -57,7 +57,8 @@ def search(
     budget = Budget(TrainConfig.from_dict(chosen.budget.train.to_dict() | training), split)
     if not (ray and ray_address):  # a cluster's trials find the device they were given, on their own nodes
         use_device(device)
-    summary = run_search(load(data, None, quiet), out, space, budget, use_ray=ray, ray_address=ray_address,
+    summary = run_search(load(data, None, quiet, preprocess=budget.train.input), out, space, budget, use_ray=ray,
+                         ray_address=ray_address,
                          threads_per_trial=threads_per_trial, progress=not quiet, stages=stages, device=device,
                          gpus_per_trial=gpus_per_trial)
     if as_json:
@@ -131,3 +132,42 @@ def reproduce(
                   f"Stage-1 test accuracy within 1 point of the paper in {one} of {compared} cells, within 2 in {two}; "
                   f"{result['seconds']:,.0f} s.")
     console.print(f"Report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+StudyProfile = choice("StudyProfile", ("quick", "full"))
+
+
+@app.command()
+def study(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="Report folder (resumable: run again to continue).")],
+    image_size: Annotated[int, typer.Option(help="Input size N in pixels (16-1024).")] = 32,
+    preprocess: Annotated[str, typer.Option(help="resize (the whole image, as the study) or crop (native "
+                                                 "pixels).")] = "resize",
+    profile: Annotated[StudyProfile, typer.Option(help="quick or full (a wider search, longer training).")
+                       ] = "quick",
+    ray: Annotated[bool, typer.Option(help="Run the search's trials on Ray (several at once).")] = False,
+    ray_address: RayAddress = None,
+    device: DeviceOption = "auto",
+    as_json: AsJson = False,
+    quiet: Quiet = False,
+) -> None:
+    """The study's method on any dataset at its own resolution: audit, search, the chosen model per source,
+    leave-one-source-out, Grad-CAM, robustness, one report."""
+    from cifake.data import Preprocess
+    from cifake.workflows.study import run_study
+
+    chosen = Preprocess(image_size, preprocess)
+    use_device(device)
+    result = run_study(load(data, None, quiet, preprocess=chosen), out, value(profile), use_ray=ray,
+                       ray_address=ray_address, progress=not quiet, device=device)
+    if as_json:
+        return print_json(result)
+    test = result["test"]
+    console.print(f"{result['model']['name']} at {image_size} px ({preprocess}): test accuracy "
+                  f"{test['accuracy']:.4f}, ROC-AUC {test['roc_auc']:.4f}; {result['seconds']:,.0f} s.")
+    if result["leave_one_source_out"]:
+        print_table(["held-out source", "trained with", "held out"],
+                    [[r["source"], r["accuracy_trained_with"], r["accuracy_held_out"]]
+                     for r in result["leave_one_source_out"]], "Leave one source out: test accuracy on the source")
+    console.print(f"Report: {out / 'study.md'} and {out / 'study.html'}")

@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, Quiet, RunDir, app, choice, console, load,
-                               percent, print_json, print_metrics, print_table, use_device, value)
+from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, ExcludeSource, Quiet, RunDir, TestShare, app,
+                               choice, console, load, load_for_model, percent, print_json, print_metrics, print_table,
+                               use_device, value)
 from cifake.cli.options import settings_options
 from cifake.data.degrade import CONDITIONS
 from cifake.runfolder import RunFolder
@@ -51,6 +52,8 @@ def train(
     dense: Annotated[Optional[str], typer.Option(help="Dense layer sizes, e.g. 64 or 128,64; 'none' for none.")] = None,
     val_fraction: Annotated[float, typer.Option(help="Share of train carved out for validation.")] = 0.1,
     limit: Annotated[Optional[int], typer.Option(help="At most N images per split and label (quick runs).")] = None,
+    test_share: TestShare = 0.2,
+    exclude_source: ExcludeSource = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     cache: Cache = None,
     as_json: AsJson = False,
@@ -64,10 +67,10 @@ def train(
 
     spec = resolve_topology(topology or recipe_topology, filters=filters, conv_layers=conv_layers,
                             dense=_parse_dense(dense))
-    split = Split(val_fraction, limit)
+    split = Split(val_fraction, limit, test_share, tuple(exclude_source or ()))
     with cpu_threads(config.threads):  # here already, so the device line names the threads the run uses
         use_device(config.device)
-        dataset = load(data, cache, quiet)
+        dataset = load(data, cache, quiet, preprocess=config.input)
         if not as_json:
             console.print(f"Training {spec.name} on {data} -> {out}")
         record = train_run(dataset, out, spec, config, split, resume=resume, progress=not quiet)
@@ -106,7 +109,7 @@ def evaluate(
     from cifake.workflows.experiment import evaluate_run
 
     device = use_device(device)
-    metrics = evaluate_run(run_dir, load(data, cache, quiet), split, exclude_leaked, out, device)
+    metrics = evaluate_run(run_dir, load_for_model(data, cache, quiet, run_dir), split, exclude_leaked, out, device)
     if as_json:
         return print_json(metrics)
     if exclude_leaked:
@@ -131,7 +134,8 @@ def calibrate(
     from cifake.workflows.calibrate import calibrate_run
 
     device = use_device(device)
-    report = calibrate_run(run_dir, load(data, cache, quiet), max_real_flagged, max_fake_passed, device)
+    report = calibrate_run(run_dir, load_for_model(data, cache, quiet, run_dir), max_real_flagged, max_fake_passed,
+                           device)
     if as_json:
         return print_json(report)
     rule = report["decision"]
@@ -174,7 +178,7 @@ def robustness(
     folder = out or run_dir / "robustness"
     conditions = [value(c) for c in condition] if condition else None
     device = use_device(device)
-    result = evaluate_robustness(run_dir, load(data, cache, quiet), folder, conditions, limit, seed,
+    result = evaluate_robustness(run_dir, load_for_model(data, cache, quiet, run_dir), folder, conditions, limit, seed,
                                  progress=not quiet, device=device)
     if as_json:
         return print_json(result)

@@ -1,9 +1,10 @@
-"""Bytes to 32x32 RGB uint8 pixels, the way the study fed images to its CNN.
+"""Bytes to RGB uint8 pixels at a model's input size, the way the study fed images to its CNN.
 
 One function serves the dataset loader and prediction alike, so a file scores the same whichever way it
 comes in. Any size and mode Pillow reads is accepted: EXIF orientation is applied, animations give their
-first frame, transparency is laid on white, 16-bit images are scaled to 8 bits, and anything not 32x32 is
-resized with bilinear interpolation (the study resized its 512 px renders that way).
+first frame, transparency is laid on white, 16-bit images are scaled to 8 bits. Under `resize` (the study's
+way) anything not N x N is resized with bilinear interpolation, a large JPEG decoded at a reduced scale by
+libjpeg first; under `crop` the native pixels of the image's central window are kept (cifake.data.preprocess).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_SIZE = 32
+from cifake.data.preprocess import CROP_WINDOW, STUDY_INPUT, Preprocess
+
+IMAGE_SIZE = 32  # the study's size, and every model's default
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # larger images are refused as possible decompression bombs
-DECODER_VERSION = 1  # bump when decoding changes, so that caches are rebuilt
+DECODER_VERSION = 2  # bump when decoding changes, so that caches are rebuilt
 
 
 class BadImage(ValueError):
@@ -33,12 +36,33 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE, max_pixels: int = MAX_PIXE
     """Decode image bytes to (size x size x 3 uint8 array, whether it had to be converted or resized)."""
     if not data:
         raise BadImage("empty file (0 bytes)")
-    pixels = _decode_small_jpeg(data, size)
-    if pixels is not None:
-        return pixels, False
+    fast = _decode_small_jpeg(data, size)
+    if fast is not None:
+        return fast
+    return _with_reasons(lambda: image_to_pixels(Image.open(io.BytesIO(data)), size, max_pixels))
+
+
+def decode_window(data: bytes, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, bool]:
+    """Decode image bytes for a `crop` model of input size N: (its 2N x 2N window array, the side of the native
+    pixels in it, whether the image was under N and enlarged)."""
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    return _with_reasons(lambda: image_to_window(Image.open(io.BytesIO(data)), size, max_pixels))
+
+
+def decode_for(data: bytes, preprocess: Preprocess, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, bool]:
+    """(stored pixels, extent, converted or upscaled) of image bytes as `preprocess` keeps them: a resized N x N
+    image with extent N, or a crop model's window."""
+    if preprocess.crops:
+        return decode_window(data, preprocess.size, max_pixels)
+    pixels, converted = decode_image(data, preprocess.size, max_pixels)
+    return pixels, preprocess.size, converted
+
+
+def _with_reasons(decode):
+    """Run a Pillow decode, turning each way it fails into a BadImage that says why."""
     try:
-        image = Image.open(io.BytesIO(data))
-        return image_to_pixels(image, size, max_pixels)
+        return decode()
     except BadImage:
         raise
     except Image.DecompressionBombError as exc:
@@ -65,20 +89,46 @@ def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE,
     return np.asarray(image, dtype=np.uint8), converted
 
 
-def _decode_small_jpeg(data: bytes, size: int) -> np.ndarray | None:
-    """Fast path for CIFAKE's own files: a size x size colour JPEG without EXIF, or None to use Pillow.
+def image_to_window(image: Image.Image, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, bool]:
+    """A Pillow image as a `crop` model keeps it: (2N x 2N window, extent, upscaled); see cifake.data.preprocess."""
+    width, height = image.size
+    if width * height > max_pixels:
+        raise BadImage(f"too many pixels, refused as a possible decompression bomb "
+                       f"({width}x{height} is over the limit of {max_pixels:,} pixels)")
+    image = _upright_rgb(image)
+    width, height = image.size
+    upscaled = min(width, height) < size
+    if upscaled:  # the one rule for small images: enlarge until the short side is N
+        scale = size / min(width, height)
+        width, height = max(size, round(width * scale)), max(size, round(height * scale))
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    extent = min(width, height, size * CROP_WINDOW)
+    left, top = (width - extent) // 2, (height - extent) // 2
+    window = np.zeros((size * CROP_WINDOW, size * CROP_WINDOW, 3), np.uint8)
+    window[:extent, :extent] = np.asarray(image.crop((left, top, left + extent, top + extent)), np.uint8)
+    return window, extent, upscaled
 
-    simplejpeg (libjpeg-turbo, accurate DCT and upsampling, as Pillow uses) gives bit-identical pixels in
-    a fifth of Pillow's time for 32 px images (benchmarks/bench_data.py). Anything unusual, corrupt data
-    included, goes to Pillow, which also names the problem.
+
+def _decode_small_jpeg(data: bytes, size: int) -> tuple[np.ndarray, bool] | None:
+    """Fast path for square colour JPEGs without EXIF whose side is N, 2N, 4N or 8N: (pixels, converted), or None
+    to use Pillow.
+
+    simplejpeg (libjpeg-turbo, accurate DCT and upsampling, as Pillow uses) gives bit-identical pixels in a fifth
+    of Pillow's time for CIFAKE's 32 px files, and decodes a 512 px face at 1/4 scale to 128 px in 0.8 of Pillow's
+    time, again bit-identical to Pillow's draft mode (benchmarks/bench_data.py). Other scales are left to Pillow,
+    whose draft mode scales by powers of two only. Anything unusual, corrupt data included, goes to Pillow, which
+    also names the problem.
     """
     if data[:2] != b"\xff\xd8" or b"Exif\x00\x00" in data:
         return None
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-        if (height, width) != (size, size) or colorspace not in ("YCbCr", "RGB"):
+        if colorspace not in ("YCbCr", "RGB"):
             return None
-        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        if height != width or height % size or height // size not in (1, 2, 4, 8):
+            return None
+        pixels = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True, min_height=size, min_width=size)
+        return (pixels, height != size) if pixels.shape[:2] == (size, size) else None
     except ValueError:
         return None
 
@@ -105,9 +155,10 @@ class DecodedChunk:
     """Result of decoding a list of members: pixels and hashes of the good ones, reasons for the bad."""
 
     index: np.ndarray  # positions (in the chunk's input list) of the images that decoded
-    images: np.ndarray  # (n, size, size, 3) uint8
+    images: np.ndarray  # (n, S, S, 3) uint8: N x N images, or a crop model's windows
+    extents: np.ndarray  # (n,) int16: side of the native pixels in each window (N under resize)
     sha256: np.ndarray  # (n, 32) uint8 digests of the original bytes, for duplicate audits
-    converted: int = 0
+    converted: int = 0  # resized or converted (resize), enlarged because under N (crop)
     errors: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
 
 
@@ -116,7 +167,7 @@ def decode_files(
     names: list[str],
     root: str,
     zip_entries: list[tuple[int, int, int]] | None = None,
-    size: int = IMAGE_SIZE,
+    preprocess: Preprocess = STUDY_INPUT,
 ) -> DecodedChunk:
     """Decode members of one zip (`container`) or files under `root`; bad files are reported, not raised.
 
@@ -124,7 +175,9 @@ def decode_files(
     members be read directly, without parsing the zip's directory again.
     """
     reader = ZipMemberReader(container, names, zip_entries) if container else None
-    images = np.empty((len(names), size, size, 3), np.uint8)
+    side = preprocess.stored_size
+    images = np.empty((len(names), side, side, 3), np.uint8)
+    extents = np.empty(len(names), np.int16)
     digests = np.empty((len(names), 32), np.uint8)
     good: list[int] = []
     errors: list[tuple[int, str]] = []
@@ -132,7 +185,7 @@ def decode_files(
     for i, name in enumerate(names):
         try:
             data = reader.read(i) if reader else Path(root, name).read_bytes()
-            pixels, was_converted = decode_image(data, size)
+            pixels, extent, was_converted = decode_for(data, preprocess)
         except BadImage as exc:
             errors.append((i, str(exc)))
             continue
@@ -140,13 +193,14 @@ def decode_files(
             errors.append((i, f"unreadable file ({exc})"))
             continue
         images[len(good)] = pixels
+        extents[len(good)] = extent
         digests[len(good)] = np.frombuffer(hashlib.sha256(data).digest(), np.uint8)
         converted += was_converted
         good.append(i)
     if reader:
         reader.close()
     n = len(good)
-    return DecodedChunk(np.asarray(good, np.int64), images[:n], digests[:n], converted, errors)
+    return DecodedChunk(np.asarray(good, np.int64), images[:n], extents[:n], digests[:n], converted, errors)
 
 
 class ZipMemberReader:

@@ -70,10 +70,11 @@ TRAINING_FAMILIES: list[Callable[[np.random.Generator], Degradation]] = [
 
 
 def degrade(images: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
-    """One named condition applied to a batch (seeded, for the noise)."""
+    """One named condition applied to a batch (seeded, for the noise); any array-like of uint8 images."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; known: {', '.join(CONDITIONS)}")
     function = CONDITIONS[condition]
+    images = np.asarray(images)
     return images.copy() if function is None else function(images, np.random.default_rng(seed))
 
 

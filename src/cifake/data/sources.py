@@ -4,6 +4,8 @@ Layout rules (names are case-insensitive):
 - an image's label is the nearest enclosing folder named REAL or FAKE;
 - its split is the folder just above that one when it is named train or test, else ``all``
   (a user's own data: one folder holding REAL/ and FAKE/);
+- its source (the generator, or the camera set) is the folder just below the label folder
+  (``train/FAKE/stylegan2/x.jpg``: ``stylegan2``), or the label's name for a file directly in it;
 - a folder that holds .zip files at its top level is read through those zips only (our split zips);
 - operating-system litter (``.DS_Store``, ``__MACOSX/``, ``._*``) is ignored; any other file under
   REAL/ or FAKE/ is an image candidate, and one that does not decode is reported, not dropped silently.
@@ -44,6 +46,11 @@ class Member:
     label: int
     container: str  # the zip that holds it, or "" when `name` is a file under the source folder
     zip_entry: tuple[int, int, int] | None = None  # (header offset, compressed size, method) inside the zip
+    source: str = ""  # the folder under REAL/ or FAKE/ that holds it, else the label's name
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            object.__setattr__(self, "source", LABEL_NAMES[self.label])
 
 
 def cifar_class(name: str) -> int:
@@ -62,8 +69,8 @@ def cifake_file_name(index: int, class_index: int) -> str:
     return f"{index}.jpg" if class_index == 0 else f"{index} ({class_index + 1}).jpg"
 
 
-def classify(path: str) -> tuple[str, int] | None:
-    """(split, label) of a relative path, or None when it is not under a REAL/FAKE folder."""
+def classify(path: str) -> tuple[str, int, str] | None:
+    """(split, label, source) of a relative path, or None when it is not under a REAL/FAKE folder."""
     parts = path.split("/")
     if _is_litter(parts):
         return None
@@ -71,7 +78,8 @@ def classify(path: str) -> tuple[str, int] | None:
         label = LABELS.get(parts[i].lower())
         if label is not None:
             parent = parts[i - 1].lower() if i > 0 else ""
-            return (parent if parent in SPLITS else ALL_SPLIT), label
+            source = parts[i + 1] if i + 2 < len(parts) else LABEL_NAMES[label]
+            return (parent if parent in SPLITS else ALL_SPLIT), label, source
     return None
 
 
@@ -114,7 +122,7 @@ def _zip_members(path: Path) -> Iterable[Member]:
         where = classify(info.filename)
         if where:
             entry = (info.header_offset, info.compress_size, info.compress_type)
-            yield Member(info.filename, where[0], where[1], str(path), entry)
+            yield Member(info.filename, where[0], where[1], str(path), entry, where[2])
 
 
 def _folder_members(root: Path) -> Iterable[Member]:
@@ -123,7 +131,7 @@ def _folder_members(root: Path) -> Iterable[Member]:
             name = Path(folder, file).relative_to(root).as_posix()
             where = classify(name)
             if where:
-                yield Member(name, where[0], where[1], "")
+                yield Member(name, where[0], where[1], "", None, where[2])
 
 
 def fingerprint(source: str | os.PathLike) -> str:

@@ -1,7 +1,8 @@
 """Measured analysis of attribution maps: where the evidence lies, whether it is faithful, whether it is sane.
 
-- Centre vs border: the share of each map's mass in the central square (pixels 8-23 of 32, a quarter of the
-  image) against the border frame around it (the other three quarters). A map spread evenly gives 0.25.
+- Centre vs border: the share of each map's mass in the central square (half the side: pixels 8-23 of 32, a
+  quarter of the image) against the border frame around it (the other three quarters). A map spread evenly
+  gives 0.25.
 - Faithfulness (Petsiuk et al., 2018): deletion replaces the most-attributed pixels first with a blurred copy
   of the image and follows the model's probability of its verdict; insertion starts from the blurred copy and
   restores the most-attributed pixels first. A faithful map gives a low deletion AUC and a high insertion AUC
@@ -25,19 +26,23 @@ from torch import nn
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.models.inference import predict_logits, sigmoid
 
-CENTRE = slice(8, 24)
+def centre_square(size: int) -> slice:
+    """The central square of half the side of a size x size map: pixels 8-23 of 32."""
+    return slice(size // 4, size - size // 4)
 
 
 def centre_share(maps: np.ndarray) -> np.ndarray:
-    """Per map, the share of its mass in the central 16 x 16 square; NaN for an all-zero map."""
+    """Per map, the share of its mass in the central square of half its side; NaN for an all-zero map."""
     total = maps.sum(axis=(1, 2))
-    centre = maps[:, CENTRE, CENTRE].sum(axis=(1, 2))
+    centre = maps[:, centre_square(maps.shape[1]), centre_square(maps.shape[2])].sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, centre / total, np.nan)
 
 
-def region_table(maps: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
-    """Mean centre share per label and CIFAR-10 class (border share = 1 - centre share), and empty-map counts."""
+def region_table(maps: np.ndarray, labels: np.ndarray, classes: np.ndarray, sources: np.ndarray | None = None
+                 ) -> dict:
+    """Mean centre share per label and CIFAR-10 class (border share = 1 - centre share), per source when given,
+    and empty-map counts."""
     share = centre_share(maps)
     table: dict = {}
     for label in (1, 0):
@@ -48,6 +53,8 @@ def region_table(maps: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> d
         row["all"] = _nanmean(share[labels == label])
         table[LABEL_NAMES[label]] = row
     table["all"] = _nanmean(share)
+    if sources is not None:
+        table["per_source"] = {str(name): _nanmean(share[sources == name]) for name in sorted(set(sources.tolist()))}
     table["empty_maps"] = int(np.isnan(share).sum())
     return table
 

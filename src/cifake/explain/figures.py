@@ -23,7 +23,7 @@ def _normalised(heatmap: np.ndarray) -> np.ndarray:
 
 
 def _draw(ax, image: np.ndarray, heatmap: np.ndarray | None):
-    ax.imshow(image, interpolation="nearest")  # nearest: show the 32 px truthfully, no invented detail
+    ax.imshow(image, interpolation="nearest")  # nearest: show the pixels truthfully, no invented detail
     shown = None
     if heatmap is not None:
         shown = ax.imshow(_normalised(heatmap), cmap=CMAP, alpha=ALPHA, vmin=0, vmax=1, interpolation="bilinear")
@@ -36,7 +36,7 @@ def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path: str
     """The image and the image with its map, each 256 px, with a colour bar (map scaled to its maximum)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 3.2), dpi=100, gridspec_kw={"width_ratios": [1, 1.08]})
     _draw(left, image, None)
-    left.set_title("image (32 px)", fontsize=9)
+    left.set_title(f"image ({image.shape[0]} px)", fontsize=9)
     shown = _draw(right, image, heatmap)
     right.set_title("Grad-CAM", fontsize=9)
     fig.colorbar(shown, ax=right, fraction=0.046, pad=0.04, label="share of the map's maximum")
@@ -52,18 +52,24 @@ def class_grid_figure(
     prob_real: np.ndarray,
     per_class: int,
     path: str | Path,
+    sources: np.ndarray | None = None,
 ) -> Path:
-    """Rows: CIFAR-10 classes; columns: `per_class` REAL then `per_class` FAKE examples, verdicts marked."""
-    columns = [(label, i) for label in (1, 0) for i in range(per_class)]
-    fig, axes = plt.subplots(len(CIFAR10_CLASSES), len(columns), figsize=(1.25 * len(columns), 13.5), squeeze=False)
-    for row, class_name in enumerate(CIFAR10_CLASSES):
-        for col, (label, i) in enumerate(columns):
+    """Rows: CIFAR-10 classes, columns `per_class` REAL then `per_class` FAKE examples; for images without a
+    CIFAR-10 class, rows are their sources (each of one label), with 2 x `per_class` examples. Verdicts marked."""
+    grid = _grid_rows(labels, classes, sources, per_class)
+    columns = 2 * per_class
+    fig, axes = plt.subplots(len(grid), columns, figsize=(1.25 * columns, 1.35 * len(grid) + 0.8), squeeze=False)
+    for row, (row_name, cells) in enumerate(grid):
+        for col, k in enumerate(cells):
             ax = axes[row, col]
-            chosen = np.flatnonzero((labels == label) & (classes == row))
-            if i >= len(chosen):
-                ax.axis("off")
+            if col == 0:
+                ax.set_ylabel(row_name, fontsize=9)
+            if k is None:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_frame_on(False)
                 continue
-            k = chosen[i]
+            label = labels[k]
             _draw(ax, images[k], maps[k])
             verdict = 1 if prob_real[k] > 0.5 else 0
             correct = verdict == label
@@ -73,12 +79,26 @@ def class_grid_figure(
             for spine in ax.spines.values():
                 spine.set_edgecolor("green" if correct else "red")
                 spine.set_linewidth(2)
-            if col == 0:
-                ax.set_ylabel(class_name, fontsize=9)
-    fig.suptitle(f"Grad-CAM for the model's verdict. Columns 1-{per_class}: true REAL; "
-                 f"{per_class + 1}-{2 * per_class}: true FAKE.\n"
+    by_class = (classes >= 0).any() or sources is None
+    columns_say = (f"Columns 1-{per_class}: true REAL; {per_class + 1}-{2 * per_class}: true FAKE." if by_class
+                   else "A row per source.")
+    fig.suptitle(f"Grad-CAM for the model's verdict. {columns_say}\n"
                  "Above each: the verdict and its probability (green right, red wrong).", fontsize=10)
     return _save(fig, path)
+
+
+def _grid_rows(labels: np.ndarray, classes: np.ndarray, sources: np.ndarray | None, per_class: int
+               ) -> list[tuple[str, list[int | None]]]:
+    """(row name, image index or None per column) of the example grid: by CIFAR-10 class, else by source."""
+    def padded(chosen, width):
+        return [int(k) for k in chosen[:width]] + [None] * max(0, width - len(chosen))
+
+    if (classes >= 0).any() or sources is None:
+        return [(name, padded(np.flatnonzero((labels == 1) & (classes == row)), per_class)
+                 + padded(np.flatnonzero((labels == 0) & (classes == row)), per_class))
+                for row, name in enumerate(CIFAR10_CLASSES)]
+    return [(str(name), padded(np.flatnonzero(sources == name), 2 * per_class))
+            for name in sorted(set(sources.tolist()), key=lambda n: (n != "REAL", n))]
 
 
 def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
@@ -89,7 +109,9 @@ def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path) -> P
         totals = chosen.sum(axis=(1, 2), keepdims=True)
         mean = np.divide(chosen, totals, out=np.zeros_like(chosen), where=totals > 0).mean(0)
         shown = ax.imshow(mean, cmap="magma", interpolation="nearest")
-        ax.add_patch(plt.Rectangle((7.5, 7.5), 16, 16, fill=False, edgecolor="cyan", linewidth=1.5))
+        size = mean.shape[0]  # the centre square: half the side (pixels 8-23 of 32)
+        ax.add_patch(plt.Rectangle((size // 4 - 0.5, size // 4 - 0.5), size - 2 * (size // 4), size - 2 * (size // 4),
+                                   fill=False, edgecolor="cyan", linewidth=1.5))
         ax.set_title(f"true {LABEL_NAMES[label]} (n={len(chosen):,})", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -99,14 +121,22 @@ def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path) -> P
 
 
 def centre_share_figure(table: dict, path: str | Path) -> Path:
-    x = np.arange(len(CIFAR10_CLASSES))
+    """Centre share per CIFAR-10 class and label, or per source for images without a class."""
     fig, ax = plt.subplots(figsize=(10, 3.8))
-    for offset, label in ((-0.2, "REAL"), (0.2, "FAKE")):
-        values = [np.nan if table[label][c] is None else table[label][c] for c in CIFAR10_CLASSES]
-        ax.bar(x + offset, values, width=0.4, label=label)
+    if any(table[label][c] is not None for label in ("REAL", "FAKE") for c in CIFAR10_CLASSES) or \
+            not table.get("per_source"):
+        x = np.arange(len(CIFAR10_CLASSES))
+        for offset, label in ((-0.2, "REAL"), (0.2, "FAKE")):
+            values = [np.nan if table[label][c] is None else table[label][c] for c in CIFAR10_CLASSES]
+            ax.bar(x + offset, values, width=0.4, label=label)
+        names = CIFAR10_CLASSES
+    else:
+        names = list(table["per_source"])
+        x = np.arange(len(names))
+        ax.bar(x, [np.nan if v is None else v for v in table["per_source"].values()], width=0.6, label="source")
     ax.axhline(0.25, color="grey", linestyle="--", linewidth=1, label="even spread (0.25)")
-    ax.set(xticks=x, xticklabels=CIFAR10_CLASSES, ylabel="share of map mass in the centre", ylim=(0, 1))
-    ax.set_title("Where the evidence lies: centre 16x16 square vs the border frame")
+    ax.set(xticks=x, xticklabels=names, ylabel="share of map mass in the centre", ylim=(0, 1))
+    ax.set_title("Where the evidence lies: the centre square (half the side) vs the border frame")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

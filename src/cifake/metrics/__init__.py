@@ -13,7 +13,7 @@ from cifake.models.inference import predict_logits
 def evaluate(model: nn.Module, images: ImageSet, batch_size: int = 64) -> tuple[dict, np.ndarray]:
     """(metrics, logits) of a model on a set of images."""
     logits = predict_logits(model, images.images, batch_size)
-    return compute_metrics(logits, images.labels, images.classes), logits
+    return compute_metrics(logits, images.labels, images.classes, sources=images.sources), logits
 
 
 __all__ = ["compute_metrics", "evaluate"]

@@ -15,9 +15,11 @@ from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 
 
 def compute_metrics(
-    logits: np.ndarray, labels: np.ndarray, classes: np.ndarray | None = None, threshold: float = 0.5
+    logits: np.ndarray, labels: np.ndarray, classes: np.ndarray | None = None, threshold: float = 0.5,
+    sources: np.ndarray | None = None,
 ) -> dict:
-    """All metrics of one evaluation as plain JSON-ready values; `logits` are evidence for REAL."""
+    """All metrics of one evaluation as plain JSON-ready values; `logits` are evidence for REAL. Per CIFAR-10 class
+    when `classes` name any, per source when `sources` name more than one per label."""
     logit = torch.as_tensor(np.asarray(logits, np.float32))
     target = torch.as_tensor(np.asarray(labels)).long()
     if len(logit) == 0:
@@ -35,8 +37,35 @@ def compute_metrics(
         **_positive_scores(1 - prob_real, 1 - predicted_real, 1 - target, prefix="fake_"),
         "confusion_matrix": _confusion(prob_real, target, threshold),
     }
-    if classes is not None:
+    if classes is not None and (np.asarray(classes) >= 0).any():
         out["per_class_accuracy"] = _per_class_accuracy(prob_real > threshold, target, np.asarray(classes))
+    if sources is not None and _several_sources(np.asarray(labels), np.asarray(sources)):
+        out["per_source"] = per_source_scores(prob_real, target, np.asarray(sources), threshold)
+    return out
+
+
+def _several_sources(labels: np.ndarray, sources: np.ndarray) -> bool:
+    """Whether some label comes from more than one source (then metrics per source are worth a table)."""
+    return any(len(set(sources[labels == label].tolist())) > 1 for label in (0, 1))
+
+
+def per_source_scores(prob_real: torch.Tensor, target: torch.Tensor, sources: np.ndarray, threshold: float) -> dict:
+    """Per source (e.g. each generator): its label, image count, accuracy (the share given its label), mean
+    P(REAL) and the ROC-AUC of telling it from every image of the other label (None where the other is absent)."""
+    correct = ((prob_real > threshold).long() == target).numpy()
+    labels = target.numpy()
+    out = {}
+    for source in sorted(set(sources.tolist())):
+        mine = sources == source
+        label = int(np.bincount(labels[mine]).argmax())
+        versus = mine | (labels != label)
+        both = (labels[versus] != label).any()
+        out[str(source)] = {
+            "label": LABEL_NAMES[label], "n": int(mine.sum()), "accuracy": float(correct[mine].mean()),
+            "mean_prob_real": float(prob_real[torch.from_numpy(mine)].mean()),
+            "roc_auc": tmc.binary_auroc(prob_real[torch.from_numpy(versus)], target[torch.from_numpy(versus)]).item()
+            if both else None,
+        }
     return out
 
 

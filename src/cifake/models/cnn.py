@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from cifake.data.decode import IMAGE_SIZE
 from cifake.models.registry import register_family, register_model
 
 
@@ -35,8 +34,11 @@ class Topology:
         object.__setattr__(self, "dense", tuple(int(d) for d in self.dense))
         if self.filters < 1 or self.conv_layers < 1 or any(d < 1 for d in self.dense):
             raise ValueError(f"invalid topology {self}: filters, conv layers and dense sizes must be positive")
-        if feature_size(IMAGE_SIZE, self.conv_layers) < 1:
-            raise ValueError(f"{self.conv_layers} conv layers shrink a {IMAGE_SIZE} px image to nothing")
+
+    def check_fits(self, image_size: int) -> None:
+        """Refuse an image size that this many conv blocks shrink to nothing."""
+        if feature_size(image_size, self.conv_layers) < 1:
+            raise ValueError(f"{self.conv_layers} conv layers shrink a {image_size} px image to nothing")
 
     @property
     def name(self) -> str:
@@ -85,8 +87,9 @@ class Flatten(nn.Flatten):
 class CifakeCNN(nn.Module):
     """Takes NCHW float pixels in 0..255 (uint8 values) and returns one logit per image (evidence for REAL)."""
 
-    def __init__(self, topology: Topology, mean: float = 0.0, std: float = 255.0):
+    def __init__(self, topology: Topology, image_size: int = 32, mean: float = 0.0, std: float = 255.0):
         super().__init__()
+        topology.check_fits(image_size)
         self.topology = topology
         # Normalisation lives in the model, so a saved model carries it and callers pass raw pixels.
         self.register_buffer("mean", torch.full((1, 3, 1, 1), float(mean)), persistent=False)
@@ -97,7 +100,7 @@ class CifakeCNN(nn.Module):
             layers += [nn.Conv2d(channels, topology.filters, 3), nn.ReLU(), nn.MaxPool2d(2)]
             channels = topology.filters
         self.features = nn.Sequential(*layers)
-        width = channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2
+        width = channels * feature_size(image_size, topology.conv_layers) ** 2  # the flattened features follow N
         head: list[nn.Module] = [Flatten()]
         for units in topology.dense:
             head += [nn.Linear(width, units), nn.ReLU()]

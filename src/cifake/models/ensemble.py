@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cifake.data.preprocess import Preprocess
 from cifake.models.registry import create_model, register_family, topology_from_dict
 
 
@@ -49,10 +50,11 @@ class EnsembleTopology:
 class EnsembleCNN(nn.Module):
     """Takes NCHW float pixels in 0..255 and returns the members' mean logit (evidence for REAL)."""
 
-    def __init__(self, topology: EnsembleTopology, members: list[nn.Module] | None = None):
+    def __init__(self, topology: EnsembleTopology, members: list[nn.Module] | None = None, image_size: int = 32):
         super().__init__()
         self.topology = topology
-        self.members = nn.ModuleList(members or [create_model(member) for member in topology.members])
+        self.members = nn.ModuleList(members or [create_model(member, Preprocess(image_size))
+                                                 for member in topology.members])
 
     def normalise_with(self, mean: float, std: float) -> None:
         for member in self.members:  # one normalisation for all members (save_ensemble checks it)

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifake.data.decode import IMAGE_SIZE
 from cifake.files import atomic_write
 from cifake.models.io import load_model
 from cifake.runfolder import RunFolder
@@ -49,7 +48,8 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     model, _ = load_model(run_dir)
     path = Path(out) if out else RunFolder(run_dir).onnx
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
+    size = model.preprocess.size  # the graph's input has the model's size; the batch is dynamic
+    example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():  # the exporter's own deprecation notices are not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
@@ -58,7 +58,8 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
                                     dynamic_shapes={"pixels": {0: batch}}, optimize=True, verbose=False)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {"cifake_weights_sha256": weights_digest(run_dir),
-                                        "cifake_output": "logit; sigmoid(logit) = P(REAL)"})
+                                        "cifake_output": "logit; sigmoid(logit) = P(REAL)",
+                                        "cifake_input": f"{size} px, {model.preprocess.mode}"})
     onnx.checker.check_model(proto)
     atomic_write(path, lambda tmp: onnx.save(proto, tmp))
     return path

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cifake.data.preprocess import PREDICT_CROPS, corner_offsets, crop_windows
+
 
 def to_model_input(pixels: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float. NHWC memory already is channels_last, so that costs no copy."""
@@ -34,3 +36,16 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """P(REAL) from logits, without overflow for large negative values."""
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))).astype(np.float32)
+
+
+def five_crop_logits(model: nn.Module, images, batch_size: int = 64) -> np.ndarray:
+    """Logits of a crop model's images as prediction scores them: the mean over the centre and four corner crops
+    of each stored window (cifake.data.preprocess), for `images` a crop model's Pixels."""
+    out = np.empty(len(images), np.float32)
+    for start in range(0, len(images), batch_size):
+        windows, extents = images.windows(np.arange(start, min(start + batch_size, len(images))))
+        views = [crop_windows(windows, np.array([corner_offsets(int(e), images.size)[k] for e in extents]),
+                              images.size) for k in range(PREDICT_CROPS)]
+        logits = predict_logits(model, np.concatenate(views), batch_size * PREDICT_CROPS)
+        out[start:start + len(windows)] = logits.reshape(PREDICT_CROPS, len(windows)).mean(0)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cifake.data.decode import IMAGE_SIZE
+from cifake.data.preprocess import Preprocess
 from cifake.devices import resolve_device
 from cifake.models.ensemble import EnsembleCNN, EnsembleTopology
 from cifake.models.registry import count_parameters, create_model, topology_from_dict
@@ -31,12 +31,14 @@ def bundled_model_dir() -> Path:
 
 
 def model_config(model: nn.Module, training: dict | None = None) -> dict:
+    preprocess = getattr(model, "preprocess", Preprocess())
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "topology": model.topology.to_dict(),
         "input": {
-            "size": IMAGE_SIZE,
+            "size": preprocess.size,
+            "preprocess": preprocess.mode,
             "channels": "RGB",
             "layout": "NCHW float, pixel values 0..255",
             "mean": float(model.mean.flatten()[0]),
@@ -73,9 +75,10 @@ def load_model(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{config_path}: format version {config['format_version']} is newer than this cifake")
     try:
-        model = create_model(topology_from_dict(config["topology"]))
+        model = create_model(topology_from_dict(config["topology"]), Preprocess.of_model(config))
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{config_path}: invalid topology {config['topology']} ({exc})") from None
+        raise ValueError(f"{config_path}: invalid topology {config['topology']} or input {config.get('input')} "
+                         f"({exc})") from None
     model.normalise_with(config["input"]["mean"], config["input"]["std"])
     try:
         model.load_state_dict(folder.read_weights())
@@ -97,6 +100,10 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
     for run_dir, (model, config) in zip(run_dirs, loaded):
         if isinstance(model.topology, EnsembleTopology):
             raise ValueError(f"{run_dir}: is an ensemble already; give its members instead")
+        if Preprocess.of_model(config) != Preprocess.of_model(first_config):
+            theirs, first = Preprocess.of_model(config), Preprocess.of_model(first_config)
+            raise ValueError(f"{run_dir}: takes {theirs.size} px images ({theirs.mode}), {run_dirs[0]} takes "
+                             f"{first.size} px ({first.mode}); an ensemble's members must share their input")
         if config["input"] != first_config["input"]:
             raise ValueError(f"{run_dir}: input normalisation {config['input']} differs from {run_dirs[0]}'s")
         if held_out(config) != held_out(first_config):
@@ -106,6 +113,7 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
         if _has_flips(model.topology):
             model.topology = dataclasses.replace(model.topology, flip_tta=False)
     ensemble = EnsembleCNN(EnsembleTopology(tuple(m.topology for m, _ in loaded)), [m for m, _ in loaded])
+    ensemble.preprocess = Preprocess.of_model(first_config)
     training = first_config.get("training", {})
     record = {"name": ensemble.topology.name, "parameters": count_parameters(ensemble),
               "members": [{"run": str(run_dir), **config.get("training", {})}

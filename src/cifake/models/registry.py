@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from cifake.data.preprocess import Preprocess
+
 DEFAULT_FAMILY = "cnn"  # what a topology dict without a "family" key describes (the study's CNN)
 DEFAULT_MODEL = "paper"
 
@@ -22,7 +24,7 @@ DEFAULT_MODEL = "paper"
 class Family:
     name: str
     topology: type  # a frozen dataclass: name, to_dict(), from_dict()
-    build: Callable[..., nn.Module]  # topology -> a freshly initialised model
+    build: Callable[..., nn.Module]  # (topology, image_size=N) -> a freshly initialised model
 
 
 _FAMILIES: dict[str, Family] = {}
@@ -67,11 +69,15 @@ def resolve_topology(name: str | None = None, **overrides):
     return dataclasses.replace(base, **given) if given else base
 
 
-def create_model(topology=DEFAULT_MODEL) -> nn.Module:
-    """A freshly initialised model of a topology or a registered name (call torch.manual_seed first for
-    reproducible weights)."""
+def create_model(topology=DEFAULT_MODEL, preprocess: Preprocess | None = None) -> nn.Module:
+    """A freshly initialised model of a topology or a registered name, for inputs of `preprocess`'s size (default
+    32 px, resized); call torch.manual_seed first for reproducible weights. The model carries its `preprocess`,
+    which its saved config records and every reader takes from there."""
     topology = resolve_topology(topology) if isinstance(topology, str) else topology
-    return family_of(topology).build(topology)
+    preprocess = preprocess or Preprocess()
+    model = family_of(topology).build(topology, image_size=preprocess.size)
+    model.preprocess = preprocess
+    return model
 
 
 def topology_from_dict(values: dict):

@@ -62,8 +62,11 @@ class _Residual(nn.Module):
 class ResidualCNN(nn.Module):
     """Takes NCHW float pixels in 0..255 and returns one logit per image (evidence for REAL)."""
 
-    def __init__(self, topology: ResNetTopology, mean: float = 127.5, std: float = 64.0):
+    def __init__(self, topology: ResNetTopology, image_size: int = 32, mean: float = 127.5, std: float = 64.0):
         super().__init__()
+        if image_size >> (len(topology.widths) - 1) < 1:
+            raise ValueError(f"{len(topology.widths)} stages pool a {image_size} px image to nothing")
+        # global pooling: every size works; the image size only bounds the number of stages
         self.topology = topology
         self.register_buffer("mean", torch.full((1, 3, 1, 1), float(mean)), persistent=False)
         self.register_buffer("std", torch.full((1, 3, 1, 1), float(std)), persistent=False)

@@ -6,8 +6,9 @@
         print(result.source, result.verdict, result.prob_fake)   # verdict: REAL, FAKE or UNSURE
 
 Inputs may be paths, raw bytes, Pillow images or uint8 arrays (H x W x 3 or H x W), any size and mode;
-everything is brought to 32 x 32 RGB exactly as the training data was. A bad input gives a result with
-`error` set; it never stops the others.
+everything is brought to the model's input exactly as its training data was: resized to N x N, or, for a `crop`
+model, five N x N crops of native pixels whose logits are averaged (cifake.data.preprocess). A bad input gives
+a result with `error` set; it never stops the others.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from PIL import Image
 from cifake.calibration import Decision, apply_temperature
 from cifake.choices import BACKENDS
 from cifake.data.dataset import available_cores, default_cache_root
-from cifake.data.decode import MAX_PIXELS, BadImage, decode_image, image_to_pixels
+from cifake.data.decode import MAX_PIXELS, BadImage, decode_for, image_to_pixels, image_to_window
+from cifake.data.preprocess import PREDICT_CROPS, corner_offsets, crop_windows
 from cifake.data.sources import LABEL_NAMES
 from cifake.devices import resolve_device
 from cifake.models import load_model
@@ -48,6 +50,7 @@ class Prediction:
     real_below: float  # equal to threshold when there is no unsure band
     model_id: str
     error: str | None = None
+    upscaled: bool = False  # a crop model's input smaller than its crop, enlarged to fit (the one such rule)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,8 +59,8 @@ class Prediction:
 @dataclass(frozen=True)
 class Explanation:
     prediction: Prediction
-    pixels: np.ndarray | None  # the 32 x 32 x 3 image the model saw; None for an unreadable input
-    heatmap: np.ndarray | None  # its 32 x 32 Grad-CAM map
+    pixels: np.ndarray | None  # the N x N x 3 image the model saw (a crop model's central crop); None if unreadable
+    heatmap: np.ndarray | None  # its N x N Grad-CAM map
     map_for: str | None  # the label the map explains: REAL or FAKE
 
 
@@ -72,6 +75,7 @@ class Detector:
         self.backend = "onnx" if onnx else "torch"
         self.device = "cpu" if onnx else str(next(model.parameters()).device)  # where scores are computed
         self.config = config
+        self.preprocess = model.preprocess  # the input the model was trained on: size, resize or crop
         calibration = config.get("calibration") or {}  # written by `cifake calibrate`
         self.temperature = float(calibration.get("temperature", 1.0))
         self.decision = Decision(**calibration["decision"]) if "decision" in calibration else Decision.single(0.5)
@@ -102,35 +106,69 @@ class Detector:
         runner = _onnx_runner(folder, digest, threads, required=backend == "onnx") if wants_onnx else None
         return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner, **options)
 
+    def input_summary(self) -> dict:
+        """The model's input as the service shows it: size, preprocessing, and in words."""
+        size, mode = self.preprocess.size, self.preprocess.mode
+        described = (f"shrunk to {size}x{size} pixels, as in the CIFAKE study" if mode == "resize" and size == 32
+                     else f"resized to {size}x{size} pixels" if mode == "resize"
+                     else f"{PREDICT_CROPS} crops of {size}x{size} native pixels, their scores averaged")
+        return self.preprocess.to_dict() | {"described": described}
+
     def pixels(self, item: Item) -> np.ndarray:
-        """One input as 32 x 32 x 3 uint8 pixels; raises BadImage with the reason."""
+        """One input as the N x N x 3 uint8 image the model sees (a crop model: the central crop); raises BadImage
+        with the reason."""
+        return self.views(item)[0][0]
+
+    def views(self, item: Item) -> tuple[np.ndarray, bool]:
+        """(the (k, N, N, 3) views of one input the model scores, whether it was enlarged): one resized image, or
+        a crop model's centre and corner crops, whose logits are averaged."""
+        stored, extent, converted = self._decode(item)
+        if not self.preprocess.crops:
+            return stored[None], False
+        size = self.preprocess.size
+        offsets = np.array(corner_offsets(extent, size))
+        return crop_windows(np.broadcast_to(stored, (len(offsets), *stored.shape)), offsets, size), converted
+
+    def _decode(self, item: Item) -> tuple[np.ndarray, int, bool]:
         if isinstance(item, (str, os.PathLike)):
             try:
                 data = Path(item).read_bytes()
             except OSError as exc:
                 raise BadImage(f"unreadable file ({exc.strerror or exc})") from None
-            return decode_image(data, max_pixels=self.max_pixels)[0]
+            return decode_for(data, self.preprocess, self.max_pixels)
         if isinstance(item, bytes):
-            return decode_image(item, max_pixels=self.max_pixels)[0]
+            return decode_for(item, self.preprocess, self.max_pixels)
         if isinstance(item, Image.Image):
-            return image_to_pixels(item, max_pixels=self.max_pixels)[0]
+            return self._image(item)
         if isinstance(item, np.ndarray):
-            return self._array_pixels(item)
+            return self._image(self._array_image(item))
         raise BadImage(f"cannot read a {type(item).__name__}: pass a path, bytes, a PIL image or a uint8 array")
 
-    def _array_pixels(self, array: np.ndarray) -> np.ndarray:
+    def _image(self, image: Image.Image) -> tuple[np.ndarray, int, bool]:
+        if self.preprocess.crops:
+            return image_to_window(image, self.preprocess.size, self.max_pixels)
+        pixels, converted = image_to_pixels(image, self.preprocess.size, self.max_pixels)
+        return pixels, self.preprocess.size, converted
+
+    @staticmethod
+    def _array_image(array: np.ndarray) -> Image.Image:
         if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
             raise BadImage(f"an array must be uint8 H x W, H x W x 3 or H x W x 4, not {array.dtype} {array.shape}")
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[..., 0]
-        return image_to_pixels(Image.fromarray(array), max_pixels=self.max_pixels)[0]
+        return Image.fromarray(array)
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits (evidence for REAL) of (M, N, N, 3) uint8 views."""
+        if self.onnx:
+            return self.onnx(pixels, self.batch_size)
+        return predict_logits(self.model, pixels, self.batch_size)
 
     def prob_fake(self, pixels: np.ndarray) -> np.ndarray:
-        """Calibrated P(FAKE) of (N, 32, 32, 3) uint8 images."""
-        if self.onnx:
-            logits = self.onnx(pixels, self.batch_size)
-        else:
-            logits = predict_logits(self.model, pixels, self.batch_size)
+        """Calibrated P(FAKE) of (M, N, N, 3) uint8 images, one per view."""
+        return self._calibrated(self.logits(pixels))
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 - sigmoid(apply_temperature(logits, self.temperature))
 
     def predict(self, items: Iterable[Item], threshold: float | None = None) -> list[Prediction]:
@@ -151,21 +189,26 @@ class Detector:
                 batch = []
         yield from self._score(batch, decision)
 
-    def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None]:
-        """(source name, pixels or None, error or None) of the n-th input."""
+    def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None, bool]:
+        """(source name, views or None, error or None, enlarged) of the n-th input."""
         source = str(item) if isinstance(item, (str, os.PathLike)) else f"<input {n}>"
         try:
-            return source, self.pixels(item), None
+            views, upscaled = self.views(item)
+            return source, views, None, upscaled
         except BadImage as exc:
-            return source, None, str(exc)
+            return source, None, str(exc), False
 
     def _score(self, batch, decision: Decision) -> Iterator[Prediction]:
-        good = [pixels for _, pixels, _ in batch if pixels is not None]
-        probs = iter(self.prob_fake(np.stack(good)).tolist()) if good else iter(())
-        for source, pixels, error in batch:
-            p = None if pixels is None else next(probs)
+        good = [views for _, views, _, _ in batch if views is not None]
+        logits = self.logits(np.concatenate(good)) if good else np.empty(0, np.float32)
+        # a crop model's views of one image: their mean logit is the image's (one view per image otherwise)
+        ends = np.cumsum([len(views) for views in good])
+        means = [chunk.mean() for chunk in np.split(logits, ends[:-1])] if good else []
+        probs = iter(self._calibrated(np.asarray(means, np.float32)).tolist())
+        for source, views, error, upscaled in batch:
+            p = None if views is None else next(probs)
             verdict = None if p is None else decision.verdict(p)
-            yield Prediction(source, p, verdict, decision.fake_at, decision.real_at, self.model_id, error)
+            yield Prediction(source, p, verdict, decision.fake_at, decision.real_at, self.model_id, error, upscaled)
 
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
@@ -180,15 +223,15 @@ class Detector:
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))
-        good = [i for i, (_, pixels, _) in enumerate(read) if pixels is not None]
+        good = [i for i, (_, views, _, _) in enumerate(read) if views is not None]
         maps: list[np.ndarray | None] = [None] * len(read)
         labels: list[str | None] = [None] * len(read)
         if good:
-            heatmaps, targets = GradCam(self.model, layer)(np.stack([read[i][1] for i in good]), target)
+            heatmaps, targets = GradCam(self.model, layer)(np.stack([read[i][1][0] for i in good]), target)
             for i, heatmap, label in zip(good, heatmaps, targets):
                 maps[i], labels[i] = heatmap, LABEL_NAMES[int(label)]
-        return [Explanation(prediction, pixels, heatmap, label)
-                for prediction, (_, pixels, _), heatmap, label in zip(predictions, read, maps, labels)]
+        return [Explanation(prediction, None if views is None else views[0], heatmap, label)
+                for prediction, (_, views, _, _), heatmap, label in zip(predictions, read, maps, labels)]
 
     def overlay_png(self, item: Item, target: str = "predicted") -> bytes:
         """The Grad-CAM overlay figure of one input as PNG bytes (raises BadImage for a bad input)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cifake.devices import mixed_precision, resolve_device
-from cifake.models.cnn import IMAGE_SIZE, Topology, feature_size
+from cifake.models.cnn import Topology, feature_size
 from cifake.runfolder import RunFolder
 
 
@@ -29,21 +29,21 @@ def choose_extractor(stage1: list[dict]) -> dict:
 FP32_COST_PER_MULTIPLY_ADD = 0.02
 
 
-def training_work(topology: Topology) -> tuple[float, float, float]:
-    """Per image: the convolutions' output elements (before pooling), their multiply-adds, and the dense weights
-    (flattened features to the output)."""
+def training_work(topology: Topology, image_size: int = 32) -> tuple[float, float, float]:
+    """Per image of `image_size` px: the convolutions' output elements (before pooling), their multiply-adds, and
+    the dense weights (flattened features to the output)."""
     elements = multiply_adds = 0.0
     channels = 3
     for layer in range(topology.conv_layers):
-        outputs = (feature_size(IMAGE_SIZE, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
+        outputs = (feature_size(image_size, layer) - 2) ** 2 * topology.filters  # 3x3 valid convolution
         elements += outputs
         multiply_adds += outputs * channels * 9
         channels = topology.filters
-    widths = [channels * feature_size(IMAGE_SIZE, topology.conv_layers) ** 2, *topology.dense, 1]
+    widths = [channels * feature_size(image_size, topology.conv_layers) ** 2, *topology.dense, 1]
     return elements, multiply_adds, float(sum(a * b for a, b in zip(widths, widths[1:])))
 
 
-def estimated_cost(topology: Topology, matrix_units: bool = True) -> float:
+def estimated_cost(topology: Topology, matrix_units: bool = True, image_size: int = 32) -> float:
     """Rough training time per image, to schedule long trials first and to estimate a search's time left.
 
     With bf16 matrix units (`matrix_units`: a CPU with AMX or AVX-512 bf16, a GPU), fitted to the time per step
@@ -55,7 +55,7 @@ def estimated_cost(topology: Topology, matrix_units: bool = True) -> float:
     cost, and the term with it. ReLU now runs after pooling while training, CifakeCNN._features, so the activation
     term overstates their cost a little.) In fp32 every multiply-add counts, the dense weights' as the
     convolutions' (FP32_COST_PER_MULTIPLY_ADD)."""
-    elements, multiply_adds, dense = training_work(topology)
+    elements, multiply_adds, dense = training_work(topology, image_size)
     if matrix_units:
         return elements + dense / 72
     return elements + FP32_COST_PER_MULTIPLY_ADD * (multiply_adds + dense)

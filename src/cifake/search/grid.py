@@ -19,11 +19,14 @@ class SearchSpace:
     dense_units: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048, 4096)
     dense_layers: tuple[int, ...] = (1, 2, 3)
 
-    def stage1(self) -> list[Topology]:
-        """Feature extractors, flattened straight into the output."""
+    def stage1(self, image_size: int = 32) -> list[Topology]:
+        """Feature extractors, flattened straight into the output (those whose conv layers leave features of an
+        `image_size` px image)."""
         from cifake.models import Topology
+        from cifake.models.cnn import feature_size
 
-        return [Topology(f, c, ()) for f in self.filters for c in self.conv_layers]
+        return [Topology(f, c, ()) for f in self.filters for c in self.conv_layers
+                if feature_size(image_size, c) >= 1]
 
     def stage2(self, extractor: Topology) -> list[Topology]:
         """Dense heads of `units` x `layers` on the chosen extractor."""

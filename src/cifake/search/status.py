@@ -57,16 +57,17 @@ def search_status(folder: str | os.PathLike) -> SearchStatus:
     settings = json.loads((folder / "search_settings.json").read_text())
     space = SearchSpace(**{key: tuple(value) for key, value in settings["space"].items()})
     budget = Budget.from_dict(settings["budget"])
-    topologies = [(topology, 1) for topology in space.stage1()]
+    topologies = [(topology, 1) for topology in space.stage1(budget.train.image_size)]
     waiting_heads = len(space.dense_units) * len(space.dense_layers)
     if all(trial_folder(folder, topology).is_finished() for topology, _ in topologies):
-        extractor = choose_extractor([trial_folder(folder, t).read_record() for t in space.stage1()])
+        extractor = choose_extractor([trial_folder(folder, t).read_record() for t, _ in topologies])
         topologies += [(head, 2) for head in space.stage2(Topology.from_dict(extractor["topology"]))]
         waiting_heads = 0
     # The cost model follows the precision the trials' checkpoints record (fp32 counts multiply-adds; with no
     # record, bf16's).
     precisions = {checkpoint_precision(trial_folder(folder, topology).path) for topology, _ in topologies} - {None}
-    trials = [_trial_status(folder, topology, stage, precisions != {"fp32"}) for topology, stage in topologies]
+    trials = [_trial_status(folder, topology, stage, precisions != {"fp32"}, budget.train.image_size)
+              for topology, stage in topologies]
     spans = [span for trial in trials for span in trial.epoch_spans]
     return SearchStatus(folder, budget, trials, waiting_heads, seconds_left(trials, budget), union_seconds(spans))
 
@@ -92,8 +93,8 @@ def _search_folder(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder}: not a search folder (no search_settings.json in it or in {folder / 'search'})")
 
 
-def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bool) -> TrialStatus:
-    cost = estimated_cost(topology, matrix_units)
+def _trial_status(folder: Path, topology: Topology, stage: int, matrix_units: bool, image_size: int) -> TrialStatus:
+    cost = estimated_cost(topology, matrix_units, image_size)
     progress = checkpoint_progress(trial_folder(folder, topology).path)
     rows = progress.history if progress else []
     epochs = tuple(row["wall_seconds"] for row in rows)

@@ -93,7 +93,7 @@ class Service:
         # the model card and its figures, as tools/bundle_model.py writes them
         card, metrics = self.card_dir / "MODEL_CARD.md", self.card_dir / "metrics.json"
         return {"model_id": self.detector.model_id, "backend": self.detector.backend, "device": self.detector.device,
-                "config": self.detector.config,
+                "input": self.detector.input_summary(), "config": self.detector.config,
                 "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None,
                 "model_card": card.read_text() if card.is_file() else None, "limits": asdict(self.limits)}
 

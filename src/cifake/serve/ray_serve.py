@@ -38,7 +38,8 @@ class DetectorReplica:
 
     @api.get("/v1/model")
     def model(self) -> dict:
-        return {"model_id": self.detector.model_id, "config": self.detector.config}
+        return {"model_id": self.detector.model_id, "input": self.detector.input_summary(),
+                "config": self.detector.config}
 
     @api.post("/v1/predict")
     async def predict(self, files: list[UploadFile],

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from cifake.data.degrade import random_degradations, random_shifts
+from cifake.data.pixels import Pixels
+from cifake.data.preprocess import crop_windows, random_offsets
 from cifake.models.inference import to_model_input
 from cifake.training.config import TrainConfig
 
@@ -19,6 +21,27 @@ from cifake.training.config import TrainConfig
 def epoch_order(count: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of the training images in an epoch: a new shuffle every epoch, depending on (seed, epoch) only."""
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class HostBatches:
+    """Training pixels read on the host batch by batch: a crop model's random N x N crops of its stored windows
+    (seeded by (seed, epoch, batch), like every other draw), or the rows of a set too large to hold in RAM."""
+
+    def __init__(self, pixels: Pixels, config: TrainConfig, device: torch.device):
+        self.pixels, self.config, self.device = pixels, config, device
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def batch(self, index: torch.Tensor, epoch: int, batch_number: int) -> torch.Tensor:
+        positions = index.cpu().numpy()
+        if self.config.preprocess == "crop":
+            windows, extents = self.pixels.windows(positions)
+            rng = np.random.default_rng([self.config.seed, epoch, batch_number, 2])
+            pixels = crop_windows(windows, random_offsets(extents, self.pixels.size, rng), self.pixels.size)
+        else:
+            pixels = self.pixels[positions]
+        return torch.from_numpy(pixels).to(self.device)
 
 
 def training_input(batch: torch.Tensor, config: TrainConfig, epoch: int, batch_number: int,

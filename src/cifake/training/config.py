@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from cifake.choices import COMPILE_MODES, DEVICE_HELP, DEVICE_PATTERN, OPTIMIZERS, SCHEDULES
+from cifake.data.preprocess import MAX_SIZE, MIN_SIZE, MODES, Preprocess
 from cifake.settings import Allowed, check_settings, setting
 
 
@@ -26,6 +27,11 @@ class TrainConfig:
     """Every setting of a training run: the CLI's training options, the search's per-trial settings and the
     bundled recipe are all instances of this, and every run records it."""
 
+    image_size: int = setting(32, "Input size N in pixels (the model's: every reader takes it from the saved model).",
+                               Allowed(low=MIN_SIZE, high=MAX_SIZE))
+    preprocess: str = setting("resize", "resize: the whole image to N x N, bilinear (the study); crop: N x N crops of "
+                                        "native pixels (random while training, central for validation and test, "
+                                        "five averaged when predicting).", Allowed(choices=MODES))
     epochs: int = setting(5, "Maximum epochs (early stopping on validation loss may end sooner).", POSITIVE_INT,
                            resumable=False)
     batch_size: int = setting(64, "Batch size.", POSITIVE_INT)  # faster than Keras' default 32 (bench_train.py)
@@ -79,6 +85,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def input(self) -> Preprocess:
+        """The model's input: size and preprocessing."""
+        return Preprocess(self.image_size, self.preprocess)
 
     @classmethod
     def from_dict(cls, settings: dict, origin: str = "training settings") -> TrainConfig:

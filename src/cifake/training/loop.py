@@ -2,10 +2,12 @@
 
 Read top to bottom: `fit` (epochs), the step, one epoch, validation, the optimizer and its schedule. What each
 step sees is cifake.training.augment's; what is saved after each epoch is cifake.training.checkpoint's TrainState.
-Images stay in memory as one uint8 (N, 32, 32, 3) tensor; each batch is gathered, viewed as NCHW (its NHWC memory
-is already channels_last) and converted to float there, so the loop does no per-sample Python work. On a GPU that
-tensor is copied to the device once and batches are gathered there; loss and accuracy add up on the device, and
-the host waits for it only when the progress bar is refreshed.
+Images that fit in RESIDENT_BYTES stay in memory as one uint8 (N, S, S, 3) tensor; each batch is gathered, viewed
+as NCHW (its NHWC memory is already channels_last) and converted to float there, so the loop does no per-sample
+Python work. On a GPU that tensor is copied to the device once and batches are gathered there; loss and accuracy
+add up on the device, and the host waits for it only when the progress bar is refreshed. A crop model's windows,
+and a dataset too large to hold, are read batch by batch on the host instead (cifake.training.augment.HostBatches),
+so memory stays bounded whatever the dataset's size.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from cifake.devices import mixed_precision, resolve_device, supports_float64
 from cifake.models.inference import predict_logits
 from cifake.progress import progress_bar
 from cifake.runfolder import RunFolder
-from cifake.training.augment import epoch_flips, epoch_order, training_input
+from cifake.training.augment import HostBatches, epoch_flips, epoch_order, training_input
 from cifake.training.checkpoint import TrainResult, TrainState
 from cifake.training.config import TrainConfig
 from cifake.training.ema import Ema
 from cifake.training.memory import keep_freed_memory
+
+
+RESIDENT_BYTES = 1 << 30  # training pixels up to 1 GiB are held in RAM; a larger set is read from the cache
 
 
 def seed_everything(seed: int) -> None:
@@ -53,7 +58,7 @@ def fit(
     keep_freed_memory()
     device = resolve_device(config.device)
     aim = "labels" if targets is None else hashlib.sha256(np.asarray(targets, np.float32).tobytes()).hexdigest()
-    images, targets, val_images = _on_device(train_set, val_set, device, targets)
+    images, targets, val_images = _on_device(train_set, val_set, device, config, targets)
     model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     step = Step(model, config, device, Ema(model, config.ema) if config.ema else None)
     state = TrainState(model, step.optimizer, step.scaler, step.averaged, TrainResult(targets=aim))
@@ -89,16 +94,23 @@ def fit(
     return result
 
 
-def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, targets: np.ndarray | None = None):
-    """(train images, targets, validation images) where training reads them: on a GPU all of them go there once;
-    on the CPU validation images stay as they are (a memmap is read batch by batch)."""
-    images = torch.from_numpy(np.ascontiguousarray(train_set.images)).to(device)
+def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, config: TrainConfig,
+               targets: np.ndarray | None = None):
+    """(train images, targets, validation images) where training reads them: images held in RAM go to a GPU once,
+    a crop model's windows and sets on disk are read batch by batch (HostBatches); on the CPU, and for large sets,
+    validation images stay as they are (read batch by batch)."""
+    stored = train_set.images
+    if config.preprocess == "crop" or getattr(stored, "on_disk", False):
+        images = HostBatches(stored, config, device)
+    else:
+        images = torch.from_numpy(np.ascontiguousarray(stored)).to(device)
     if targets is None:
         targets = train_set.labels
     elif len(targets) != len(images):
         raise ValueError(f"{len(targets)} targets for {len(images)} training images")
     targets = torch.from_numpy(np.asarray(targets, np.float32)).to(device)
-    val_images = val_set.images if device.type == "cpu" else torch.from_numpy(
+    small = getattr(val_set.images, "stored_bytes", 0) <= RESIDENT_BYTES
+    val_images = val_set.images if device.type == "cpu" or not small else torch.from_numpy(
         np.ascontiguousarray(val_set.images)).to(device)
     return images, targets, val_images
 
@@ -149,7 +161,8 @@ def _train_one_epoch(step: Step, images, targets, config, epoch, bar, task) -> t
     for batch_number, start in enumerate(range(0, len(images), config.batch_size)):
         index = order[start : start + config.batch_size]
         mirrored = flips[start : start + len(index)] if flips is not None else None
-        x = training_input(images[index], config, epoch, batch_number, mirrored)
+        pixels = images.batch(index, epoch, batch_number) if isinstance(images, HostBatches) else images[index]
+        x = training_input(pixels, config, epoch, batch_number, mirrored)
         y = targets[index]
         if config.schedule != "constant":
             rate = learning_rate(config, (epoch - 1) * steps_per_epoch + batch_number, steps_per_epoch)

@@ -25,7 +25,7 @@ from cifake.runfolder import RunFolder
 from cifake.training.checkpoint import TrainResult
 from cifake.training.config import TrainConfig
 from cifake.training.distill import distilled_targets
-from cifake.training.loop import fit, seed_everything
+from cifake.training.loop import RESIDENT_BYTES, fit, seed_everything
 from cifake.training.split import Split
 
 
@@ -48,9 +48,10 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
                progress: bool, plots: bool) -> dict:
     started = time.perf_counter()
     device = resolve_device(config.device)
+    data.check_fits(config.input, f"a {config.image_size} px {config.preprocess} model")
     train_set, val_set = split.carve(data, config.seed)
     carved = time.perf_counter()
-    train_set = train_set.in_memory()
+    train_set = train_set.resident(RESIDENT_BYTES)
     targets, teacher = (distilled_targets(train_set, config, (split.val_fraction, split.limit_per_label,
                                                               config.seed), device, progress)
                         if config.teacher else (None, None))
@@ -58,7 +59,7 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
     if teacher:
         teacher["seconds"] = round(taught - carved, 3)  # scoring the training images, kept out of the phases
     seed_everything(config.seed)
-    model = create_model(topology)
+    model = create_model(topology, config.input)
     result = fit(model, train_set, val_set, config, folder.path, resume=resume, progress=progress, targets=targets)
     if teacher:
         teacher["targets_sha256"] = result.targets
@@ -76,7 +77,8 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
         "name": topology.name, "topology": topology.to_dict(), "parameters": count_parameters(model),
         "config": config.to_dict(), **({"teacher": teacher} if teacher else {}),
         "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
-        "data": {"source": data.source, "cache": str(data.cache_dir)},
+        "data": {"source": data.source, "cache": str(data.cache_dir), **data.preprocess.to_dict(),
+                 "sources": train_set.source_counts()},
         **_outcome(result, time.perf_counter() - started),
         "phases": _phases(result, carved - started, trained - taught, time.perf_counter() - trained),
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
@@ -127,13 +129,8 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
     Split "validation" is, where the data has none of its own, the part of train the model was trained against."""
     device = resolve_device(device)
     model, config = load_model(run_dir, device)
-    if split not in data.splits and len(data.splits) == 1:
-        split = next(iter(data.splits))  # a REAL/FAKE folder of one's own has a single split
-    carve = split == "validation" and split not in data.splits and "train" in data.splits
-    if carve and exclude_leaked:
-        raise ValueError("--exclude-leaked leaves out test images found in train; the validation split is part "
-                         "of train, so there is nothing to exclude")
-    images = validation_split(config, data) if carve else data[split]
+    data.check_fits(model.preprocess, str(run_dir))
+    images, split = evaluation_images(config, data, split, exclude_leaked)
     excluded = 0
     if exclude_leaked:
         mask = leaked_mask(data, split)
@@ -146,6 +143,23 @@ def evaluate_run(run_dir: str | os.PathLike, data: CifakeData, split: str = "tes
     folder.write_evaluation(metrics, split, exclude_leaked)
     plot_evaluation(folder.path, RunFolder.evaluation_stem(split, exclude_leaked), logits, images.labels, metrics)
     return metrics
+
+
+def evaluation_images(config: dict, data: CifakeData, split: str, exclude_leaked: bool = False):
+    """(images, split name) a saved model is evaluated on: a split of the source, or one carved again as its
+    training carved it (validation from train; test from a source with no split of its own)."""
+    training = config.get("training") or {}
+    if split == "test" and "test" not in data.splits and "train" not in data.splits and "split" in training:
+        return Split.from_record(training).test(data, training["config"]["seed"]), "test"  # the recorded share
+    carve = split == "validation" and split not in data.splits and ("train" in data.splits or "split" in training)
+    if carve and exclude_leaked:
+        raise ValueError("--exclude-leaked leaves out test images found in train; the validation split is part "
+                         "of train, so there is nothing to exclude")
+    if carve:
+        return validation_split(config, data), split
+    if split not in data.splits and len(data.splits) == 1:
+        split = next(iter(data.splits))  # a REAL/FAKE folder of one's own, scored by a model trained elsewhere
+    return data[split], split
 
 
 def plot_evaluation(folder: Path, stem: str, logits, labels, metrics: dict) -> None:

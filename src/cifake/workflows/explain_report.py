@@ -23,6 +23,7 @@ from cifake.files import write_json
 from cifake.models import load_model, topology_from_dict
 from cifake.models.inference import predict_logits, sigmoid
 from cifake.report import Report
+from cifake.workflows.experiment import evaluation_images
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -89,18 +90,20 @@ def explain_dataset(
     device = resolve_device(device)
     model, config = load_model(run_dir, device)
     seed = training_seed(config) if seed is None else seed
-    images = data[split].limit(sample_per_label, seed).in_memory()
+    data.check_fits(model.preprocess, str(run_dir))
+    images = evaluation_images(config, data, split)[0].limit(sample_per_label, seed).in_memory()
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
 
     method = GradCam(model, layer)
     prob_real = sigmoid(predict_logits(model, images.images))
     maps, targets = method(images.images, "predicted")
-    regions = region_table(maps, images.labels, images.classes)
+    regions = region_table(maps, images.labels, images.classes, images.sources)
     faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
     sanity = randomisation_check(model, images.images, maps, targets, lambda m: GradCam(m, method.layer_name), seed)
     summary = {
         "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
+        "image_size": int(images.images.shape[1]),
         "sample_sha256": hashlib.sha256("\n".join(images.names).encode()).hexdigest(),  # which images, checkably
         "per_label": {LABEL_NAMES[k]: int((images.labels == k).sum()) for k in (1, 0)},
         "layer": method.layer_name, "target": "predicted", "centre_share": regions,
@@ -108,17 +111,21 @@ def explain_dataset(
         "accuracy_on_sample": float(((prob_real > 0.5) == (images.labels == 1)).mean()),
         **describe(device),
     }
-    figures = {
-        "grid": class_grid_figure(images.images, maps, images.labels, images.classes, prob_real, per_class,
-                                  folder / "gradcam_grid.png"),
-        "mean": mean_map_figure(maps, images.labels, folder / "mean_maps.png"),
-        "centre": centre_share_figure(regions, folder / "centre_share.png"),
-        "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png"),
-    }
+    figures = _figures(images, maps, prob_real, regions, faithfulness, per_class, folder)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
+
+
+def _figures(images, maps, prob_real, regions: dict, faithfulness: dict, per_class: int, folder: Path) -> dict:
+    return {
+        "grid": class_grid_figure(images.images, maps, images.labels, images.classes, prob_real, per_class,
+                                  folder / "gradcam_grid.png", images.sources),
+        "mean": mean_map_figure(maps, images.labels, folder / "mean_maps.png"),
+        "centre": centre_share_figure(regions, folder / "centre_share.png"),
+        "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png"),
+    }
 
 
 def training_seed(config: dict) -> int:
@@ -162,8 +169,10 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
     report.image(figures["grid"], "Per CIFAR-10 class, REAL and FAKE examples with their Grad-CAM; green: right "
                                   "verdict, red: wrong.")
     report.heading("Where the evidence lies")
-    report.paragraph("Regions: the centre is the central 16x16 square of the 32x32 image (pixels 8-23, a quarter of "
-                     "its area), where CIFAR-10 objects mostly sit; the border is the 8-pixel frame around it. A map "
+    size = summary.get("image_size", 32)
+    report.paragraph(f"Regions: the centre is the central {size // 2}x{size // 2} square of the {size}x{size} image "
+                     f"(pixels {size // 4}-{size - size // 4 - 1}, a quarter of its area), where the object mostly "
+                     f"sits; the border is the {size // 4}-pixel frame around it. A map "
                      "spread evenly puts 0.25 of its mass in the centre. The study reports that the model looks at "
                      "small imperfections in the background rather than at the object: that predicts centre shares "
                      "below 0.25.")

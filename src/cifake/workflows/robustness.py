@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cifake.data import CifakeData
@@ -23,6 +24,7 @@ from cifake.models import load_model
 from cifake.models.inference import predict_logits
 from cifake.progress import progress_bar
 from cifake.report import Report, csv_table
+from cifake.workflows.experiment import evaluation_images
 
 
 def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str | os.PathLike | None = None,
@@ -34,11 +36,12 @@ def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str |
     if unknown:
         raise ValueError(f"unknown condition(s) {unknown}; known: {', '.join(CONDITIONS)}")
     device = resolve_device(device)
-    model, _ = load_model(run_dir, device)
-    if "test" not in data.splits:
+    model, config = load_model(run_dir, device)
+    data.check_fits(model.preprocess, str(run_dir))
+    test, split = evaluation_images(config, data, "test")
+    if split != "test":
         raise ValueError(f"{data.source}: has no test split to measure robustness on")
-    keep = ~leaked_mask(data, "test")
-    test = data["test"]
+    keep = ~leaked_mask(data, "test") if "test" in data.splits else np.ones(len(test), bool)
     if limit:
         chosen = test.limit_indices(limit, seed)
         test, keep = test.take(chosen), keep[chosen]
@@ -46,7 +49,7 @@ def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str |
     with progress_bar(progress) as bar:
         task = bar.add_task("robustness", total=len(conditions))
         for condition in conditions:
-            logits = predict_logits(model, degrade(test.images, condition, seed))
+            logits = _degraded_logits(model, test.images, condition, seed)
             row = {"condition": condition}
             for suffix, mask in (("", slice(None)), ("_without_leaked", keep)):
                 metrics = compute_metrics(logits[mask], test.labels[mask])
@@ -59,6 +62,17 @@ def evaluate_robustness(run_dir: str | os.PathLike, data: CifakeData, out: str |
     if out is not None:
         write_robustness(result, Path(out))
     return result
+
+
+def _degraded_logits(model, images, condition: str, seed: int, chunk_bytes: int = 1 << 30) -> np.ndarray:
+    """Logits of the degraded images: all at once (as the figures in the docs were measured), or, for a set over
+    `chunk_bytes`, chunk by chunk with a seed per chunk, in bounded memory."""
+    per_chunk = max(1, chunk_bytes // (images.shape[1] * images.shape[2] * 3))
+    if len(images) <= per_chunk:
+        return predict_logits(model, degrade(np.asarray(images), condition, seed))
+    return np.concatenate([predict_logits(model, degrade(np.asarray(images[start:start + per_chunk]), condition,
+                                                         seed * 1_000_003 + start // per_chunk))
+                           for start in range(0, len(images), per_chunk)])
 
 
 def write_robustness(result: dict, folder: Path) -> None:

@@ -60,13 +60,14 @@ def run_search(
     Ray places trials on every GPU of the machine or cluster; a trial uses the GPU it was given (device auto).
     """
     folder = Path(out).resolve()
+    data.check_fits(budget.train.input, "the search's trials")
     _check_gpus(gpus_per_trial, use_ray)
     settings = {"space": space.to_dict(), "budget": budget.to_dict()}
     _check_settings(folder, settings, {"device": device, "gpus_per_trial": gpus_per_trial})
     plan = TrialPlan(str(Path(data.source).resolve()), folder, budget, threads_per_trial,
                      str(data.cache_dir.parent) if data.cache_dir else None, device)
     execution = Execution(use_ray, ray_address, concurrency, progress, gpus_per_trial)
-    stage1 = _run_stage("stage 1: feature extractors", space.stage1(), plan, execution)
+    stage1 = _run_stage("stage 1: feature extractors", space.stage1(plan.budget.train.image_size), plan, execution)
     extractor = choose_extractor(stage1)
     heads = space.stage2(Topology.from_dict(extractor["topology"])) if stages > 1 else []
     stage2 = _run_stage("stage 2: dense heads", heads, plan, execution)
@@ -107,7 +108,8 @@ def _run_stage(title: str, topologies: list[Topology], plan: TrialPlan, executio
     # Longest first: the last trials to start are then short ones, and no core idles while one long trial ends alone.
     matrix_units = trains_on_matrix_units(plan.device)
     pending = sorted((t for t in topologies if not trial_folder(plan.out, t).is_finished()),
-                     key=lambda topology: estimated_cost(topology, matrix_units), reverse=True)
+                     key=lambda topology: estimated_cost(topology, matrix_units, plan.budget.train.image_size),
+                     reverse=True)
     with progress_bar(execution.progress and bool(pending)) as bar:
         task = bar.add_task(title, total=len(topologies), completed=len(topologies) - len(pending))
 

@@ -33,7 +33,7 @@ def run_trial(topology: Topology, plan: TrialPlan) -> dict:
     folder = trial_folder(plan.out, topology)
     if folder.is_finished():
         return folder.read_record()
-    data = load_dataset(plan.source, cache_root=plan.cache_root, progress=False)
+    data = load_dataset(plan.source, preprocess=plan.budget.train.input, cache_root=plan.cache_root, progress=False)
     # the trial's thread count is in its config: recorded, and a resumed trial is held to it
     config = replace(plan.budget.train, device=plan.device, threads=plan.threads)
     return train_run(data, folder.path, topology, config, plan.budget.split, resume=True,

@@ -3,6 +3,7 @@ const results = document.getElementById("results");
 const drop = document.getElementById("drop");
 
 fetch("/healthz").then(r => r.json()).then(h => { document.getElementById("model-id").textContent = h.model_id; });
+fetch("/v1/model").then(r => r.json()).then(m => { document.getElementById("model-input").textContent = m.input.described; });
 
 function card(file) {
   const div = document.createElement("div");
