@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import io
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 

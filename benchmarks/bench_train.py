@@ -74,7 +74,8 @@ def main() -> None:
         devices.cpu_runs_bf16 = lambda: True
     if args.threads:
         torch.set_num_threads(args.threads)
-    topology = resolve_topology(args.topology, args.filters, args.conv_layers, dense_units(args.dense))
+    topology = resolve_topology(args.topology, filters=args.filters, conv_layers=args.conv_layers,
+                                dense=dense_units(args.dense))
     data = load_dataset(data_path(), progress=False)
     train, val = train_val_split(data["train"].in_memory(), 0.1, seed=1)
     subset = train.limit(args.images // 2)

@@ -14,7 +14,8 @@ It prints, and writes to OUT/gpu_check.json:
    0.5 point);
 4. a determinism check: the device run repeated, its history and test metrics compared;
 5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
-   time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU.
+   time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU;
+6. training images/s of the residual family (`resnet4`, batch 64) at 32, 128 and 256 px on the device.
 `--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
 """
 
@@ -27,9 +28,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from cifake.data import load_dataset
+from cifake.data import ImageSet, load_dataset
 from cifake.devices import device_name, resolve_device
 from cifake.models import Topology, create_model
 from cifake.runfolder import RunFolder
@@ -57,6 +59,7 @@ def main() -> None:
     report["throughput"] = throughput(data, device, args.throughput_images)
     report["training"] = training(data, device, args.epochs, out)
     report["search"] = quick_search(data, device, args, out)
+    report["sizes"] = residual_sizes(device, args.size_images)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     say(f"written {out / 'gpu_check.json'}")
 
@@ -69,6 +72,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--cache", help="cache folder for decoded images")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the accuracy and determinism runs")
     parser.add_argument("--throughput-images", type=int, default=20_000)
+    parser.add_argument("--size-images", type=int, default=2048, help="random images per size for item 6")
     parser.add_argument("--search-filters", default="16,32,64,128", help="the quick profile's, or fewer")
     parser.add_argument("--search-conv-layers", default="1,2,3")
     parser.add_argument("--search-dense-units", default="32,128,512")
@@ -98,6 +102,25 @@ def throughput(data, device: torch.device, images: int) -> dict:
         except Exception as exc:  # a compile mode may not work on every stack; the check goes on
             rates[name] = f"failed: {type(exc).__name__}: {exc}"[:300]
         say(f"training throughput, study's CNN, batch 64, {len(train):,} images: {name}: {rates[name]} images/s")
+    return rates
+
+
+def residual_sizes(device: torch.device, images: int = 2048) -> dict:
+    """Images/s of resnet4 at 32, 128 and 256 px (random pixels: the rate does not depend on them), best epoch
+    after the first."""
+    rates = {}
+    for size in (32, 128, 256):
+        rng = np.random.default_rng(size)
+        pixels, labels = rng.integers(0, 256, (images, size, size, 3), np.uint8), np.arange(images) % 2
+        empty = np.zeros(images, np.int8)
+        train = ImageSet(pixels, labels.astype(np.uint8), empty, np.array(["x"] * images), np.zeros((images, 32),
+                         np.uint8), np.array(["x"] * images))
+        config = TrainConfig(epochs=3, patience=9, device=str(device), image_size=size)
+        seed_everything(1)
+        history = fit(create_model("resnet4", config.input), train, train.take(np.arange(64)), config,
+                      progress=False).history
+        rates[size] = max(row["images_per_second"] for row in history[1:])
+        say(f"training throughput, resnet4, batch 64, {images:,} images at {size} px: {rates[size]} images/s")
     return rates
 
 

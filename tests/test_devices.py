@@ -229,7 +229,8 @@ def test_the_gpu_check_runs_on_the_cpu_from_a_subset_zip(learnable_zip, tmp_path
         assert small.read(names[0]) == full.read(originals.get(names[0], names[0]))  # the files' own bytes
     done = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--data", str(subset), "--device", "cpu", "--out",
-         str(tmp_path / "check"), "--epochs", "2", "--throughput-images", "200", "--search-filters", "4",
+         str(tmp_path / "check"), "--epochs", "2", "--throughput-images", "200", "--size-images", "32",
+         "--search-filters", "4",
          "--search-conv-layers", "1", "--search-dense-units", "8"], cwd=REPO, capture_output=True, text=True,
         timeout=600)
     assert done.returncode == 0, done.stderr
@@ -237,4 +238,5 @@ def test_the_gpu_check_runs_on_the_cpu_from_a_subset_zip(learnable_zip, tmp_path
     assert report["device"] == "cpu" and report["throughput"]["cpu"] > 0
     assert report["training"]["deterministic"] is True and report["training"]["device_cpu_gap_points"] == 0
     assert report["search"]["trials"] == 3 and report["search"]["paper_projection_minutes"] > 0
+    assert set(report["sizes"]) == {"32", "128", "256"} and all(rate > 0 for rate in report["sizes"].values())
     assert "determinism: two runs on cpu give identical metrics" in done.stdout

@@ -116,6 +116,7 @@ def test_an_unsplit_source_gets_a_seeded_stratified_test_share_that_evaluate_car
     assert record["split"]["test_share"] == 0.25
     assert record["test"]["n"] == 10 + 5 + 5  # a quarter of each label and source: REAL 40, a 20, b 20
     assert record["split"]["train"] + record["split"]["validation"] == 60
+    assert {name: row["n"] for name, row in record["test"]["per_source"].items()} == {"REAL": 10, "a": 5, "b": 5}
     again = json.loads(cli("evaluate", tmp_path / "run", "--data", root, "--json").stdout)
     assert again["n"] == record["test"]["n"] and again["accuracy"] == pytest.approx(record["test"]["accuracy"])
 
@@ -172,6 +173,31 @@ def test_an_image_smaller_than_the_crop_is_enlarged_and_flagged(tmp_path):
     assert [p.upscaled for p in found] == [True, False]
     out = cli("predict", "--model", tmp_path / "run", root / "test/REAL/tiny.jpg").stdout
     assert "enlarged to fit" in out
+
+
+def test_crop_training_draws_seeded_random_crops_inside_each_window():
+    import torch
+
+    from cifake.data.pixels import Pixels
+    from cifake.training.augment import HostBatches
+    from cifake.training.config import TrainConfig
+
+    rng = np.random.default_rng(1)
+    windows = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    extents = np.array([32, 32, 20, 16, 32, 25], np.int16)
+    batches = HostBatches(Pixels(windows, 16, extents), TrainConfig(image_size=16, preprocess="crop", seed=3), "cpu")
+    index = torch.arange(6)
+    first, again, later = (batches.batch(index, epoch, 0).numpy() for epoch in (1, 1, 2))
+    assert np.array_equal(first, again) and not np.array_equal(first, later)  # seeded by (seed, epoch, batch)
+    assert first.shape == (6, 16, 16, 3)
+    for k in range(6):  # every crop is a crop of the native pixels inside the window's extent
+        e = extents[k]
+        found = [(r, c) for r in range(e - 15) for c in range(e - 15)
+                 if np.array_equal(windows[k, r:r + 16, c:c + 16], first[k])]
+        assert found, k
+    assert np.array_equal(first[3], windows[3, :16, :16])  # extent 16: the one crop there is
+    offsets = {tuple(batches.batch(index, epoch, 0).numpy()[0, 0, 0]) for epoch in range(1, 9)}
+    assert len(offsets) > 1  # not the same crop every epoch
 
 
 def test_pixels_are_read_with_pread_as_the_array_holds_them(tmp_path):
@@ -247,7 +273,7 @@ def test_the_face_study_runs_end_to_end_at_a_reduced_budget(tmp_path, monkeypatc
     faces = faces_zip()
     with zipfile.ZipFile(faces) as archive:
         assert sum(name.startswith("test/FAKE/") for name in archive.namelist()) == 30
-    monkeypatch.setitem(study.PROFILE_BUDGETS, "quick", dict(epochs=1, patience=1, final_epochs=1,
+    monkeypatch.setitem(study.PROFILE_BUDGETS, "quick", dict(trial_steps=1, final_steps=1, min_epochs=1,
                                                             limit_per_label=None, explain=10, robustness=10))
     out = tmp_path / "study"
     result = json.loads(cli("study", "--data", faces, "--out", out, "--image-size", "32", "-q", "--json").stdout)
@@ -260,3 +286,17 @@ def test_the_face_study_runs_end_to_end_at_a_reduced_budget(tmp_path, monkeypatc
     assert (out / "explain" / "gradcam_grid.png").is_file()
     rerun = json.loads(cli("study", "--data", faces, "--out", out, "--image-size", "32", "-q", "--json").stdout)
     assert rerun["test"] == result["test"]  # resumed: every finished run reused
+
+
+def test_study_budgets_are_steps_so_a_small_dataset_trains_as_long_as_a_large_one():
+    from cifake.workflows.study import study_profile
+
+    faces = study_profile("quick", 256, "crop", 180)  # 144 after validation: 5 steps of 32 an epoch
+    assert faces.budget.train.epochs == 24 and faces.final_epochs == 60
+    assert faces.budget.train.image_size == 256 and faces.budget.train.preprocess == "crop"
+    assert {t.conv_layers for t in faces.space.stage1(256)} == {3, 4, 5}
+    cifake = study_profile("quick", 32, "resize", 100_000)  # 5,000 per label: 250 steps an epoch
+    assert cifake.budget.train.epochs == 2 and cifake.final_epochs == 2
+    assert {t.conv_layers for t in cifake.space.stage1(32)} == {1, 2, 3}
+    with pytest.raises(ValueError, match="unknown study profile"):
+        study_profile("huge", 32, "resize", 100)

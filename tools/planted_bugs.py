@@ -164,6 +164,24 @@ BUGS = [
     Bug("the ECE reported after calibration is the uncalibrated one", "workflows/calibrate.py",
         '"ece_after": calibration_error(calibrated, labels)', '"ece_after": calibration_error(sigmoid(logits), labels)',
         ("tests/test_calibration.py::test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilities",)),
+    # image size and sources (issue 36)
+    Bug("a saved model is rebuilt at 32 px whatever its config says", "models/io.py",
+        'create_model(topology_from_dict(config["topology"]), Preprocess.of_model(config))',
+        'create_model(topology_from_dict(config["topology"]))',
+        ("tests/test_image_size.py::test_the_size_is_read_from_the_model_and_a_mismatch_is_refused",)),
+    Bug("a crop model trains on the same corner of its window at every step", "training/augment.py",
+        "random_offsets(extents, self.pixels.size, rng)", "np.zeros((len(extents), 2), np.int64)",
+        ("tests/test_image_size.py::test_crop_training_draws_seeded_random_crops_inside_each_window",)),
+    Bug("prediction scores a crop model's central crop only", "predict/detector.py",
+        "offsets = np.array(corner_offsets(extent, size))", "offsets = np.array(corner_offsets(extent, size)[:1])",
+        ("tests/test_image_size.py::test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_and_serves",)),
+    Bug("--exclude-source trains on the excluded source anyway", "training/split.py",
+        "kept = pool.without_sources(self.exclude_sources)", "kept = pool",
+        ("tests/test_image_size.py::test_sources_are_counted_scored_per_source_and_left_out_on_request",)),
+    Bug("an unsplit source's test share is stratified by label only", "training/split.py",
+        "strata = np.char.add(images.labels.astype(str), np.asarray(images.sources, str))",
+        "strata = images.labels.astype(str)",
+        ("tests/test_image_size.py::test_an_unsplit_source_gets_a_seeded_stratified_test_share_that_evaluate_carves_again",)),
 ]
 
 

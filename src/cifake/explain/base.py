@@ -32,7 +32,7 @@ class TwoScores(nn.Module):
 
 
 class AttributionMethod(ABC):
-    """Maps of where the evidence lies, one (32 x 32) map per image, computed in batches of bounded size."""
+    """Maps of where the evidence lies, one map per image at its size, computed in batches of bounded size."""
 
     def __init__(self, model: nn.Module, batch_size: int = 256):
         self.model = model.eval().to(memory_format=torch.contiguous_format)

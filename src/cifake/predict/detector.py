@@ -181,7 +181,7 @@ class Detector:
         With no threshold the model's calibrated decision applies (REAL / UNSURE / FAKE); a threshold gives a
         plain two-way verdict, FAKE when P(FAKE) >= threshold."""
         decision = self.decision if threshold is None else Decision.single(threshold)
-        batch: list[tuple[str, np.ndarray | None, str | None]] = []
+        batch: list[tuple[str, np.ndarray | None, str | None, bool]] = []
         for n, item in enumerate(items):
             batch.append(self._read(n, item))
             if len(batch) == chunk:
@@ -202,9 +202,10 @@ class Detector:
         good = [views for _, views, _, _ in batch if views is not None]
         logits = self.logits(np.concatenate(good)) if good else np.empty(0, np.float32)
         # a crop model's views of one image: their mean logit is the image's (one view per image otherwise)
-        ends = np.cumsum([len(views) for views in good])
-        means = [chunk.mean() for chunk in np.split(logits, ends[:-1])] if good else []
-        probs = iter(self._calibrated(np.asarray(means, np.float32)).tolist())
+        counts = np.array([len(views) for views in good], np.int64)
+        if len(logits) > len(good):
+            logits = np.add.reduceat(logits, np.cumsum(counts) - counts) / counts
+        probs = iter(self._calibrated(np.asarray(logits, np.float32)).tolist())
         for source, views, error, upscaled in batch:
             p = None if views is None else next(probs)
             verdict = None if p is None else decision.verdict(p)
@@ -212,7 +213,7 @@ class Detector:
 
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
-        """(prediction, 32 x 32 Grad-CAM map or None) per input; maps explain the verdict by default."""
+        """(prediction, N x N Grad-CAM map or None) per input; maps explain the verdict by default."""
         return [(found.prediction, found.heatmap) for found in self.explanations(items, target, layer)]
 
     def explanations(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None,
