@@ -83,6 +83,15 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
 
     cli("calibrate", run, "--data", sized_tree)
     assert "calibration" in json.loads((run / "config.json").read_text())
+    robust = json.loads(cli("robustness", run, "--data", sized_tree, "--condition", "clean", "--condition",
+                            "jpeg q75", "--json", "-q").stdout)
+    assert robust["images"] == 24 and robust["rows"][0]["accuracy"] == pytest.approx(
+        json.loads((run / "run.json").read_text())["test"]["accuracy"])  # the model's own size, no decode at 32
+    if mode == "crop":  # the dataset report: maps at the model's size, rows by source (no CIFAR-10 classes here)
+        cli("explain", run, "--data", sized_tree, "--sample", "4", "--out", tmp_path / "explain", "-q")
+        summary = json.loads((tmp_path / "explain" / "explain.json").read_text())
+        assert summary["image_size"] == size and set(summary["centre_share"]["per_source"]) == {"REAL", "gen-a",
+                                                                                               "gen-b"}
 
     client = TestClient(create_app(Detector.load(run, backend="torch")))
     assert client.get("/v1/model").json()["input"]["size"] == size

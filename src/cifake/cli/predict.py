@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.choices import TARGETS
-from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err,
+from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, fmt,
                                load_for_model, print_table, use_device, value)
 
 Target = choice("Target", TARGETS)
@@ -131,11 +131,11 @@ def explain(
     if data:
         device = use_device(device)
         summary = explain_dataset(run_dir, load_for_model(data, cache, quiet, run_dir), out, split, sample,
-                                  per_class, layer, seed,
-                                  device=device)
+                                  per_class, layer, seed, device=device)
         shares = summary["centre_share"]
         console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
-                      f"REAL {shares['REAL']['all']:.3f}, FAKE {shares['FAKE']['all']:.3f} (even spread 0.25)")
+                      f"REAL {fmt(shares['REAL']['all'])}, FAKE {fmt(shares['FAKE']['all'])} (even spread 0.25; "
+                      "- where every map is empty)")
         console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
         return
     explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target))

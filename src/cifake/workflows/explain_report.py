@@ -133,10 +133,27 @@ def training_seed(config: dict) -> int:
     return int(((config.get("training") or {}).get("config") or {}).get("seed", 1))
 
 
+def _region_rows(shares: dict) -> tuple[list[str], list[list]]:
+    """The centre/border table: per CIFAR-10 class and label, or per source for images without a class."""
+    def pair(value):
+        return [value, None if value is None else 1 - value]
+
+    by_class = any(shares[label][c] is not None for label in ("REAL", "FAKE") for c in CIFAR10_CLASSES)
+    if by_class or not shares.get("per_source"):
+        rows = [[c, *pair(shares["REAL"][c]), *pair(shares["FAKE"][c])] for c in CIFAR10_CLASSES]
+        rows.append(["all", *pair(shares["REAL"]["all"]), *pair(shares["FAKE"]["all"])])
+        return ["class", "REAL centre", "REAL border", "FAKE centre", "FAKE border"], rows
+    rows = [[name, *pair(value)] for name, value in shares["per_source"].items()]
+    rows += [[f"all {label}", *pair(shares[label]["all"])] for label in ("REAL", "FAKE")]
+    return ["source", "centre", "border"], rows
+
+
 def claim_verdict(shares: dict, margin: float = 0.02) -> str:
     """One sentence on the study's claim, from the measured centre shares (even spread: 0.25)."""
     real, fake = shares["REAL"]["all"], shares["FAKE"]["all"]
-    below = [label for label, value in (("REAL", real), ("FAKE", fake)) if value is not None and value < 0.25 - margin]
+    if real is None or fake is None:
+        return "Every map of one label is empty (no Grad-CAM mass): the claim cannot be tested on this sample."
+    below = [label for label, value in (("REAL", real), ("FAKE", fake)) if value < 0.25 - margin]
     measured = f"Measured centre share: REAL {real:.3f}, FAKE {fake:.3f} (border: {1 - real:.3f}, {1 - fake:.3f})."
     if len(below) == 2:
         return (f"{measured} Both lie below an even spread: on this sample the evidence sits in the border, "
@@ -177,11 +194,7 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
                      "small imperfections in the background rather than at the object: that predicts centre shares "
                      "below 0.25.")
     shares = summary["centre_share"]
-    rows = [[c, shares["REAL"][c], None if shares["REAL"][c] is None else 1 - shares["REAL"][c],
-             shares["FAKE"][c], None if shares["FAKE"][c] is None else 1 - shares["FAKE"][c]] for c in CIFAR10_CLASSES]
-    real, fake = shares["REAL"]["all"], shares["FAKE"]["all"]
-    rows.append(["all", real, 1 - real, fake, 1 - fake])
-    report.table(["class", "REAL centre", "REAL border", "FAKE centre", "FAKE border"], rows)
+    report.table(*_region_rows(shares))
     report.paragraph(f"Maps with no mass at all (Grad-CAM is zero after its ReLU): {shares['empty_maps']:,}; they are "
                      "left out of the shares.")
     report.paragraph(claim_verdict(shares))
