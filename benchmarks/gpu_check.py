@@ -117,7 +117,7 @@ def residual_sizes(device: torch.device, images: int = 2048) -> dict:
                          np.uint8), np.array(["x"] * images))
         config = TrainConfig(epochs=3, patience=9, device=str(device), image_size=size)
         seed_everything(1)
-        history = fit(create_model("resnet4", config.input), train, train.take(np.arange(64)), config,
+        history = fit(create_model("resnet4", config.input), train, train.take(np.arange(min(64, images))), config,
                       progress=False).history
         rates[size] = max(row["images_per_second"] for row in history[1:])
         say(f"training throughput, resnet4, batch 64, {images:,} images at {size} px: {rates[size]} images/s")

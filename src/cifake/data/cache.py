@@ -8,6 +8,7 @@ larger than RAM holds a few chunks at a time.
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -80,7 +81,9 @@ def _build_cache(members: list[Member], root: Path, cache: Path, preprocess: Pre
                  progress: bool) -> None:
     started = time.perf_counter()
     side = preprocess.stored_size
-    per_chunk = max(8, min(CHUNK, CHUNK_BYTES // (side * side * 3)))
+    # at most CHUNK images and CHUNK_BYTES of pixels a chunk, and at least one chunk a worker: 240 large faces
+    # would otherwise decode as one chunk on one core
+    per_chunk = max(8, min(CHUNK, CHUNK_BYTES // (side * side * 3), math.ceil(len(members) / workers)))
     chunks = [group[i : i + per_chunk] for group in _by_container(members) for i in range(0, len(group), per_chunk)]
     # Write next to the final folder, then rename: a killed decode never leaves a half-written cache.
     staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")

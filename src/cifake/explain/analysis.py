@@ -81,9 +81,11 @@ def deletion_insertion(
 ) -> dict:
     """Deletion and insertion curves and AUCs, in the maps' order and in a random order.
 
-    Images are processed `chunk` at a time, so memory stays bounded however many there are.
+    Images are processed `chunk` at a time (at 32 px; as many pixels in all at other sizes), so memory stays
+    bounded however many there are and whatever their size.
     """
     n, height, width = maps.shape
+    chunk = max(1, chunk * 32 * 32 // (height * width))
     fractions = np.linspace(0, 1, steps + 1)
     random_keys = np.random.default_rng(seed).random((n, height * width))
     probabilities = {(curve, order): np.empty((steps + 1, n), np.float32)

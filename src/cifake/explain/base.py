@@ -37,7 +37,7 @@ class AttributionMethod(ABC):
     def __init__(self, model: nn.Module, batch_size: int = 256):
         self.model = model.eval().to(memory_format=torch.contiguous_format)
         self.scores = TwoScores(self.model)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # images per batch at 32 px; fewer at larger sizes (_batch)
 
     def __call__(self, images: np.ndarray, target: str | np.ndarray = "predicted") -> tuple[np.ndarray, np.ndarray]:
         """(maps (N, H, W) float32, target labels (N,)) for uint8 (N, H, W, 3) images.
@@ -47,13 +47,19 @@ class AttributionMethod(ABC):
         maps = np.empty(images.shape[:3], np.float32)
         targets = np.empty(len(images), np.int64)
         device = next(self.model.parameters()).device
-        for start in range(0, len(images), self.batch_size):
-            batch = torch.from_numpy(np.array(images[start : start + self.batch_size])).to(device)
+        step = self._batch(images.shape[1] * images.shape[2])
+        for start in range(0, len(images), step):
+            batch = torch.from_numpy(np.array(images[start : start + step])).to(device)
             pixels = to_model_input(batch, False)
             labels = self._targets(pixels, target, start)
             maps[start : start + len(pixels)] = self.attribute(pixels, labels).detach().cpu().numpy()
             targets[start : start + len(pixels)] = labels.cpu().numpy()
         return maps, targets
+
+    def _batch(self, pixels_per_image: int) -> int:
+        """Images per batch: `batch_size` at 32 x 32, and as many pixels in all at any other size: a batch's
+        activations and their gradients grow with its pixels, 64 times over at 256 px."""
+        return max(1, self.batch_size * 32 * 32 // pixels_per_image)
 
     def _targets(self, pixels: torch.Tensor, target: str | np.ndarray, start: int) -> torch.Tensor:
         if isinstance(target, str):
