@@ -17,6 +17,7 @@ trap 'git -C "$repo" worktree remove --force "$work/before"' EXIT
 data=$work/small.zip
 "$py" -m cifake data subset "${CIFAKE_DATA:-$repo/../shared/data/cifake}" --out "$data" --train 1500 --test 400
 runs() {  # runs SRC OUT
+  mkdir -p "$2"
   export PYTHONPATH=$1 CIFAKE_CACHE=$2/cache
   local train=("$py" -m cifake train --data "$data" --quiet --json)
   local bundled=(--recipe "$repo/recipes/bundled.json" --topology resnet-s --patience 3)
