@@ -309,3 +309,16 @@ def test_study_budgets_are_steps_so_a_small_dataset_trains_as_long_as_a_large_on
     assert {t.conv_layers for t in cifake.space.stage1(32)} == {1, 2, 3}
     with pytest.raises(ValueError, match="unknown study profile"):
         study_profile("huge", 32, "resize", 100)
+
+
+def test_a_crop_model_refuses_training_images_without_their_windows(sized_tree):
+    from cifake.data import Preprocess, load_dataset
+    from cifake.models import create_model
+    from cifake.training.config import TrainConfig
+    from cifake.training.loop import fit
+
+    train = load_dataset(sized_tree, preprocess=Preprocess(32, "crop"), progress=False)["train"]
+    config = TrainConfig(image_size=32, preprocess="crop", epochs=1)
+    with pytest.raises(ValueError, match="stored window"):  # in_memory() keeps the central crops only
+        fit(create_model("resnet-s", config.input), train.in_memory(), train.in_memory(), config, progress=False)
+    assert train.resident(1 << 30).images.crops  # resident() keeps the windows to crop from

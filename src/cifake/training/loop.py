@@ -100,6 +100,10 @@ def _on_device(train_set: ImageSet, val_set: ImageSet, device: torch.device, con
     a crop model's windows and sets on disk are read batch by batch (HostBatches); on the CPU, and for large sets,
     validation images stay as they are (read batch by batch)."""
     stored = train_set.images
+    if config.preprocess == "crop" and not getattr(stored, "crops", False):
+        raise ValueError("a crop model trains on random crops of each image's stored window: pass the training "
+                         "images as loaded for it (load_dataset with the model's Preprocess; .resident() keeps "
+                         "the windows, .in_memory() keeps only the central crops)")
     if config.preprocess == "crop" or getattr(stored, "on_disk", False):
         images = HostBatches(stored, config, device)
     else:
