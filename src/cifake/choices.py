@@ -9,4 +9,5 @@ DEVICES = ("cpu", "cuda", "mps")  # cifake generate
 # Where a command runs: auto (CUDA, then MPS, else the CPU), cpu, cuda, cuda:N or mps (cifake.devices)
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"
 DEVICE_HELP = "Where to compute: auto (a CUDA GPU, then an Apple GPU, else the CPU), cpu, cuda, cuda:N or mps."
+PREPROCESSING = ("resize", "crop")  # how an image becomes a model's input (cifake.data.preprocess)
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # TrainConfig.compile; reduce-overhead: CUDA graphs

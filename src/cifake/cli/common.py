@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from cifake.choices import BACKENDS, DEVICE_HELP
+from cifake.choices import BACKENDS, DEVICE_HELP, PREPROCESSING
 from cifake.errors import SearchInterrupted, WeightsNotFound
 
 console = Console()  # wraps at the terminal's width (80 columns when piped)
@@ -85,6 +85,7 @@ Cache = Annotated[Optional[Path], typer.Option("--cache", envvar="CIFAKE_CACHE",
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the figures as JSON instead of tables.")]
 RunDir = Annotated[Path, typer.Argument(help="Run folder holding model.safetensors and config.json.")]
+Preprocessing = choice("Preprocessing", PREPROCESSING)
 TestShare = Annotated[float, typer.Option(help="Share held out as test when the data has no train/ and test/ folders "
                                               "(seeded, stratified by label and source; recorded).")]
 ExcludeSource = Annotated[Optional[list[str]], typer.Option(

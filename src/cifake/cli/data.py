@@ -7,14 +7,16 @@ from typing import Annotated
 
 import typer
 
-from cifake.cli.common import AsJson, Cache, Quiet, Source, console, data_app, load, print_json, print_table
+from cifake.cli.common import (AsJson, Cache, Preprocessing, Quiet, Source, console, data_app, load, print_json,
+                               print_table, value)
 
 
 @data_app.command("info")
 def data_info(
     source: Source,
     image_size: Annotated[int, typer.Option(help="Decode at this size (a model's input size).")] = 32,
-    preprocess: Annotated[str, typer.Option(help="resize (the study) or crop (native pixels).")] = "resize",
+    preprocess: Annotated[Preprocessing, typer.Option(help="resize (the study) or crop (native pixels).")
+                          ] = "resize",
     cache: Cache = None,
     refresh: Annotated[bool, typer.Option(help="Decode again.")] = False,
     as_json: AsJson = False,
@@ -23,7 +25,7 @@ def data_info(
     """Counts per split, label, CIFAR-10 class and source; skipped files with reasons; the cache location."""
     from cifake.data import CIFAR10_CLASSES, Preprocess
 
-    chosen = Preprocess(image_size, preprocess)
+    chosen = Preprocess(image_size, value(preprocess))
     data = load(source, cache, quiet, refresh, chosen)
     info = {
         "source": str(source), "cache": str(data.cache_dir), **chosen.to_dict(),

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from cifake.cli.common import (AsJson, DataOption, DeviceOption, GpusPerTrial, Quiet, Ray, RayAddress, app, choice,
+from cifake.cli.common import (AsJson, DataOption, DeviceOption, GpusPerTrial, Preprocessing, Quiet, Ray, RayAddress,
+                               app, choice,
                                console, duration, load, print_json, print_table, use_device, value)
 from cifake.cli.options import settings_options
 from cifake.search.grid import PROFILES, Budget
@@ -142,8 +143,8 @@ def study(
     data: DataOption,
     out: Annotated[Path, typer.Option(help="Report folder (resumable: run again to continue).")],
     image_size: Annotated[int, typer.Option(help="Input size N in pixels (16-1024).")] = 32,
-    preprocess: Annotated[str, typer.Option(help="resize (the whole image, as the study) or crop (native "
-                                                 "pixels).")] = "resize",
+    preprocess: Annotated[Preprocessing, typer.Option(help="resize (the whole image, as the study) or crop (native "
+                                                           "pixels).")] = "resize",
     profile: Annotated[StudyProfile, typer.Option(help="quick or full (a wider search, longer training).")
                        ] = "quick",
     ray: Annotated[bool, typer.Option(help="Run the search's trials on Ray (several at once).")] = False,
@@ -157,17 +158,17 @@ def study(
     from cifake.data import Preprocess
     from cifake.workflows.study import run_study
 
-    chosen = Preprocess(image_size, preprocess)
+    chosen = Preprocess(image_size, value(preprocess))
     use_device(device)
     result = run_study(load(data, None, quiet, preprocess=chosen), out, value(profile), use_ray=ray,
                        ray_address=ray_address, progress=not quiet, device=device)
     if as_json:
         return print_json(result)
     test = result["test"]
-    console.print(f"{result['model']['name']} at {image_size} px ({preprocess}): test accuracy "
+    console.print(f"{result['model']['name']} at {image_size} px ({value(preprocess)}): test accuracy "
                   f"{test['accuracy']:.4f}, ROC-AUC {test['roc_auc']:.4f}; {result['seconds']:,.0f} s.")
     if result["leave_one_source_out"]:
         print_table(["held-out source", "trained with", "held out"],
                     [[r["source"], r["accuracy_trained_with"], r["accuracy_held_out"]]
-                     for r in result["leave_one_source_out"]], "Leave one source out: test accuracy on the source")
+                     for r in result["leave_one_source_out"]], "Leave one source out (accuracy)")
     console.print(f"Report: {out / 'study.md'} and {out / 'study.html'}")

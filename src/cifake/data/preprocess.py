@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MODES = ("resize", "crop")
+from cifake.choices import PREPROCESSING as MODES
 MIN_SIZE, MAX_SIZE = 16, 1024
 CROP_WINDOW = 2  # a crop model's stored window is this many times its input size (random crops need room)
 PREDICT_CROPS = 5  # the centre and the four corners of the window
