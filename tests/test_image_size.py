@@ -51,7 +51,7 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
     from cifake import Detector
     from cifake.data import Preprocess
     from cifake.data.decode import decode_for
-    from cifake.data.preprocess import corner_offsets, crop_windows
+    from cifake.data.preprocess import corner_offsets, crop_windows  # by hand, not through prediction_crops
     from cifake.models import load_model
     from cifake.models.export import OnnxRunner
     from cifake.models.inference import predict_logits

@@ -173,7 +173,8 @@ BUGS = [
         "random_offsets(extents, self.pixels.size, rng)", "np.zeros((len(extents), 2), np.int64)",
         ("tests/test_image_size.py::test_crop_training_draws_seeded_random_crops_inside_each_window",)),
     Bug("prediction scores a crop model's central crop only", "predict/detector.py",
-        "offsets = np.array(corner_offsets(extent, size))", "offsets = np.array(corner_offsets(extent, size)[:1])",
+        "return prediction_crops(stored[None], [extent], self.preprocess.size)[:, 0], converted",
+        "return prediction_crops(stored[None], [extent], self.preprocess.size)[:1, 0], converted",
         ("tests/test_image_size.py::test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_and_"
          "serves[32-crop-resnet-s]",)),
     Bug("--exclude-source trains on the excluded source anyway", "training/split.py",

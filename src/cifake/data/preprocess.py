@@ -79,6 +79,12 @@ def corner_offsets(extent: int, size: int) -> list[tuple[int, int]]:
     return [(mid, mid), (0, 0), (0, far), (far, 0), (far, far)]
 
 
+def prediction_crops(windows: np.ndarray, extents, size: int) -> np.ndarray:
+    """(PREDICT_CROPS, n, size, size, 3): each window's centre and corner crops, the views prediction averages."""
+    corners = np.array([corner_offsets(int(extent), size) for extent in extents]).reshape(len(windows), -1, 2)
+    return np.stack([crop_windows(windows, corners[:, k], size) for k in range(PREDICT_CROPS)])
+
+
 def crop_windows(windows: np.ndarray, offsets: np.ndarray, size: int) -> np.ndarray:
     """(N, size, size, 3) crops of (N, W, W, 3) windows; `offsets` is (N,) for square corners or (N, 2)."""
     offsets = np.asarray(offsets, np.int64)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifake.data.preprocess import PREDICT_CROPS, corner_offsets, crop_windows
+from cifake.data.preprocess import PREDICT_CROPS, prediction_crops
 
 
 def to_model_input(pixels: torch.Tensor, channels_last: bool = True) -> torch.Tensor:
@@ -44,8 +44,7 @@ def five_crop_logits(model: nn.Module, images, batch_size: int = 64) -> np.ndarr
     out = np.empty(len(images), np.float32)
     for start in range(0, len(images), batch_size):
         windows, extents = images.windows(np.arange(start, min(start + batch_size, len(images))))
-        views = [crop_windows(windows, np.array([corner_offsets(int(e), images.size)[k] for e in extents]),
-                              images.size) for k in range(PREDICT_CROPS)]
-        logits = predict_logits(model, np.concatenate(views), batch_size * PREDICT_CROPS)
+        views = prediction_crops(windows, extents, images.size).reshape(-1, images.size, images.size, 3)
+        logits = predict_logits(model, views, batch_size * PREDICT_CROPS)
         out[start:start + len(windows)] = logits.reshape(PREDICT_CROPS, len(windows)).mean(0)
     return out

@@ -27,7 +27,7 @@ from cifake.calibration import Decision, apply_temperature
 from cifake.choices import BACKENDS
 from cifake.data.dataset import available_cores, default_cache_root
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_for, image_to_pixels, image_to_window
-from cifake.data.preprocess import PREDICT_CROPS, corner_offsets, crop_windows
+from cifake.data.preprocess import PREDICT_CROPS, prediction_crops
 from cifake.data.sources import LABEL_NAMES
 from cifake.devices import resolve_device
 from cifake.models import load_model
@@ -125,9 +125,7 @@ class Detector:
         stored, extent, converted = self._decode(item)
         if not self.preprocess.crops:
             return stored[None], False
-        size = self.preprocess.size
-        offsets = np.array(corner_offsets(extent, size))
-        return crop_windows(np.broadcast_to(stored, (len(offsets), *stored.shape)), offsets, size), converted
+        return prediction_crops(stored[None], [extent], self.preprocess.size)[:, 0], converted
 
     def _decode(self, item: Item) -> tuple[np.ndarray, int, bool]:
         if isinstance(item, (str, os.PathLike)):
