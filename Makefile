@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CIFAKE_DATA ?= ../shared/data/cifake
+FACES_DATA ?= ../shared/data/faces/faces.zip
 RUN ?= runs/paper
 export CIFAKE_DATA
 
@@ -57,7 +58,8 @@ paper-model: install
 # The bundled default model: two residual CNNs (resnet4) trained with the recipe beyond the study, random
 # degradations and shifts (recipes/bundled.json: 32 epochs; recipes/bundled-b.json: shifts 3, weight decay 0.2,
 # 40 epochs), combined into one ensemble (their mean logit), then evaluation (test with and without leaked duplicates,
-# validation), calibration, ONNX export, robustness, the check on real photographs from outside CIFAKE, the card.
+# validation), calibration with the domain check, ONNX export, robustness, the check on real photographs from
+# outside CIFAKE, what the domain check changes there (and on FACES_DATA when it exists), the card.
 bundle: install
 	$(BIN)/cifake train --data $(CIFAKE_DATA) --recipe recipes/bundled.json --out runs/bundled-a --resume
 	$(BIN)/cifake train --data $(CIFAKE_DATA) --recipe recipes/bundled-b.json --out runs/bundled-b --resume
@@ -71,6 +73,8 @@ bundle: install
 	$(BIN)/python tools/outside_photos.py build/outside
 	$(BIN)/cifake robustness runs/bundled --data build/outside/photos --out runs/bundled/outside-photos
 	$(BIN)/cifake robustness runs/bundled --data build/outside/faces --out runs/bundled/outside-faces
+	$(BIN)/python tools/domain_check.py runs/bundled --outside build/outside --data $(CIFAKE_DATA) \
+		--faces $(FACES_DATA) --out runs/bundled/domain-check.json
 	$(BIN)/python tools/bundle_model.py runs/bundled
 
 bench: install

@@ -82,7 +82,9 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
     assert explained.heatmap.shape == (size, size) and explained.pixels.shape == (size, size, 3)
 
     cli("calibrate", run, "--data", sized_tree)
-    assert "calibration" in json.loads((run / "config.json").read_text())
+    calibrated = json.loads((run / "config.json").read_text())
+    assert "calibration" in calibrated and calibrated["domain"]["sides"] == [96, 96]  # the files' size, not N
+    assert Detector.load(run, backend="torch").predict([photo])[0].in_domain is not None
     robust = json.loads(cli("robustness", run, "--data", sized_tree, "--condition", "clean", "--condition",
                             "jpeg q75", "--json", "-q").stdout)
     assert robust["images"] == 24 and robust["rows"][0]["accuracy"] == pytest.approx(

@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 from cifake import Detector
 from cifake.models import load_model
 from cifake.models.export import OnnxRunner, export_onnx, weights_digest
-from cifake.models.inference import predict_logits, sigmoid
+from cifake.models.inference import predict_embeddings, predict_logits, sigmoid
 from cifake.predict import bundled_model_dir
 from cifake.runfolder import RunFolder
 from conftest import cli, synthetic_image
@@ -19,7 +19,7 @@ from conftest import cli, synthetic_image
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
-    for name in ("model.safetensors", "config.json"):
+    for name in ("model.safetensors", "config.json", "domain.safetensors"):
         shutil.copy(bundled_model_dir() / name, folder / name)
     return folder
 
@@ -33,6 +33,10 @@ def test_exported_graph_matches_torch_at_any_batch_size(run):
     expected = predict_logits(model, images)
     for batch in (1, 7, 300):
         assert np.abs(runner(images, batch) - expected).max() < 1e-4
+    logits, features = runner.embed(images, 64)  # the domain check's features come out of the same graph
+    torch_logits, torch_features = predict_embeddings(model, images)
+    assert np.abs(logits - expected).max() < 1e-4 and np.abs(features - torch_features).max() < 1e-4
+    assert np.allclose(np.linalg.norm(features, axis=1), 1, atol=1e-5)
 
 
 def test_detector_uses_a_matching_onnx_file_and_ignores_a_stale_one(run, tmp_path, monkeypatch):
@@ -103,7 +107,7 @@ def test_residual_model_exports_with_its_test_time_flips(tmp_path):
 def test_without_onnxruntime_auto_scores_with_torch_and_onnx_says_what_to_install(run, tmp_path, monkeypatch):
     import sys
 
-    from cifake.predict import detector as detector_module
+    from cifake.predict import backend as detector_module
 
     monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # an import of it now fails

@@ -1,8 +1,10 @@
 """The Detector API and `cifake predict`, on the bundled model and on the bad-input corpus."""
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,19 @@ from conftest import REPO, cli, jpeg_bytes, synthetic_image
 @pytest.fixture(scope="module")
 def detector():
     return Detector.load()
+
+
+@pytest.fixture(scope="module")
+def unchecked(tmp_path_factory) -> Path:
+    """The bundled model without its domain check: the tests of verdict rules on synthetic images, which the
+    check calls OUT_OF_DOMAIN (tests/test_domain.py tests the check)."""
+    folder = tmp_path_factory.mktemp("unchecked")
+    for name in ("model.safetensors", "model.onnx"):
+        shutil.copy(bundled_model_dir() / name, folder / name)
+    config = json.loads((bundled_model_dir() / "config.json").read_text())
+    del config["domain"]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +58,14 @@ def test_every_kind_of_input_gives_the_same_score(detector, tmp_path):
     results = detector.predict([path, str(path), data, Image.open(path), decoded])
     assert len({r.prob_fake for r in results}) == 1 and results[0].error is None
     assert results[0].source == str(path) and results[2].source == "<input 2>"
-    assert results[0].verdict == detector.decision.verdict(results[0].prob_fake)
+    assert results[0].verdict == (detector.decision.verdict(results[0].prob_fake) if results[0].in_domain
+                                  else "OUT_OF_DOMAIN")
+    assert len({(r.domain_score, r.in_domain) for r in results}) == 1
     assert results[0].model_id.startswith(f"bundled-{detector.model.topology.name}-")
 
 
-def test_threshold_decides_the_verdict(detector):
+def test_threshold_decides_the_verdict(unchecked):
+    detector = Detector.load(unchecked)
     image = synthetic_image(1, 9)
     p = detector.predict([image])[0].prob_fake
     assert detector.predict([image], threshold=p)[0].verdict == "FAKE"
@@ -95,7 +113,8 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     expected = corpus()
     assert {r["path"].split("/")[-1] for r in rows} == {n for n, (_, problem) in expected.items() if problem is None}
-    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled"}
+    assert all(set(r) == {"path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled",
+                          "domain_score", "in_domain"}
                for r in rows)
     for name, (_, problem) in expected.items():
         if problem:
@@ -105,7 +124,8 @@ def test_predict_cli_on_the_bad_input_corpus(corpus_dir, tmp_path):
     csv_out = subprocess.run([sys.executable, "-m", "cifake", "predict", str(corpus_dir / "good.jpg"), "--csv"],
                              capture_output=True, text=True, timeout=300)
     assert csv_out.returncode == 0
-    assert csv_out.stdout.splitlines()[0] == "path,prob_fake,verdict,threshold,real_below,model_id,upscaled"
+    assert csv_out.stdout.splitlines()[0] == ("path,prob_fake,verdict,threshold,real_below,model_id,upscaled,"
+                                              "domain_score,in_domain")
 
 
 def test_bundled_model_scores_on_onnxruntime_with_the_same_probabilities(detector):
@@ -127,12 +147,13 @@ def test_more_inputs_than_one_chunk_each_get_their_own_score(detector):
         assert np.abs(np.array([r.prob_fake for r in results]) - expected).max() < 1e-6
 
 
-def test_predict_cli_threshold_and_backend(tmp_path):
+def test_predict_cli_threshold_and_backend(tmp_path, unchecked):
     images = tmp_path / "images"
     images.mkdir()
     for n in range(6):
         (images / f"{n}.jpg").write_bytes(jpeg_bytes(synthetic_image(n % 2, n)))
-    run = lambda *args: [json.loads(line) for line in cli("predict", images, "--json", *args).stdout.splitlines()]
+    run = lambda *args: [json.loads(line) for line in cli("predict", images, "--json", "--model", unchecked,
+                                                          *args).stdout.splitlines()]
     onnx, torch_rows = run("--backend", "onnx"), run("--backend", "torch")
     assert [r["path"] for r in onnx] == [r["path"] for r in torch_rows] and len(onnx) == 6
     assert max(abs(a["prob_fake"] - b["prob_fake"]) for a, b in zip(onnx, torch_rows)) < 1e-5
@@ -229,7 +250,8 @@ def test_explain_uses_the_layer_asked_for(detector):
     assert any(not np.allclose(a[1], b[1]) for a, b in zip(default, early))
 
 
-def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_verdicts(tmp_path, monkeypatch):
+def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_verdicts(tmp_path, monkeypatch,
+                                                                                       unchecked):
     import cifake.predict.detector as detector_module
 
     images = tmp_path / "images"
@@ -241,7 +263,8 @@ def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_v
     monkeypatch.setattr(detector_module, "decode_for",
                         lambda data, *options: decoded.append(1) or real_decode(data, *options))
     out = tmp_path / "overlays"
-    printed = cli("predict", images, "--explain", out, "--threshold", "0", "--json", "--backend", "torch").stdout
+    printed = cli("predict", images, "--explain", out, "--threshold", "0", "--json", "--backend", "torch",
+                  "--model", unchecked).stdout
     rows = [json.loads(line) for line in printed.splitlines()]
     assert len(decoded) == 3 and len(rows) == 3 and {r["verdict"] for r in rows} == {"FAKE"}  # threshold 0
     overlays = json.loads((out / "explanations.json").read_text())["results"]

@@ -83,7 +83,9 @@ def test_predict_many_files(client):
     files = [("files", (f"{i}.jpg", jpeg_bytes(synthetic_image(i % 2, i)), "image/jpeg")) for i in range(3)]
     body = client.post("/v1/predict", files=files).json()
     assert [r["source"] for r in body["results"]] == ["0.jpg", "1.jpg", "2.jpg"]
-    assert all(r["verdict"] in ("REAL", "FAKE", "UNSURE") and r["error"] is None for r in body["results"])
+    assert all(r["verdict"] in ("REAL", "FAKE", "UNSURE", "OUT_OF_DOMAIN") and r["error"] is None
+               for r in body["results"])
+    assert all((r["verdict"] == "OUT_OF_DOMAIN") == (r["in_domain"] is False) for r in body["results"])
     direct = Detector.load().predict([synthetic_image(0, 0)])  # the API scores as the Python API does
     assert body["results"][0]["prob_fake"] == pytest.approx(
         Detector.load().predict([jpeg_bytes(synthetic_image(0, 0))])[0].prob_fake)
@@ -95,7 +97,9 @@ def test_bad_input_corpus_through_the_api(client, name):
     data, problem = corpus()[name]
     response = client.post("/v1/predict", files=[("files", (name, data, "application/octet-stream"))])
     if problem is None:
-        assert response.status_code == 200 and response.json()["results"][0]["verdict"] in ("REAL", "FAKE", "UNSURE")
+        result = response.json()["results"][0]
+        assert response.status_code == 200 and result["verdict"] in ("REAL", "FAKE", "UNSURE", "OUT_OF_DOMAIN")
+        assert 0 <= result["prob_fake"] <= 1 and isinstance(result["in_domain"], bool)
     else:
         assert response.status_code == 422 and problem in response.json()["results"][0]["error"]
     overlay = client.post("/v1/explain", files={"file": (name, data)})

@@ -6,8 +6,9 @@ Writes src/cifake/models/bundled/{model.safetensors, model.onnx, config.json, me
 number in the card is read from files the run's commands wrote: config.json (`cifake train` or `cifake ensemble`),
 eval-{test,validation,test-no-leaked}.json (`cifake evaluate`, `--split validation`, `--exclude-leaked`),
 calibration.json (`cifake calibrate`),
-robustness/robustness.json (`cifake robustness`) and outside-{photos,faces}/robustness.json (`cifake robustness`
-on the real photographs of tools/outside_photos.py: the generalisation check).
+robustness/robustness.json (`cifake robustness`), outside-{photos,faces}/robustness.json (`cifake robustness`
+on the real photographs of tools/outside_photos.py: the generalisation check) and domain-check.json
+(tools/domain_check.py: what the domain check changes on those photographs and in domain).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from cifake.report import markdown_table
 from cifake.runfolder import RunFolder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from domain_check import verdict_table  # noqa: E402  (a sibling script, not a package)
 
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "cifake" / "models" / "bundled"
 ROWS = [("accuracy", "accuracy"), ("loss", "loss (binary cross-entropy)"), ("precision", "precision (REAL positive)"),
@@ -104,8 +108,29 @@ def outside_limits(outside: dict[str, dict]) -> list[str]:
     return lines
 
 
+def domain_section(domain: dict, check: dict) -> list[str]:
+    """The card's domain check: what it is, and the verdict shares before and after on every measured set."""
+    low, high = domain["sides"]
+    return [
+        "## Domain check (OUT_OF_DOMAIN)",
+        f"An image is called OUT_OF_DOMAIN, whatever its P(FAKE), when the Mahalanobis distance of its "
+        f"penultimate features to the nearer class mean of {domain['training_images']:,} training images exceeds "
+        f"that of all but {domain['max_flagged']:.0%} of the validation images, or when a side of the file lies "
+        f"beyond {low if low == high else f'{low}-{high}'} px (the training files' sides) by more than a factor "
+        f"{domain['size_tolerance']} (`cifake calibrate`; "
+        "docs/detect.md, *The domain check*). P(FAKE) is still reported.",
+        "",
+        "Verdict shares before (the calibrated decision alone) and after the check (`python tools/domain_check.py "
+        "runs/bundled --faces FACES_ZIP`, in `make bundle`; every image of tools/outside_photos.py is a real "
+        "photograph, *-32px* the same images as 32x32 thumbnails):",
+        "",
+        verdict_table(check),
+        "",
+    ]
+
+
 def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, robustness: dict | None,
-         outside: dict[str, dict] | None = None) -> str:
+         domain_check: dict | None = None, outside: dict[str, dict] | None = None) -> str:
     training, model = config["training"], describe(config)
     lines = [
         "# Model card: cifake bundled detector",
@@ -155,6 +180,8 @@ def card(config: dict, test: dict, no_leaks: dict, calibration: dict | None, rob
                   markdown_table(["condition", "accuracy", "ROC-AUC", "accuracy w/o leaked", "ROC-AUC w/o leaked"],
                                  [[r["condition"], *(f"{r[k]:.4f}" for k in shown)] for r in robustness["rows"]]),
                   "", _degraded_summary(robustness["rows"]), ""]
+    if domain_check:
+        lines += domain_section(config["domain"], domain_check)
     lines += [
         "## Intended use",
         "Research and auditing on CIFAKE-like images: 32x32 thumbnails of the ten CIFAR-10 classes, real photographs "
@@ -182,17 +209,19 @@ def main(run_dir: str) -> None:
         training["data"]["cache"] = None  # a path on the machine that trained it
     test, validation, no_leaks = (run.read_evaluation(split, without_leaked)
                                   for split, without_leaked in (("test", False), ("validation", False), ("test", True)))
-    reports = (("calibration", run.calibration), ("robustness", run / "robustness" / "robustness.json"))
+    reports = (("calibration", run.calibration), ("robustness", run / "robustness" / "robustness.json"),
+               ("domain_check", run / "domain-check.json"))
     optional = {name: json.loads(path.read_text()) if path.is_file() else None for name, path in reports}
     outside = {name: json.loads(path.read_text()) for name in OUTSIDE_SETS
                if (path := run / f"outside-{name}" / "robustness.json").is_file()}
     BUNDLED.mkdir(parents=True, exist_ok=True)
     bundled = RunFolder(BUNDLED)
-    for stale in (bundled.onnx, bundled / "reliability.png", bundled / "robustness.png"):
+    for stale in (bundled.onnx, bundled.domain, bundled / "reliability.png", bundled / "robustness.png"):
         stale.unlink(missing_ok=True)
     shutil.copyfile(run.weights, bundled.weights)
-    if run.onnx.is_file():
-        shutil.copyfile(run.onnx, bundled.onnx)
+    for optional_file in (run.onnx, run.domain):
+        if optional_file.is_file():
+            shutil.copyfile(optional_file, bundled / optional_file.name)
     bundled.write_config(config)
     summary = {"test": test, "test_without_leaked": no_leaks, "validation": validation,
                **{k: v for k, v in optional.items() if v}, **({"outside": outside} if outside else {})}

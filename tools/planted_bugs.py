@@ -9,8 +9,8 @@ script stop with the bug's name rather than silently plant nothing. Before plant
 unchanged copy and must pass, so "caught" means "these tests fail because of this bug". The first 16 are bugs a
 mutation check once found the suite blind to, the rest realistic one-line bugs of a second set (nested layouts,
 decoding, leakage, degradations, seeds, the schedule, resuming, calibration, metrics, Ray tokens, Grad-CAM's
-target) that went unnoticed until their areas' tests were written for them; `make mutate` (mutmut) is the
-broader, automatic version.
+target) that went unnoticed until their areas' tests were written for them, and three in the domain check;
+`make mutate` (mutmut) is the broader, automatic version.
 """
 
 from __future__ import annotations
@@ -184,6 +184,15 @@ BUGS = [
         "strata = np.char.add(images.labels.astype(str), np.asarray(images.sources, str))",
         "strata = images.labels.astype(str)",
         ("tests/test_image_size.py::test_an_unsplit_source_gets_a_seeded_stratified_test_share_that_evaluate_carves_again",)),
+    Bug("the domain check's threshold flags all but the share asked for", "calibration/domain.py",
+        "1 - max_flagged, method=\"higher\"", "max_flagged, method=\"higher\"",
+        ("tests/test_domain.py::test_the_score_separates_a_different_set_and_the_threshold_holds_its_validation_share",)),
+    Bug("the Detector judges every image's domain by the batch's first image", "predict/detector.py",
+        "judge(self.domain, features[firsts],", "judge(self.domain, features[firsts * 0],",
+        ("tests/test_domain.py::test_a_bad_input_among_good_ones_keeps_every_judgement_in_place",)),
+    Bug("the domain check's size rule lets any larger file in", "calibration/domain.py",
+        "max(width, height) > high * SIZE_TOLERANCE", "max(width, height) > high * SIZE_TOLERANCE * 1000",
+        ("tests/test_domain.py::test_a_native_size_is_outside_beyond_the_training_range_and_its_tolerance",)),
 ]
 
 

@@ -8,6 +8,7 @@
     RUN/model.onnx          the exported graph (cifake export)
     RUN/eval-SPLIT[-no-leaked].json  an evaluation (cifake evaluate), its plots beside it
     RUN/calibration.json    the calibration report (cifake calibrate)
+    RUN/domain.safetensors  the domain check's training features (cifake calibrate; its settings in config.json)
 
 Reading and writing are atomic (a temporary file, then a rename), so a killed job leaves the old file or the new
 one. Importing this module loads no torch: safetensors' torch half is imported only by the methods that move
@@ -34,6 +35,7 @@ class RunFolder:
     HISTORY = "history.csv"
     ONNX = "model.onnx"
     CALIBRATION = "calibration.json"
+    DOMAIN = "domain.safetensors"
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -68,6 +70,10 @@ class RunFolder:
     @property
     def calibration(self) -> Path:
         return self.path / self.CALIBRATION
+
+    @property
+    def domain(self) -> Path:
+        return self.path / self.DOMAIN
 
     @staticmethod
     def evaluation_stem(split: str, without_leaked: bool = False) -> str:
@@ -146,6 +152,21 @@ class RunFolder:
         from safetensors.torch import load_file
 
         return load_file(self.checkpoint)
+
+    def write_domain(self, arrays: dict) -> Path:
+        from safetensors.numpy import save_file  # NumPy arrays: the domain check runs without torch
+
+        atomic_write(self.domain, lambda tmp: save_file(arrays, tmp))
+        return self.domain
+
+    def read_domain(self) -> dict:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(self.domain)
+        except (OSError, SafetensorError) as exc:
+            raise ValueError(f"{self.domain}: unreadable ({exc})") from None
 
     def checkpoint_header(self) -> dict[str, str]:
         """The checkpoint's metadata (its JSON header) without reading a tensor."""

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 UNSURE = "UNSURE"
+OUT_OF_DOMAIN = "OUT_OF_DOMAIN"  # the domain check's verdict (cifake.calibration.domain): P(FAKE) would be a guess
 
 
 @dataclass(frozen=True)

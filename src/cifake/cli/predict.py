@@ -10,12 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from cifake.calibration.decision import OUT_OF_DOMAIN
 from cifake.choices import TARGETS
 from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, fmt,
                                load_for_model, print_table, use_device, value)
 
 Target = choice("Target", TARGETS)
-PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled"]
+PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled",
+                     "domain_score", "in_domain"]
 
 
 @app.command()
@@ -58,15 +60,29 @@ def predict(
         elif writer:
             writer.writerow(row)
         else:
-            rows.append([result.source, result.prob_fake, result.verdict + ("*" if result.upscaled else "")])
+            rows.append([result.source, result.prob_fake, result.verdict + ("*" if result.upscaled else ""),
+                         *([_domain_cell(result)] if detector.domain else [])])
     if not (as_json or as_csv):
-        print_table(["path", "P(FAKE)", "verdict"], rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
-        if any(row[2].endswith("*") for row in rows):
-            console.print(f"* smaller than the model's {detector.preprocess.size} px crop: enlarged to fit")
+        _print_predictions(detector, rows, threshold)
     if explain_dir:
         err.print(f"Grad-CAM overlays: {explain_dir}")
     if failed:
         raise typer.Exit(1)
+
+
+def _print_predictions(detector, rows: list[list], threshold: float | None) -> None:
+    header = ["path", "P(FAKE)", "verdict", *(["domain"] if detector.domain else [])]
+    print_table(header, rows, f"model {detector.model_id}; {_rule(detector, threshold)}")
+    if any(row[2].endswith("*") for row in rows):
+        console.print(f"* smaller than the model's {detector.preprocess.size} px crop: enlarged to fit")
+    if any(row[2].startswith(OUT_OF_DOMAIN) for row in rows):
+        console.print(f"{OUT_OF_DOMAIN}: unlike every image the model was trained on (domain score above 1, or a "
+                      f"size no training file had: {detector.domain.describe_size()}); its P(FAKE) is a guess")
+
+
+def _domain_cell(result) -> str:
+    """The domain score; `size` when the features are in domain but the file's size is not."""
+    return f"{result.domain_score:.3f}" + (" size" if not result.in_domain and result.domain_score <= 1 else "")
 
 
 def _predictions(detector, files, threshold, explain_dir, ray_address, model, actors):

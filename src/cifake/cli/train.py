@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.cli.common import (AsJson, Cache, DataOption, DeviceOption, ExcludeSource, Quiet, RunDir, TestShare, app,
-                               choice, console, load, load_for_model, percent, print_json, print_metrics, print_table,
-                               use_device, value)
+                               choice, console, fmt, load, load_for_model, percent, print_json, print_metrics,
+                               print_table, use_device, value)
 from cifake.cli.options import settings_options
 from cifake.data.degrade import CONDITIONS
 from cifake.runfolder import RunFolder
@@ -125,17 +125,22 @@ def calibrate(
         help="Target share of REAL images called FAKE (false accusations), on validation.")] = 0.01,
     max_fake_passed: Annotated[float, typer.Option(
         help="Target share of FAKE images called REAL, on validation.")] = 0.02,
+    max_out_of_domain: Annotated[float, typer.Option(
+        min=0.0001, max=0.5, help="Share of validation images the domain check may call OUT_OF_DOMAIN.")] = 0.01,
+    domain_check: Annotated[bool, typer.Option(
+        help="Fit the domain check (OUT_OF_DOMAIN for images unlike the training data).")] = True,
     device: DeviceOption = "auto",
     as_json: AsJson = False,
     cache: Cache = None,
     quiet: Quiet = False,
 ) -> None:
-    """Fit temperature scaling and REAL / UNSURE / FAKE thresholds on validation; store them in config.json."""
+    """Fit temperature scaling, REAL / UNSURE / FAKE thresholds and the domain check on validation; store them
+    with the model."""
     from cifake.workflows.calibrate import calibrate_run
 
     device = use_device(device)
     report = calibrate_run(run_dir, load_for_model(data, cache, quiet, run_dir), max_real_flagged, max_fake_passed,
-                           device)
+                           device, max_out_of_domain if domain_check else None)
     if as_json:
         return print_json(report)
     rule = report["decision"]
@@ -150,6 +155,11 @@ def calibrate(
                 ("accuracy when decided", lambda r: r["decision"]["accuracy_when_decided"])]
     print_table(["", *(s.replace("_", " ") for s in splits)],
                 [[name, *(get(report[s]) for s in splits)] for name, get in measures])
+    if "domain" in report:
+        domain = report["domain"]
+        tested = (f"; test images flagged {percent(domain['test_flagged'])}, accuracy of the decided in domain "
+                  f"{fmt(domain['test_accuracy_when_decided'])}" if "test_flagged" in domain else "")
+        console.print(f"Domain check: {domain['fitted_on']}{tested}")
     console.print(f"Stored in {RunFolder(run_dir).config}; report {RunFolder(run_dir).calibration}, "
                   f"diagram {run_dir / 'reliability.png'}")
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifake.data.preprocess import CROP_WINDOW, STUDY_INPUT, Preprocess
+from cifake.data.sources import Member
 
 IMAGE_SIZE = 32  # the study's size, and every model's default
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # larger images are refused as possible decompression bombs
@@ -238,3 +241,15 @@ class ZipMemberReader:
         self.file.close()
         if self.archive:
             self.archive.close()
+
+
+def member_bytes(members: list[Member], root: str | os.PathLike) -> Iterator[tuple[Member, bytes]]:
+    """(member, its bytes) of members under `root`, a zip at a time, each zip opened once."""
+    for container in sorted({m.container for m in members}):
+        group = [m for m in members if m.container == container]
+        reader = ZipMemberReader(container, [m.name for m in group], [m.zip_entry for m in group]) \
+            if container else None
+        for i, member in enumerate(group):
+            yield member, reader.read(i) if reader else Path(root, member.name).read_bytes()
+        if reader:
+            reader.close()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from cifake.models.registry import register_family, register_model
 
@@ -123,6 +124,12 @@ class CifakeCNN(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = (pixels - self.mean) / self.std
         return self.head(self._features(x)).squeeze(1)
+
+    def embed(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, penultimate features as unit vectors): what the head's last layer reads, for the domain
+        check (cifake.calibration.domain)."""
+        penultimate = self.head[:-1](self._features((pixels - self.mean) / self.std))
+        return self.head[-1](penultimate).squeeze(1), F.normalize(penultimate.float(), dim=1)
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The conv blocks; while training, each pools before its ReLU. ReLU and max commute exactly (ReLU is

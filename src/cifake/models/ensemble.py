@@ -71,6 +71,12 @@ class EnsembleCNN(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(pixels) for member in self.members]).mean(0)
 
+    def embed(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean logits, the members' unit feature vectors side by side, scaled to one unit vector): each member's
+        features count alike whatever their width."""
+        logits, features = zip(*(member.embed(pixels) for member in self.members))
+        return torch.stack(logits).mean(0), torch.cat(features, dim=1) / len(features) ** 0.5
+
     def single_view(self, pixels: torch.Tensor) -> torch.Tensor:
         """The mean logit of the image as given, with no member's flip averaging (what Grad-CAM explains)."""
         views = [m.single_view(pixels) if hasattr(m, "single_view") else m(pixels) for m in self.members]

@@ -1,7 +1,8 @@
 """ONNX export of a saved model, and an onnxruntime runner with the same interface as predict_logits.
 
-The exported graph takes what the data layer holds, (N, 32, 32, 3) uint8 pixels, and returns (N,) logits, so the
-uint8 -> float conversion and the NHWC -> NCHW view run inside onnxruntime rather than in NumPy.
+The exported graph takes what the data layer holds, (N, S, S, 3) uint8 pixels, and returns (N,) logits and the
+(N, D) penultimate unit features the domain check reads, so the uint8 -> float conversion and the NHWC -> NCHW
+view run inside onnxruntime rather than in NumPy.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ OPSET = 18
 
 
 class _PixelsToLogits(nn.Module):
+    """uint8 NHWC pixels -> (logits, penultimate unit features): one pass gives the verdict and the domain check."""
+
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(pixels.permute(0, 3, 1, 2).float())
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.embed(pixels.permute(0, 3, 1, 2).float())
 
 
 def weights_digest(run_dir: str | os.PathLike) -> str:
@@ -54,7 +57,7 @@ def export_onnx(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
     with warnings.catch_warnings():  # the exporter's own deprecation notices are not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
         program = torch.onnx.export(_PixelsToLogits(model.float()).eval(), (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=["pixels"], output_names=["logits"],
+                                    input_names=["pixels"], output_names=["logits", "features"],
                                     dynamic_shapes={"pixels": {0: batch}}, optimize=True, verbose=False)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {"cifake_weights_sha256": weights_digest(run_dir),
@@ -82,9 +85,21 @@ class OnnxRunner:
             raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from None
         self.metadata = self.session.get_modelmeta().custom_metadata_map
 
+        self.has_features = "features" in [output.name for output in self.session.get_outputs()]
+
     def __call__(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         out = np.empty(len(images), np.float32)
         for start in range(0, len(images), batch_size):
             batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.uint8)
-            out[start : start + len(batch)] = self.session.run(None, {"pixels": batch})[0].reshape(-1)
+            out[start : start + len(batch)] = self.session.run(["logits"], {"pixels": batch})[0].reshape(-1)
         return out
+
+    def embed(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, penultimate unit features), as cifake.models.inference.predict_embeddings gives them."""
+        logits, features = [], []
+        for start in range(0, len(images), batch_size):
+            batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.uint8)
+            batch_logits, batch_features = self.session.run(["logits", "features"], {"pixels": batch})
+            logits.append(batch_logits.reshape(-1))
+            features.append(batch_features)
+        return np.concatenate(logits), np.concatenate(features)

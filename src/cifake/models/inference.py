@@ -33,6 +33,23 @@ def predict_logits(model: nn.Module, images: np.ndarray | torch.Tensor, batch_si
     return out.cpu().numpy()
 
 
+@torch.inference_mode()
+def predict_embeddings(model: nn.Module, images: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, penultimate unit features) of (N, S, S, 3) uint8 images, batch by batch (see `embed` in each
+    family): what the domain check is fitted on and scores."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, features = [], []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).to(device)
+        batch_logits, batch_features = model.embed(to_model_input(batch))
+        logits.append(batch_logits.float().cpu().numpy())
+        features.append(batch_features.float().cpu().numpy())
+    width = features[0].shape[1] if features else 0
+    return (np.concatenate(logits) if logits else np.empty(0, np.float32),
+            np.concatenate(features) if features else np.empty((0, width), np.float32))
+
+
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """P(REAL) from logits, without overflow for large negative values."""
     return (1.0 / (1.0 + np.exp(-np.clip(logits, -80, 80)))).astype(np.float32)

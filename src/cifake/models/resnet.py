@@ -93,13 +93,23 @@ class ResidualCNN(nn.Module):
 
     def single_view(self, pixels: torch.Tensor) -> torch.Tensor:
         """The logit of the image as given, without flip averaging (what Grad-CAM explains)."""
+        return self.head(self._pooled(pixels)).squeeze(1)
+
+    def embed(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits as forward gives them, pooled features as unit vectors): what the head reads, averaged over
+        the flipped views when the model flips, for the domain check (cifake.calibration.domain)."""
+        pooled = self._pooled(pixels)
+        if not self.training and self.topology.flip_tta:
+            pooled = (pooled + self._pooled(pixels.flip(3))) / 2  # the head is linear: same logit as forward
+        return self.head(pooled).squeeze(1), F.normalize(pooled.float(), dim=1)
+
+    def _pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         x = (pixels - self.mean) / self.std
         if self.topology.high_pass:
             local_mean = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
             x = torch.cat([x, (x - local_mean) * 4.0], dim=1)  # x4: the residual is small next to the image
         x = self.features(x)
-        pooled = torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)
-        return self.head(pooled).squeeze(1)
+        return torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)
 
 
 register_family("resnet", ResNetTopology, ResidualCNN)

@@ -3,7 +3,7 @@
     from cifake import Detector
     detector = Detector.load()                    # or Detector.load("runs/paper")
     for result in detector.predict(["a.jpg", pil_image, array]):
-        print(result.source, result.verdict, result.prob_fake)   # verdict: REAL, FAKE or UNSURE
+        print(result.source, result.verdict, result.prob_fake)   # REAL, FAKE, UNSURE or OUT_OF_DOMAIN
 
 Inputs may be paths, raw bytes, Pillow images or uint8 arrays (H x W x 3 or H x W), any size and mode;
 everything is brought to the model's input exactly as its training data was: resized to N x N, or, for a `crop`
@@ -14,7 +14,6 @@ a result with `error` set; it never stops the others.
 from __future__ import annotations
 
 import io
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -23,20 +22,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cifake.calibration import Decision, apply_temperature
+from cifake.calibration import OUT_OF_DOMAIN, Decision, apply_temperature
+from cifake.calibration.domain import DomainCheck
 from cifake.choices import BACKENDS
-from cifake.data.dataset import available_cores, default_cache_root
+from cifake.data.dataset import available_cores
 from cifake.data.decode import MAX_PIXELS, BadImage, decode_for, image_to_pixels, image_to_window
 from cifake.data.preprocess import PREDICT_CROPS, prediction_crops
 from cifake.data.sources import LABEL_NAMES
 from cifake.devices import resolve_device
 from cifake.models import load_model
-from cifake.models.export import OnnxRunner, export_onnx, weights_digest
-from cifake.models.inference import predict_logits, sigmoid
+from cifake.models.export import OnnxRunner, weights_digest
+from cifake.models.inference import predict_embeddings, predict_logits, sigmoid
 from cifake.models.io import bundled_model_dir
-from cifake.runfolder import RunFolder
-
-log = logging.getLogger(__name__)
+from cifake.predict.backend import onnx_runner
+from cifake.predict.domain import input_size, judge, load_domain_check
 
 Item = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -45,12 +44,15 @@ Item = str | os.PathLike | bytes | Image.Image | np.ndarray
 class Prediction:
     source: str  # the path, or "<input N>" for images passed in memory
     prob_fake: float | None  # P(FAKE) = 1 - sigmoid(logit / T), T from calibration; None for an unreadable input
-    verdict: str | None  # FAKE when prob_fake >= threshold, REAL when prob_fake < real_below, else UNSURE
+    verdict: str | None  # FAKE when prob_fake >= threshold, REAL when prob_fake < real_below, else UNSURE;
+    # OUT_OF_DOMAIN, whatever prob_fake, when the domain check finds the image unlike the training data
     threshold: float
     real_below: float  # equal to threshold when there is no unsure band
     model_id: str
     error: str | None = None
     upscaled: bool = False  # a crop model's input smaller than its crop, enlarged to fit (the one such rule)
+    domain_score: float | None = None  # distance from the training images over the threshold: above 1, outside
+    in_domain: bool | None = None  # False: verdict OUT_OF_DOMAIN; None: the model has no domain check
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,7 +71,7 @@ class Detector:
     run folder, then `predict` (verdicts), `iter_predict` (bounded memory), `explain` and `overlay_png` (Grad-CAM)."""
 
     def __init__(self, model, config: dict, model_id: str, max_pixels: int = MAX_PIXELS, batch_size: int = 64,
-                 onnx: OnnxRunner | None = None):
+                 onnx: OnnxRunner | None = None, domain: DomainCheck | None = None):
         self.model = model.eval()  # Grad-CAM always runs on the torch model, on its device
         self.onnx = onnx  # scores run on onnxruntime when given (faster than torch: benchmarks/bench_onnx.py)
         self.backend = "onnx" if onnx else "torch"
@@ -79,6 +81,7 @@ class Detector:
         calibration = config.get("calibration") or {}  # written by `cifake calibrate`
         self.temperature = float(calibration.get("temperature", 1.0))
         self.decision = Decision(**calibration["decision"]) if "decision" in calibration else Decision.single(0.5)
+        self.domain = domain  # None: no OUT_OF_DOMAIN verdicts (a model calibrated before the check existed)
         self.model_id = model_id
         self.max_pixels = max_pixels
         self.batch_size = batch_size
@@ -103,8 +106,9 @@ class Detector:
         name = "bundled" if run_dir is None else folder.name
         wants_onnx = backend == "onnx" or (backend == "auto" and chosen.type == "cpu")
         threads = threads or available_cores()
-        runner = _onnx_runner(folder, digest, threads, required=backend == "onnx") if wants_onnx else None
-        return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner, **options)
+        runner = onnx_runner(folder, digest, threads, required=backend == "onnx") if wants_onnx else None
+        return cls(model, config, f"{name}-{model.topology.name}-{digest[:12]}", onnx=runner,
+                   domain=load_domain_check(folder, config), **options)
 
     def input_summary(self) -> dict:
         """The model's input as the service shows it: size, preprocessing, and in words."""
@@ -122,25 +126,32 @@ class Detector:
     def views(self, item: Item) -> tuple[np.ndarray, bool]:
         """(the (k, N, N, 3) views of one input the model scores, whether it was enlarged): one resized image, or
         a crop model's centre and corner crops, whose logits are averaged."""
-        stored, extent, converted = self._decode(item)
-        if not self.preprocess.crops:
-            return stored[None], False
-        return prediction_crops(stored[None], [extent], self.preprocess.size)[:, 0], converted
+        views, upscaled, _ = self._views(item)
+        return views, upscaled
 
-    def _decode(self, item: Item) -> tuple[np.ndarray, int, bool]:
+    def _views(self, item: Item) -> tuple[np.ndarray, bool, tuple[int, int] | None]:
+        """views() and the input's native (width, height) when the domain check compares sizes."""
+        stored, extent, converted, size = self._decode(item)
+        if not self.preprocess.crops:
+            return stored[None], False, size
+        return prediction_crops(stored[None], [extent], self.preprocess.size)[:, 0], converted, size
+
+    def _decode(self, item: Item) -> tuple[np.ndarray, int, bool, tuple[int, int] | None]:
+        data = None
         if isinstance(item, (str, os.PathLike)):
             try:
                 data = Path(item).read_bytes()
             except OSError as exc:
                 raise BadImage(f"unreadable file ({exc.strerror or exc})") from None
-            return decode_for(data, self.preprocess, self.max_pixels)
-        if isinstance(item, bytes):
-            return decode_for(item, self.preprocess, self.max_pixels)
-        if isinstance(item, Image.Image):
-            return self._image(item)
-        if isinstance(item, np.ndarray):
-            return self._image(self._array_image(item))
-        raise BadImage(f"cannot read a {type(item).__name__}: pass a path, bytes, a PIL image or a uint8 array")
+        elif isinstance(item, bytes):
+            data = item
+        elif isinstance(item, np.ndarray):
+            item = self._array_image(item)
+        elif not isinstance(item, Image.Image):
+            raise BadImage(f"cannot read a {type(item).__name__}: pass a path, bytes, a PIL image or a uint8 array")
+        decoded = decode_for(data, self.preprocess, self.max_pixels) if data is not None else self._image(item)
+        sizes_matter = self.domain is not None and self.domain.sides is not None
+        return *decoded, input_size(item, data) if sizes_matter else None
 
     def _image(self, image: Image.Image) -> tuple[np.ndarray, int, bool]:
         if self.preprocess.crops:
@@ -177,9 +188,10 @@ class Detector:
         """Predictions in input order, read and scored `chunk` at a time (bounded memory for any count).
 
         With no threshold the model's calibrated decision applies (REAL / UNSURE / FAKE); a threshold gives a
-        plain two-way verdict, FAKE when P(FAKE) >= threshold."""
+        plain two-way verdict, FAKE when P(FAKE) >= threshold. Either way a model with a domain check says
+        OUT_OF_DOMAIN for an image unlike its training data (cifake.calibration.domain)."""
         decision = self.decision if threshold is None else Decision.single(threshold)
-        batch: list[tuple[str, np.ndarray | None, str | None, bool]] = []
+        batch: list[tuple[str, np.ndarray | None, str | None, bool, tuple[int, int] | None]] = []
         for n, item in enumerate(items):
             batch.append(self._read(n, item))
             if len(batch) == chunk:
@@ -187,27 +199,47 @@ class Detector:
                 batch = []
         yield from self._score(batch, decision)
 
-    def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None, bool]:
-        """(source name, views or None, error or None, enlarged) of the n-th input."""
+    def _read(self, n: int, item: Item) -> tuple[str, np.ndarray | None, str | None, bool, tuple[int, int] | None]:
+        """(source name, views or None, error or None, enlarged, native size) of the n-th input."""
         source = str(item) if isinstance(item, (str, os.PathLike)) else f"<input {n}>"
         try:
-            views, upscaled = self.views(item)
-            return source, views, None, upscaled
+            views, upscaled, size = self._views(item)
+            return source, views, None, upscaled, size
         except BadImage as exc:
-            return source, None, str(exc), False
+            return source, None, str(exc), False, None
 
     def _score(self, batch, decision: Decision) -> Iterator[Prediction]:
-        good = [views for _, views, _, _ in batch if views is not None]
-        logits = self.logits(np.concatenate(good)) if good else np.empty(0, np.float32)
+        good = [(views, size) for _, views, _, _, size in batch if views is not None]
+        logits, features = self._logits_and_features(np.concatenate([v for v, _ in good]) if good else None)
         # a crop model's views of one image: their mean logit is the image's (one view per image otherwise)
-        counts = np.array([len(views) for views in good], np.int64)
+        counts = np.array([len(views) for views, _ in good], np.int64)
+        firsts = np.cumsum(counts) - counts
         if len(logits) > len(good):
-            logits = np.add.reduceat(logits, np.cumsum(counts) - counts) / counts
-        probs = iter(self._calibrated(np.asarray(logits, np.float32)).tolist())
-        for source, views, error, upscaled in batch:
-            p = None if views is None else next(probs)
-            verdict = None if p is None else decision.verdict(p)
-            yield Prediction(source, p, verdict, decision.fake_at, decision.real_at, self.model_id, error, upscaled)
+            logits = np.add.reduceat(logits, firsts) / counts
+        probs = self._calibrated(np.asarray(logits, np.float32))
+        scores, inside = judge(self.domain, features[firsts], [size for _, size in good]) if self.domain and good \
+            else (None, None)
+        k = 0
+        for source, views, error, upscaled, _ in batch:
+            if views is None:
+                yield Prediction(source, None, None, decision.fake_at, decision.real_at, self.model_id, error)
+                continue
+            p = float(probs[k])
+            verdict = decision.verdict(p) if inside is None or inside[k] else OUT_OF_DOMAIN
+            domain = {} if scores is None else {"domain_score": float(scores[k]), "in_domain": bool(inside[k])}
+            yield Prediction(source, p, verdict, decision.fake_at, decision.real_at, self.model_id, error, upscaled,
+                             **domain)
+            k += 1
+
+    def _logits_and_features(self, views: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits of the views and, for a model with a domain check, their features, from one pass."""
+        if views is None:
+            return np.empty(0, np.float32), None
+        if self.domain is None:
+            return self.logits(views), None
+        if self.onnx:
+            return self.onnx.embed(views, self.batch_size)
+        return predict_embeddings(self.model, views, self.batch_size)
 
     def explain(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None
                 ) -> list[tuple[Prediction, np.ndarray | None]]:
@@ -222,7 +254,7 @@ class Detector:
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))
-        good = [i for i, (_, views, _, _) in enumerate(read) if views is not None]
+        good = [i for i, (_, views, *_) in enumerate(read) if views is not None]
         maps: list[np.ndarray | None] = [None] * len(read)
         labels: list[str | None] = [None] * len(read)
         if good:
@@ -230,7 +262,7 @@ class Detector:
             for i, heatmap, label in zip(good, heatmaps, targets):
                 maps[i], labels[i] = heatmap, LABEL_NAMES[int(label)]
         return [Explanation(prediction, None if views is None else views[0], heatmap, label)
-                for prediction, (_, views, _, _), heatmap, label in zip(predictions, read, maps, labels)]
+                for prediction, (_, views, *_), heatmap, label in zip(predictions, read, maps, labels)]
 
     def overlay_png(self, item: Item, target: str = "predicted") -> bytes:
         """The Grad-CAM overlay figure of one input as PNG bytes (raises BadImage for a bad input)."""
@@ -239,45 +271,8 @@ class Detector:
         (found,) = self.explanations([item], target)
         if found.prediction.error:
             raise BadImage(found.prediction.error)
-        title = f"{found.prediction.verdict}: P(FAKE) = {found.prediction.prob_fake:.3f}"
+        guess = " (a guess)" if found.prediction.in_domain is False else ""
+        title = f"{found.prediction.verdict}: P(FAKE) = {found.prediction.prob_fake:.3f}{guess}"
         buffer = io.BytesIO()
         overlay_figure(found.pixels, found.heatmap, title, buffer)
         return buffer.getvalue()
-
-
-def _onnx_runner(folder: Path, digest: str, threads: int, required: bool) -> OnnxRunner | None:
-    """An onnxruntime session for these weights: the folder's model.onnx if it was exported from them, else a
-    fresh export in the cache. None (torch is used) when onnxruntime is missing or export fails, unless required."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        if required:
-            raise ValueError("backend 'onnx' needs onnxruntime: pip install 'cifake[onnx]'") from None
-        return None
-    try:
-        for path in (RunFolder(folder).onnx, _cache_dir() / f"{digest}.onnx"):
-            runner = _try_runner(path, threads)
-            if runner and runner.metadata.get("cifake_weights_sha256") == digest:  # else stale: other weights
-                return runner
-        path = _cache_dir() / f"{digest}.onnx"
-        export_onnx(folder, path)
-        return OnnxRunner(path, threads=threads)
-    except Exception as exc:  # any export or runtime failure: torch still gives the same scores
-        if required:
-            raise ValueError(f"{folder}: could not run the model on onnxruntime ({exc})") from None
-        log.warning("%s: onnxruntime unavailable (%s); scoring with torch", folder, exc)
-        return None
-
-
-def _try_runner(path: Path, threads: int) -> OnnxRunner | None:
-    if not path.is_file():
-        return None
-    try:
-        return OnnxRunner(path, threads=threads)
-    except ValueError as exc:
-        log.warning("%s", exc)
-        return None
-
-
-def _cache_dir() -> Path:
-    return default_cache_root() / "onnx"

@@ -161,7 +161,8 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                       ) -> JSONResponse:
         """Scores one or more images (multipart field `files`); per-file errors are reported, not fatal.
 
-        Verdicts follow the model's calibrated decision (REAL, UNSURE or FAKE) unless a threshold is given."""
+        Verdicts follow the model's calibrated decision (REAL, UNSURE or FAKE) unless a threshold is given, and
+        are OUT_OF_DOMAIN for an image unlike the model's training data when the model has a domain check."""
         uploads = await read_uploads(files, service.limits)
         predictions = await service.run(detector.predict, [data for _, data in uploads], threshold)
         service.metrics.scored([p.verdict for p in predictions])

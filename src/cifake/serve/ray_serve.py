@@ -49,7 +49,8 @@ class DetectorReplica:
         results = []
         scores = await asyncio.gather(*(self.score(data) for _, data in uploads))  # batched with other requests
         for (name, _), scored in zip(uploads, scores):
-            verdict = None if scored.prob_fake is None else decision.verdict(scored.prob_fake)
+            verdict = (None if scored.prob_fake is None else scored.verdict if scored.in_domain is False
+                       else decision.verdict(scored.prob_fake))  # OUT_OF_DOMAIN whatever the threshold
             results.append({**scored.to_dict(), "source": name, "verdict": verdict, "threshold": decision.fake_at,
                             "real_below": decision.real_at})
         return {"model_id": self.detector.model_id, "decision": decision.to_dict(), "results": results}

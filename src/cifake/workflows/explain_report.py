@@ -57,7 +57,8 @@ def explain_files(detector: Detector, files: Iterable[Path], out: str | os.PathL
                  f"map for {found.map_for}")
         overlay_figure(found.pixels, found.heatmap, title, folder / name)
         explained.results.append({"path": prediction.source, "prob_fake": prediction.prob_fake,
-                                  "verdict": prediction.verdict, "map_for": found.map_for, "overlay": name})
+                                  "verdict": prediction.verdict, "domain_score": prediction.domain_score,
+                                  "in_domain": prediction.in_domain, "map_for": found.map_for, "overlay": name})
     write_json(folder / "explanations.json", {"device": detector.device, "results": explained.results,
                                               "failures": [{"path": p, "reason": r} for p, r in explained.failures]})
     return explained

@@ -32,6 +32,14 @@ async function check(file) {
     status.innerHTML = `<div class="verdict ${result.verdict}">${result.verdict}</div>
       <div>probability of FAKE: <span class="prob">${percent}%</span></div>
       <div class="bar" title="probability of FAKE"><span style="width:${percent}%"></span></div>`;
+    if (result.in_domain === false) {
+      const note = document.createElement("div");
+      note.className = "domain";
+      note.textContent = "Unlike every image this model was trained on (domain score " +
+        `${result.domain_score.toFixed(2)}; above 1 is outside, or a size no training image had): ` +
+        "the probability is a guess, not a verdict.";
+      status.appendChild(note);
+    }
     const explainForm = new FormData();
     explainForm.append("file", file, file.name);
     const overlay = await fetch("/v1/explain", { method: "POST", body: explainForm });

@@ -1,0 +1,263 @@
+"""The domain check: OUT_OF_DOMAIN for images unlike a model's training data (cifake.calibration.domain), fitted by
+`cifake calibrate`, saved with the model, and reported by predict, the API, serve and explain."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cifake import Detector
+from cifake.calibration import OUT_OF_DOMAIN
+from cifake.calibration.domain import SIZE_TOLERANCE, DomainCheck
+from cifake.runfolder import RunFolder
+from conftest import cli, flat, jpeg_bytes, synthetic_image
+
+
+def _clustered(rng, centres: np.ndarray, n: int, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """(unit vectors scattered around the given centres (rows), the index of each one's centre)."""
+    which = rng.integers(len(centres), size=n)
+    vectors = centres[which] + spread * rng.normal(size=(n, centres.shape[1])) / np.sqrt(centres.shape[1])
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32), which
+
+
+@pytest.fixture(scope="module")
+def features():
+    """Training features and labels, validation and outside features: two labels around three directions in 32
+    dimensions inside, a fourth direction outside."""
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(32, 32)))[0]
+    train, centre = _clustered(rng, basis[:3], 600)
+    val, outside = _clustered(rng, basis[:3], 400)[0], _clustered(rng, basis[3:4], 100)[0]
+    return train, (centre == 0).astype(np.uint8), val, outside
+
+
+def test_the_score_separates_a_different_set_and_the_threshold_holds_its_validation_share(features):
+    train, labels, val, outside = features
+    check = DomainCheck.fit(train, labels, val, sides=None, max_flagged=0.05)
+    flagged_val = (check.scores(val) > 1).mean()
+    assert flagged_val <= 0.05 and flagged_val >= 0.04  # the quantile sits at the share asked for, not far below
+    assert (check.scores(outside) > 1).all()
+    assert check.means.shape == (2, 32) and check.precision.shape == (32, 32) and check.training_images == 600
+    strict = DomainCheck.fit(train, labels, val, sides=None, max_flagged=0.01)
+    assert strict.threshold > check.threshold and (strict.scores(val) > 1).mean() <= 0.01
+
+
+def test_the_distance_is_the_mahalanobis_distance_to_the_nearer_class_mean(features):
+    """Against a float64 computation written out: class means, their pooled covariance shrunk towards its mean
+    variance, and the quadratic form of each query, the smaller of the two."""
+    train, labels, val, outside = features
+    check = DomainCheck.fit(train, labels, val, sides=None, shrink=0.01)
+    x = train.astype(np.float64)
+    means = [x[labels == c].mean(0) for c in (0, 1)]
+    pooled = np.concatenate([x[labels == c] - means[c] for c in (0, 1)])
+    covariance = pooled.T @ pooled / len(pooled)
+    covariance += 0.01 * np.trace(covariance) / 32 * np.eye(32)
+    queries = np.concatenate([val[:20], outside[:20]]).astype(np.float64)
+    expected = np.min([np.einsum("nd,nd->n", queries - m, np.linalg.solve(covariance, (queries - m).T).T)
+                       for m in means], axis=0)
+    assert np.allclose(check.distances(queries), expected, rtol=1e-4)
+    assert np.allclose(check.scores(queries), expected / check.threshold, rtol=1e-4)
+    assert expected[20:].min() > expected[:20].max()  # the outside queries are the far ones
+
+
+def test_a_saved_check_loads_and_scores_exactly_as_fitted(features, tmp_path):
+    train, labels, val, outside = features
+    check = DomainCheck.fit(train, labels, val, sides=(32, 48))
+    folder = RunFolder(tmp_path)
+    folder.write_domain(check.tensors())
+    loaded = DomainCheck.from_saved(json.loads(json.dumps(check.to_config())), folder.read_domain())
+    assert np.array_equal(loaded.scores(outside), check.scores(outside))
+    assert np.array_equal(loaded.scores(val), check.scores(val))
+    assert loaded.sides == (32, 48) and loaded.threshold == check.threshold
+    assert loaded.training_images == check.training_images == 600
+    with pytest.raises(ValueError, match="invalid domain check"):
+        DomainCheck.from_saved({"max_flagged": 0.01}, folder.read_domain())
+
+
+def test_fitting_refuses_too_little_data_and_impossible_shares(features):
+    train, labels, val, _ = features
+    with pytest.raises(ValueError, match="more than 8 training images for 32 features"):
+        DomainCheck.fit(train[:8], labels[:8], val, sides=None)
+    with pytest.raises(ValueError, match="at least 1 validation"):
+        DomainCheck.fit(train, labels, val[:0], sides=None)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        DomainCheck.fit(train, labels, val, sides=None, max_flagged=1.5)
+
+
+@pytest.mark.parametrize(("sides", "size", "outside"), [
+    ((32, 32), (32, 32), False), ((32, 32), (40, 40), False), ((32, 32), (41, 32), True),
+    ((32, 32), (26, 26), False), ((32, 32), (25, 25), True), ((32, 32), (512, 512), True),
+    ((512, 1024), (600, 800), False), ((512, 1024), (410, 700), False), ((512, 1024), (409, 700), True),
+    ((512, 1024), (4000, 3000), True), (None, (4000, 3000), False)])
+def test_a_native_size_is_outside_beyond_the_training_range_and_its_tolerance(features, sides, size, outside):
+    train, labels, val, _ = features
+    check = DomainCheck.fit(train, labels, val, sides=sides)
+    assert check.size_outside(*size) is outside
+    low, high = sides or (0, 0)
+    if sides:  # the tolerance is the factor the docs state
+        assert min(size) * SIZE_TOLERANCE >= low or outside
+        assert max(size) <= high * SIZE_TOLERANCE or outside
+
+
+# --- a trained model with its check: calibrate, predict, the API, serve, explain ---
+
+def _noise(seed: int, size: int = 32) -> np.ndarray:
+    """Images no training image resembles: uniform colour noise, where the training images are smooth gradients."""
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def checked_run(learnable_zip, tmp_path_factory):
+    """A small residual CNN (with test-time flips) trained briefly on the learnable set and calibrated by the
+    command, with its domain check."""
+    from cifake.data import load_dataset
+    from cifake.models.resnet import ResNetTopology
+    from cifake.training.config import TrainConfig
+    from cifake.training.split import Split
+    from cifake.workflows.experiment import train_run
+
+    root = tmp_path_factory.mktemp("domain")
+    data = load_dataset(learnable_zip, cache_root=root / "cache", progress=False)
+    train_run(data, root / "run", ResNetTopology(widths=(8, 16, 32), high_pass=False), TrainConfig(epochs=2),
+              Split(0.2), progress=False, plots=False)
+    report = json.loads(cli("calibrate", root / "run", "--data", learnable_zip, "--max-out-of-domain", "0.02",
+                            "--json", "-q").stdout)
+    return root / "run", report
+
+
+def test_calibrate_fits_the_check_on_training_data_and_stores_it_with_the_model(checked_run):
+    run, report = checked_run
+    config = RunFolder(run).read_config()
+    assert config["domain"]["max_flagged"] == 0.02 and config["domain"]["sides"] == [32, 32]
+    assert config["domain"]["threshold"] == report["domain"]["threshold"] > 0
+    assert RunFolder(run).domain.is_file()
+    assert 0 <= report["domain"]["test_flagged"] <= 0.1  # test images are like the training images
+    assert report["domain"]["test_accuracy_when_decided"] > 0.8
+
+
+def test_predict_says_out_of_domain_for_unlike_images_and_still_gives_p_fake(checked_run, tmp_path):
+    run, _ = checked_run
+    detector = Detector.load(run, backend="torch")
+    inside = detector.predict([synthetic_image(label, 1000 + i) for i in range(20) for label in (0, 1)])
+    noise = detector.predict([_noise(i) for i in range(20)])
+    assert sum(p.in_domain for p in inside) >= 36  # 40 test-like images: at most a few flagged
+    assert all(p.verdict == OUT_OF_DOMAIN and p.in_domain is False and p.domain_score > 1 for p in noise)
+    assert all(p.verdict != OUT_OF_DOMAIN for p in inside if p.in_domain)
+    assert all(0 <= p.prob_fake <= 1 for p in noise)  # the probability is still given
+    enlarged = Image.fromarray(synthetic_image(1, 1003)).resize((200, 200), Image.Resampling.BILINEAR)
+    path = tmp_path / "large.png"
+    enlarged.save(path)
+    (large,) = detector.predict([path])
+    assert large.verdict == OUT_OF_DOMAIN and large.in_domain is False  # a size no training file had
+
+
+def test_both_backends_give_the_same_domain_scores(checked_run):
+    pytest.importorskip("onnxruntime")
+    run, _ = checked_run
+    items = [synthetic_image(1, 1001), _noise(3), jpeg_bytes(synthetic_image(0, 1002))]
+    torch_scores = [p.domain_score for p in Detector.load(run, backend="torch").predict(items)]
+    onnx_scores = [p.domain_score for p in Detector.load(run, backend="onnx").predict(items)]
+    assert np.allclose(torch_scores, onnx_scores, atol=1e-3)
+
+
+def test_a_bad_input_among_good_ones_keeps_every_judgement_in_place(checked_run):
+    run, _ = checked_run
+    detector = Detector.load(run, backend="torch")
+    results = detector.predict([_noise(1), b"not an image", synthetic_image(1, 1004)])
+    assert results[0].verdict == OUT_OF_DOMAIN
+    assert results[1].error and results[1].verdict is None and results[1].in_domain is None
+    alone = detector.predict([synthetic_image(1, 1004)])[0]
+    assert results[2].domain_score == pytest.approx(alone.domain_score, abs=1e-4)  # batch size: float noise only
+    assert results[2].verdict == alone.verdict
+
+
+def test_a_model_without_a_check_behaves_as_before(checked_run, tmp_path):
+    run, _ = checked_run
+    plain = tmp_path / "plain"
+    shutil.copytree(run, plain, ignore=shutil.ignore_patterns("domain.safetensors", "*.onnx"))
+    config = RunFolder(plain).read_config()
+    del config["domain"]
+    RunFolder(plain).write_config(config)
+    detector = Detector.load(plain, backend="torch")
+    assert detector.domain is None
+    for result in detector.predict([_noise(2), synthetic_image(0, 1005)]):
+        assert result.verdict in ("REAL", "FAKE", "UNSURE") and result.domain_score is None and result.in_domain is None
+    table = cli("predict", tmp_path, "--model", plain, check=False).stdout
+    assert "domain" not in table
+
+
+def test_a_check_whose_features_file_is_missing_or_damaged_is_named(checked_run, tmp_path):
+    run, _ = checked_run
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "domain.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=r"domain\.safetensors: unreadable"):
+        Detector.load(broken, backend="torch")
+    (broken / "domain.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"domain\.safetensors: missing"):
+        Detector.load(broken, backend="torch")
+
+
+def test_the_cli_reports_the_domain_in_table_json_and_csv(checked_run, tmp_path):
+    run, _ = checked_run
+    Image.fromarray(_noise(5)).save(tmp_path / "noise.png")
+    Image.fromarray(synthetic_image(1, 1006)).save(tmp_path / "photo.png")
+    rows = [json.loads(line) for line in cli("predict", tmp_path, "--model", run, "--json").stdout.splitlines()]
+    by_name = {row["path"].rsplit("/", 1)[-1]: row for row in rows}
+    assert by_name["noise.png"]["verdict"] == OUT_OF_DOMAIN and by_name["noise.png"]["in_domain"] is False
+    assert by_name["noise.png"]["domain_score"] > 1 and by_name["photo.png"]["in_domain"] is True
+    table = list(csv.DictReader(io.StringIO(cli("predict", tmp_path, "--model", run, "--csv").stdout)))
+    assert {row["in_domain"] for row in table} == {"True", "False"} and all(row["domain_score"] for row in table)
+    text = flat(cli("predict", tmp_path, "--model", run).stdout)
+    assert "domain" in text and "OUT_OF_DOMAIN: unlike every image the model was trained on" in text
+
+
+def test_serve_reports_the_domain_and_counts_out_of_domain_verdicts(checked_run):
+    from cifake.serve.app import create_app
+    from cifake.serve.limits import Limits
+
+    run, _ = checked_run
+    client = TestClient(create_app(Detector.load(run, backend="torch"), Limits()))
+    files = [("files", ("noise.png", _png(_noise(7)), "image/png")),
+             ("files", ("photo.png", _png(synthetic_image(0, 1007)), "image/png"))]
+    results = client.post("/v1/predict", files=files).json()["results"]
+    assert results[0]["verdict"] == OUT_OF_DOMAIN and results[0]["in_domain"] is False
+    assert results[1]["in_domain"] is True and results[1]["domain_score"] <= 1
+    metrics = client.get("/metrics").text
+    assert 'cifake_verdicts_total{verdict="OUT_OF_DOMAIN"} 1.0' in metrics
+
+
+def test_explain_records_the_domain_beside_each_overlay(checked_run, tmp_path):
+    run, _ = checked_run
+    Image.fromarray(_noise(9)).save(tmp_path / "noise.png")
+    cli("explain", run, tmp_path / "noise.png", "--out", tmp_path / "out")
+    (result,) = json.loads((tmp_path / "out" / "explanations.json").read_text())["results"]
+    assert result["verdict"] == OUT_OF_DOMAIN and result["in_domain"] is False and result["domain_score"] > 1
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_wide_features_keep_a_seeded_subset_of_columns_saved_with_the_check(tmp_path):
+    from cifake.calibration.domain import MAX_FEATURES
+
+    rng = np.random.default_rng(1)
+    train, val = rng.normal(size=(2000, MAX_FEATURES + 500)), rng.normal(size=(200, MAX_FEATURES + 500))
+    check = DomainCheck.fit(train, rng.integers(2, size=2000), val, sides=None)
+    assert check.precision.shape == (MAX_FEATURES, MAX_FEATURES) and len(set(check.columns)) == MAX_FEATURES
+    far = val + 3.0 * rng.normal(size=val.shape)
+    assert (check.scores(far) > 1).mean() > 0.9
+    folder = RunFolder(tmp_path)
+    folder.write_domain(check.tensors())
+    loaded = DomainCheck.from_saved(check.to_config(), folder.read_domain())
+    assert np.array_equal(loaded.columns, check.columns) and np.array_equal(loaded.scores(far), check.scores(far))
