@@ -17,9 +17,11 @@ Why these, and not the k-th nearest training image, per-layer statistics, colour
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 TRAIN_SAMPLE = 30_000  # training images whose features fit the means and covariance
 SHRINK = 1e-3  # covariance + SHRINK * its mean variance * I: invertible, and the best of 1e-3..1e-1 (measured)
@@ -67,12 +69,17 @@ class DomainCheck:
         return cls(unfitted.means, precision, max(threshold, 1e-6), sides, max_flagged, len(features), columns)
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance to the nearer class mean, per row of (N, D) features."""
+        """Squared Mahalanobis distance to the nearer class mean, per row of (N, D) features.
+
+        On one BLAS thread: a batch's product is small (a few ms), and BLAS threads woken beside onnxruntime's
+        spinning ones slowed scoring to 68 % of its files/s; on one thread scoring keeps 95 % of them
+        (benchmarks/bench_predict.py)."""
         x = np.asarray(features if self.columns is None else features[:, self.columns], np.float32)
-        projected = x @ self.precision  # (x - m)' P (x - m) = x'Px - 2 m'Px + m'Pm: one product for all means
+        with _blas().limit(limits=1, user_api="blas"):
+            projected = x @ self.precision  # (x - m)' P (x - m) = x'Px - 2 m'Px + m'Pm: one product for all means
+            to_means = projected @ self.means.T
+            at_means = np.einsum("cd,cd->c", self.means @ self.precision, self.means)
         quadratic = np.einsum("nd,nd->n", projected, x)
-        to_means = projected @ self.means.T
-        at_means = np.einsum("cd,cd->c", self.means @ self.precision, self.means)
         return np.maximum(quadratic[:, None] - 2 * to_means + at_means[None, :], 0).min(1)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
@@ -111,3 +118,9 @@ class DomainCheck:
                        int(config.get("training_images", 0)), tensors.get("columns"))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"an invalid domain check ({exc!r})") from None
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    """The process's thread pools, listed once (listing them costs 0.7 ms, limiting a listed one 13 us)."""
+    return ThreadpoolController()
