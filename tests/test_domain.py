@@ -178,13 +178,12 @@ def test_a_bad_input_among_good_ones_keeps_every_judgement_in_place(checked_run)
     assert results[2].verdict == alone.verdict
 
 
-def test_a_model_without_a_check_behaves_as_before(checked_run, tmp_path):
+def test_a_model_calibrated_without_a_check_behaves_as_before(checked_run, learnable_zip, tmp_path):
     run, _ = checked_run
     plain = tmp_path / "plain"
-    shutil.copytree(run, plain, ignore=shutil.ignore_patterns("domain.safetensors", "*.onnx"))
-    config = RunFolder(plain).read_config()
-    del config["domain"]
-    RunFolder(plain).write_config(config)
+    shutil.copytree(run, plain, ignore=shutil.ignore_patterns("*.onnx"))
+    cli("calibrate", plain, "--data", learnable_zip, "--no-domain-check", "-q")  # the earlier check goes too
+    assert "domain" not in RunFolder(plain).read_config() and not RunFolder(plain).domain.exists()
     detector = Detector.load(plain, backend="torch")
     assert detector.domain is None
     for result in detector.predict([_noise(2), synthetic_image(0, 1005)]):

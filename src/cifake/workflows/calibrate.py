@@ -58,6 +58,8 @@ def calibrate_run(run_dir: str | os.PathLike, data: CifakeData, max_real_flagged
         report["domain"] = _domain_report(check, model, data, temperature, decision)
         config["domain"] = check.to_config() | {"fitted_on": report["domain"]["fitted_on"]}
         run.write_domain(check.tensors())
+    elif config.pop("domain", None):  # asked to go without: an earlier check goes too
+        run.domain.unlink(missing_ok=True)
     config["calibration"] = {"temperature": temperature, "decision": decision.to_dict(), "targets": report["targets"],
                              "fitted_on": f"validation split ({len(val):,} images)",
                              "ece_validation": report["validation"]["ece_after"]}
