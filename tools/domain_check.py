@@ -45,14 +45,16 @@ def labelled_bytes(source: str | os.PathLike, split: str | None = None) -> list[
 def verdict_shares(detector: Detector, items: list, labels: np.ndarray) -> dict:
     """Shares of each verdict before (the calibrated decision alone) and after (with the domain check), and the
     accuracy of the decided among the labelled images."""
-    predictions = [p for p in detector.iter_predict(items) if p.error is None]
+    scored = list(detector.iter_predict(items))
+    read = np.array([p.error is None for p in scored])
+    predictions, labels = [p for p in scored if p.error is None], labels[read]  # an unreadable file: left out
     after = [p.verdict for p in predictions]
     before = [detector.decision.verdict(p.prob_fake) for p in predictions]
     result = {"images": len(predictions)}
     for name, verdicts in (("before", before), ("after", after)):
         counts = Counter(verdicts)
         decided = np.array([v in ("REAL", "FAKE") for v in verdicts])
-        right = np.array([v == "REAL" for v in verdicts]) == (labels[:len(verdicts)] == 1)
+        right = np.array([v == "REAL" for v in verdicts]) == (labels == 1)
         result[name] = {v: counts[v] / len(verdicts) for v in VERDICTS} | {
             "accuracy_when_decided": float(right[decided].mean()) if decided.any() else None}
     return result
@@ -72,8 +74,9 @@ def measure(model: str, outside: Path, data: Path | None, faces: Path | None) ->
         labels, items = zip(*labelled_bytes(data, "test"))
         results["in domain: test split"] = verdict_shares(detector, list(items), np.array(labels, np.uint8))
     if faces and faces.exists():  # FFHQ photographs and GAN faces: a row each, as their errors differ
+        read = labelled_bytes(faces)
         for label, name in ((1, "faces zip: real (FFHQ)"), (0, "faces zip: fake (GANs)")):
-            items = [item for item_label, item in labelled_bytes(faces) if item_label == label]
+            items = [item for item_label, item in read if item_label == label]
             results[name] = verdict_shares(detector, items, np.full(len(items), label, np.uint8))
     return {"model": model, "domain": detector.config["domain"], "sets": results}
 

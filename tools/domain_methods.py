@@ -10,7 +10,7 @@ rule on native sizes sees nothing. Methods:
   at several shrinkages of the covariance, or to one mean;
 - knn: 1 - cosine similarity to the k-th nearest of a seeded bank of those training features, optionally
   projected onto the bank's leading principal directions;
-- per-layer mahalanobis: the same on the mean and spread of every stage's channels, summed as z-scores;
+- per-layer mahalanobis: the same with one mean, on the log mean and spread of every stage's channels;
 - confidence: a small logit magnitude (an unsure model), and colour: a low chroma (grayscale).
 """
 
@@ -55,17 +55,6 @@ def stage_statistics(model, images: np.ndarray, batch: int = 256) -> np.ndarray:
     return np.log(np.abs(np.concatenate(rows)) + 1e-3)
 
 
-def mahalanobis(train: np.ndarray, labels: np.ndarray | None, shrink: float = 1e-2):
-    """A scorer: squared distance to the nearest class mean (one mean when labels is None), shared covariance."""
-    groups = [train[labels == c] for c in (0, 1)] if labels is not None else [train]
-    means = [g.mean(0) for g in groups]
-    residual = np.concatenate([g - m for g, m in zip(groups, means)]).astype(np.float64)
-    covariance = residual.T @ residual / len(residual)
-    covariance += shrink * np.trace(covariance) / len(covariance) * np.eye(len(covariance))
-    precision = np.linalg.inv(covariance)
-    return lambda x: np.min([np.einsum("ij,jk,ik->i", x - m, precision, x - m) for m in means], 0)
-
-
 def measure(model_dir: Path, data_path: Path, outside: Path) -> dict:
     model, config = load_model(model_dir)
     data = load_dataset(data_path, preprocess=Preprocess.of_model(config), progress=False)
@@ -91,10 +80,10 @@ def measure(model_dir: Path, data_path: Path, outside: Path) -> dict:
         scorers[f"knn k={k}, bank {bank // 1000}k, {dimensions or 'all'} dims"] = _knn(
             train_features, embedded, k, bank, dimensions)
     if hasattr(getattr(model, "members", [model])[0], "features"):
-        stages = stage_statistics(model, train.images[:10_000])
-        layer_distance = mahalanobis(stages, None)
-        statistics = {name: layer_distance(stage_statistics(model, s.images)) for name, s in sets.items()}
-        scorers["per-layer mahalanobis"] = lambda name: statistics[name]
+        stages = {name: stage_statistics(model, s.images) for name, s in sets.items()}
+        per_layer = DomainCheck.fit(stage_statistics(model, train.images[:10_000]), np.zeros(10_000),
+                                    stages["validation"], None, shrink=1e-2)
+        scorers["per-layer mahalanobis"] = lambda name: per_layer.distances(stages[name])
     scorers["confidence (small logit magnitude)"] = lambda name: -np.abs(embedded[name][0])
     scorers["colour (low chroma)"] = lambda name: -np.abs(pixels[name] - pixels[name].mean(-1, keepdims=True)).mean(
         (1, 2, 3))

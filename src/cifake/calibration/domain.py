@@ -122,5 +122,6 @@ class DomainCheck:
 
 @functools.cache
 def _blas() -> ThreadpoolController:
-    """The process's thread pools, listed once (listing them costs 0.7 ms, limiting a listed one 13 us)."""
+    """The process's thread pools, listed once: listing them inspects every loaded library, limiting a listed
+    one is cheap."""
     return ThreadpoolController()

@@ -88,18 +88,16 @@ class OnnxRunner:
         self.has_features = "features" in [output.name for output in self.session.get_outputs()]
 
     def __call__(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        out = np.empty(len(images), np.float32)
-        for start in range(0, len(images), batch_size):
-            batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.uint8)
-            out[start : start + len(batch)] = self.session.run(["logits"], {"pixels": batch})[0].reshape(-1)
-        return out
+        logits = [batch.reshape(-1) for (batch,) in self._run(images, batch_size, ["logits"])]
+        return np.concatenate(logits) if logits else np.empty(0, np.float32)
 
     def embed(self, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
         """(logits, penultimate unit features), as cifake.models.inference.predict_embeddings gives them."""
-        logits, features = [], []
+        logits, features = zip(*self._run(images, batch_size, ["logits", "features"]))
+        return np.concatenate(logits).reshape(-1), np.concatenate(features)
+
+    def _run(self, images: np.ndarray, batch_size: int, outputs: list[str]):
+        """The named outputs of each batch of uint8 images."""
         for start in range(0, len(images), batch_size):
             batch = np.ascontiguousarray(images[start : start + batch_size], dtype=np.uint8)
-            batch_logits, batch_features = self.session.run(["logits", "features"], {"pixels": batch})
-            logits.append(batch_logits.reshape(-1))
-            features.append(batch_features)
-        return np.concatenate(logits), np.concatenate(features)
+            yield self.session.run(outputs, {"pixels": batch})
