@@ -11,10 +11,11 @@ export CIFAKE_DATA
 
 install: $(VENV)/.installed
 
-# torch first, pinned: 2.13.0 is the CPU wheel (an unpinned torch would pull a multi-GB CUDA build)
+# torch first, pinned: 2.13.0 is the CPU wheel (an unpinned torch would pull a multi-GB CUDA build); torchvision
+# (for timm) pinned to its release for that torch, else pip would replace torch to fit a newer one
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet torch==2.13.0 torchvision==0.28.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -289,8 +290,11 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
 
     space = replace(TINY, dense_units=()) if study_model else TINY
     monkeypatch.setitem(grid.PROFILES, "quick", grid.Profile(space, BUDGET, study_model, scope="What it shows."))
+    recipe = tmp_path / "vit.json"  # with the study's model, a small transformer beside it (--with-vit)
+    recipe.write_text(json.dumps({"topology": "vit-p8-d1-w32", "epochs": 1, "schedule": "cosine"}))
+    with_vit = ["--with-vit", "--vit-recipe", recipe] if study_model else []
     printed = cli("reproduce", "--data", learnable_zip, "--out", tmp_path, "--profile", "quick", "--no-ray",
-                  "-q").stdout
+                  "-q", *with_vit).stdout
     result = json.loads((tmp_path / "reproduce.json").read_text())
     model = "f32-c2-d64" if study_model else result["best"]
     assert result["model"]["name"] == model and result["model"]["source"] == ("study" if study_model else "search")
@@ -321,6 +325,14 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
         assert record["config"]["epochs"] == 5 and record["config"]["schedule"] == "constant"
         assert record["split"]["train"] + record["split"]["validation"] == 600  # the zip's whole train split
         assert "searches no dense heads" in markdown and "the study's chosen topology" in markdown
+        transformer = result["transformer"]
+        assert transformer["name"] == "vit-p8-d1-w32" and transformer["test"]["n"] == 200
+        compared = transformer["compare"]
+        assert [Path(m["run"]).name for m in compared["models"]] == ["study-model", "vit"]
+        assert compared["images"] == 200 and "a vision transformer beside the headline model" in markdown
+        assert "](compare/side_by_side.png)" in markdown
+    else:
+        assert result["transformer"] is None and not (tmp_path / "vit").exists()
 
 
 def test_reproduce_restores_the_thread_count_when_the_search_fails(learnable_zip, tmp_path, monkeypatch):

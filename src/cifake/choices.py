@@ -2,9 +2,10 @@
 --help (and refuses others in its parser) without loading torch."""
 
 OPTIMIZERS = ("adam", "adamw", "sgd")  # TrainConfig.optimizer
-SCHEDULES = ("constant", "onecycle")  # TrainConfig.schedule
+SCHEDULES = ("constant", "onecycle", "cosine")  # TrainConfig.schedule
 BACKENDS = ("auto", "onnx", "torch")  # Detector.load
 TARGETS = ("predicted", "REAL", "FAKE")  # what a Grad-CAM map explains
+EXPLANATIONS = ("gradcam", "rollout", "grad-rollout", "ig")  # cifake.explain.methods
 DEVICES = ("cpu", "cuda", "mps")  # cifake generate
 # Where a command runs: auto (CUDA, then MPS, else the CPU), cpu, cuda, cuda:N or mps (cifake.devices)
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"

@@ -38,6 +38,9 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
 def calibration_error(prob_real: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Expected calibration error of P(REAL): the bin-weighted mean |observed REAL rate - mean predicted|."""
     # imported here: torchmetrics pulls in scipy.signal and transformers, 2.9 s of `cifake predict`'s start-up
+    from cifake.compat import import_torchvision
+
+    import_torchvision()  # before torchmetrics, which imports it (cifake.compat says why)
     from torchmetrics.functional.classification import binary_calibration_error
 
     return float(binary_calibration_error(torch.as_tensor(np.asarray(prob_real, np.float32)),

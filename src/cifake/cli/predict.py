@@ -11,11 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.calibration.decision import OUT_OF_DOMAIN
-from cifake.choices import TARGETS
+from cifake.choices import EXPLANATIONS, TARGETS
 from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, fmt,
                                load_for_model, print_table, use_device, value)
 
 Target = choice("Target", TARGETS)
+Method = choice("Method", EXPLANATIONS)
 PREDICTION_FIELDS = ["path", "prob_fake", "verdict", "threshold", "real_below", "model_id", "upscaled",
                      "domain_score", "in_domain"]
 
@@ -134,27 +135,40 @@ def explain(
                                                       "ensemble's: every member's, comma-separated).")] = None,
     target: Annotated[Target, typer.Option(help="What the maps explain: the predicted label, REAL or FAKE.")
                       ] = "predicted",
+    compare: Annotated[Optional[list[Path]], typer.Option(
+        help="With --data: other run folders (e.g. a transformer) explained on the same images, every method that "
+             "applies to each, side by side in one report (compare.md).")] = None,
+    method: Annotated[Method, typer.Option(
+        help="gradcam (any family; a transformer's patch-token map), rollout or grad-rollout (attention rollout, "
+             "plain or gradient-weighted: transformers only), ig (Integrated Gradients, any family).")] = "gradcam",
     device: DeviceOption = "auto",
     cache: Cache = None,
     quiet: Quiet = False,
 ) -> None:
-    """Grad-CAM: overlays for image files, or figures and a measured report over a dataset split."""
+    """Explanations (Grad-CAM by default): overlays for image files, or figures and a measured report over a
+    dataset split."""
     from cifake.predict import expand_paths
     from cifake.workflows.explain_report import explain_dataset, explain_files
 
+    if compare and not data:
+        raise ValueError("--compare explains a dataset split: give --data SOURCE")
     if bool(images) == bool(data):
         raise ValueError("give image files, or --data SOURCE, not both or neither")
+    if compare:
+        return _compare([run_dir, *compare], load_for_model(data, cache, quiet, run_dir), out, split, sample, seed,
+                        use_device(device))
     if data:
         device = use_device(device)
         summary = explain_dataset(run_dir, load_for_model(data, cache, quiet, run_dir), out, split, sample,
-                                  per_class, layer, seed, device=device)
+                                  per_class, layer, seed, device=device, method=value(method))
         shares = summary["centre_share"]
         console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
                       f"REAL {fmt(shares['REAL']['all'])}, FAKE {fmt(shares['FAKE']['all'])} (even spread 0.25; "
                       "- where every map is empty)")
         console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
         return
-    explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target))
+    explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target),
+                              method=value(method))
     for result in explained.results:
         console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
                       f"{out / result['overlay']}", markup=False)
@@ -162,3 +176,11 @@ def explain(
         err.print(f"{path}: {reason}", markup=False)
     if explained.failures:
         raise typer.Exit(1)
+
+
+def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: int | None, device) -> None:
+    from cifake.workflows.explain_compare import compare_explanations
+
+    summary = compare_explanations(runs, data, out, split, sample, seed, device)
+    console.print(f"{summary['images']:,} images, {len(summary['models'])} models in {summary['seconds']} s")
+    console.print(f"Report: {out / 'compare.md'} and {out / 'compare.html'}")

@@ -13,7 +13,7 @@ from cifake.cli.common import (AsJson, DataOption, DeviceOption, GpusPerTrial, P
                                console, duration, load, print_json, print_table, use_device, value)
 from cifake.cli.options import settings_options
 from cifake.search.grid import PROFILES, Budget
-from cifake.training.config import TrainConfig
+from cifake.training.config import TrainConfig, read_recipe
 
 Profile = choice("Profile", PROFILES)
 
@@ -116,6 +116,10 @@ def reproduce(
     ray_address: RayAddress = None,
     device: DeviceOption = "auto",
     gpus_per_trial: GpusPerTrial = None,
+    with_vit: Annotated[bool, typer.Option(
+        help="Also train a vision transformer (--vit-recipe) and put its maps, by every method, beside the headline "
+             "model's.")] = False,
+    vit_recipe: Annotated[Path, typer.Option(help="The transformer's recipe.")] = Path("recipes/vit.json"),
     as_json: AsJson = False,
     quiet: Quiet = False,
 ) -> None:
@@ -123,8 +127,11 @@ def reproduce(
     from cifake.workflows.reproduce import reproduce as run_reproduce
 
     use_device(device)  # evaluation and Grad-CAM run here; under Ray each trial finds the device it was given
+    if with_vit:
+        read_recipe(vit_recipe)  # a missing or bad recipe is named before hours of search
     result = run_reproduce(load(data, None, quiet), out, value(profile), use_ray=ray, ray_address=ray_address,
-                           progress=not quiet, device=device, gpus_per_trial=gpus_per_trial)
+                           progress=not quiet, device=device, gpus_per_trial=gpus_per_trial,
+                           vit_recipe=vit_recipe if with_vit else None)
     if as_json:
         return print_json(result)
     (one, compared), (two, _) = result["within_1_point"], result["within_2_points"]

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -133,14 +134,18 @@ def randomisation_check(
     targets: np.ndarray,
     make_method: Callable[[nn.Module], Callable],
     seed: int = 1,
+    cascade: bool = True,
 ) -> dict:
-    """Rank correlation of the trained model's maps with maps after re-initialising weights (Adebayo et al.)."""
-    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    """Rank correlation of the trained model's maps with maps after re-initialising weights (Adebayo et al.).
+    The cascade steps through a CNN's layers one by one and through a transformer's blocks one by one (each block's
+    layers at once: 4 steps per block otherwise, each costing a whole set of maps); without `cascade`, only all
+    layers at once."""
     rows = []
     randomised = copy.deepcopy(model)
     torch.manual_seed(seed)
-    for name in reversed(layers):  # cascading: the output layer first, then down towards the input
-        _reinitialise(randomised.get_submodule(name))
+    for name, layers in reversed(_cascade_steps(model) if cascade else []):  # the output layer first, then down
+        for layer in layers:
+            _reinitialise(randomised.get_submodule(layer))
         randomised_maps = make_method(randomised)(images, targets)[0]
         rows.append({"randomised_down_to": name, **_correlation_summary(maps, randomised_maps)})
     full = copy.deepcopy(model)
@@ -149,6 +154,17 @@ def randomisation_check(
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             _reinitialise(module)
     return {"full": _correlation_summary(maps, make_method(full)(images, targets)[0]), "cascading": rows}
+
+
+def _cascade_steps(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """(step name, layer names) input side first: each convolution and dense layer alone, except that the layers
+    of a transformer block (`...blocks.N.`) make one step named after the block."""
+    steps: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            block = re.match(r"(.*\bblocks\.\d+)\.", name)
+            steps.setdefault(block.group(1) if block else name, []).append(name)
+    return list(steps.items())
 
 
 def _reinitialise(module: nn.Module) -> None:

@@ -32,13 +32,14 @@ def _draw(ax, image: np.ndarray, heatmap: np.ndarray | None):
     return shown
 
 
-def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path: str | Path) -> Path:
+def overlay_figure(image: np.ndarray, heatmap: np.ndarray, title: str, path: str | Path,
+                   method: str = "Grad-CAM") -> Path:
     """The image and the image with its map, each 256 px, with a colour bar (map scaled to its maximum)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(6.4, 3.2), dpi=100, gridspec_kw={"width_ratios": [1, 1.08]})
     _draw(left, image, None)
     left.set_title(f"image ({image.shape[0]} px)", fontsize=9)
     shown = _draw(right, image, heatmap)
-    right.set_title("Grad-CAM", fontsize=9)
+    right.set_title(method, fontsize=9)
     fig.colorbar(shown, ax=right, fraction=0.046, pad=0.04, label="share of the map's maximum")
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
@@ -53,6 +54,7 @@ def class_grid_figure(
     per_class: int,
     path: str | Path,
     sources: np.ndarray | None = None,
+    method: str = "Grad-CAM",
 ) -> Path:
     """Rows: CIFAR-10 classes, columns `per_class` REAL then `per_class` FAKE examples; for images without a
     CIFAR-10 class, rows are their sources (each of one label), with 2 x `per_class` examples. Verdicts marked."""
@@ -82,7 +84,7 @@ def class_grid_figure(
     by_class = (classes >= 0).any() or sources is None
     columns_say = (f"Columns 1-{per_class}: true REAL; {per_class + 1}-{2 * per_class}: true FAKE." if by_class
                    else "A row per source.")
-    fig.suptitle(f"Grad-CAM for the model's verdict. {columns_say}\n"
+    fig.suptitle(f"{method} for the model's verdict. {columns_say}\n"
                  "Above each: the verdict and its probability (green right, red wrong).", fontsize=10)
     return _save(fig, path)
 
@@ -101,7 +103,7 @@ def _grid_rows(labels: np.ndarray, classes: np.ndarray, sources: np.ndarray | No
             for name in sorted(set(sources.tolist()), key=lambda n: (n != "REAL", n))]
 
 
-def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
+def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path, method: str = "Grad-CAM") -> Path:
     """Average normalised map of the REAL and of the FAKE images, with the centre square outlined."""
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
     for ax, label in zip(axes, (1, 0)):
@@ -116,7 +118,7 @@ def mean_map_figure(maps: np.ndarray, labels: np.ndarray, path: str | Path) -> P
         ax.set_xticks([])
         ax.set_yticks([])
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    fig.suptitle("Mean Grad-CAM (each map scaled to sum 1); cyan: the centre square", fontsize=10)
+    fig.suptitle(f"Mean {method} (each map scaled to sum 1); cyan: the centre square", fontsize=10)
     return _save(fig, path)
 
 
@@ -142,18 +144,35 @@ def centre_share_figure(table: dict, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def faithfulness_figure(result: dict, path: str | Path) -> Path:
+def faithfulness_figure(result: dict, path: str | Path, method: str = "Grad-CAM") -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     fractions = result["fractions"]
     for ax, curve, better in ((axes[0], "deletion", "lower"), (axes[1], "insertion", "higher")):
         for order, style in (("map", "-"), ("random", "--")):
             data = result[f"{curve}_{order}"]
-            ax.plot(fractions, data["curve"], style, label=f"{'Grad-CAM' if order == 'map' else 'random'} order "
+            ax.plot(fractions, data["curve"], style, label=f"{method if order == 'map' else 'random'} order "
                                                            f"(AUC {data['auc']:.3f})")
         ax.set(title=f"{curve.capitalize()} ({better} AUC is more faithful)", xlabel="share of pixels changed",
                ylabel="probability of the verdict", ylim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def side_by_side_figure(images: np.ndarray, columns: dict[str, np.ndarray], labels: np.ndarray, chosen: np.ndarray,
+                        path: str | Path) -> Path:
+    """The study's Figure 7 for several maps at once: a row per chosen image (true label on the left), the image
+    and then each column's map of it over the image (columns: {title: maps of every image})."""
+    fig, axes = plt.subplots(len(chosen), len(columns) + 1, figsize=(1.7 * (len(columns) + 1), 1.7 * len(chosen)),
+                             squeeze=False)
+    for row, index in enumerate(chosen):
+        _draw(axes[row, 0], images[index], None)
+        axes[row, 0].set_ylabel(f"true {LABEL_NAMES[int(labels[index])]}", fontsize=8)
+        for col, (title, maps) in enumerate(columns.items(), start=1):
+            _draw(axes[row, col], images[index], maps[index])
+            if row == 0:
+                axes[row, col].set_title(title, fontsize=8)
+    axes[0, 0].set_title("image", fontsize=8)
     return _save(fig, path)
 
 

@@ -2,7 +2,10 @@
 
 A Grad-CAM map is ReLU(sum_k alpha_k A_k): the layer's activation maps A_k weighted by the mean gradient of the
 target score over each map. By default the layer is the last convolution's ReLU output, the equivalent of the
-study's Keras Conv2D(activation="relu") that Grad-CAM is usually run on.
+study's Keras Conv2D(activation="relu") that Grad-CAM is usually run on. For a vision transformer it is the patch
+tokens after the last block, seen as a map of `width` channels on the patch grid (the model's `token_grid`): the
+map pytorch-grad-cam's reshape_transform builds for transformers, here built by the model so that one Grad-CAM
+serves every family.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from cifake.explain.base import AttributionMethod
+from cifake.models.vit import TokenGrid
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
-    """Names of the layers Grad-CAM can be run on: each convolution and its ReLU, input side first (an ensemble's:
-    each member's in turn, as members.I.features...)."""
-    names = [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.ReLU))]
-    return [n for n in names if re.match(r"(members\.\d+\.)?features\.", n)]
+    """Names of the layers Grad-CAM can be run on: each convolution and its ReLU, input side first, or a vision
+    transformer's patch tokens laid out as a map (token_grid); an ensemble's: each member's in turn, as
+    members.I.features... or members.I.token_grid."""
+    names = [name for name, module in model.named_modules() if isinstance(module, (nn.Conv2d, nn.ReLU, TokenGrid))]
+    return [n for n in names if re.match(r"(members\.\d+\.)?(features\.|token_grid$)", n)]
 
 
 def default_layers(model: nn.Module) -> str:

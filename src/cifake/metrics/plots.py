@@ -11,6 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from cifake.compat import import_torchvision  # noqa: E402
+
+import_torchvision()  # before torchmetrics, which imports it (cifake.compat says why)
 from torchmetrics.functional.classification import binary_roc  # noqa: E402
 
 

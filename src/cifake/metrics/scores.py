@@ -9,9 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torchmetrics.functional import classification as tmc
 
+from cifake.compat import import_torchvision
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
+
+import_torchvision()  # before torchmetrics, which imports it (cifake.compat says why)
+from torchmetrics.functional import classification as tmc  # noqa: E402
 
 
 def compute_metrics(

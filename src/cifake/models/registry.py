@@ -25,16 +25,20 @@ class Family:
     name: str
     topology: type  # a frozen dataclass: name, to_dict(), from_dict()
     build: Callable[..., nn.Module]  # (topology, image_size=N) -> a freshly initialised model
+    parse: Callable[[str], object] | None = None  # a name -> its topology, or None: names beyond the registered
+    pattern: str = ""  # what the names `parse` reads look like, for messages
 
 
 _FAMILIES: dict[str, Family] = {}
 _MODELS: dict[str, object] = {}  # named topologies: "paper", "resnet4", ...
 
 
-def register_family(name: str, topology: type, build: Callable[..., nn.Module]) -> None:
+def register_family(name: str, topology: type, build: Callable[..., nn.Module],
+                    parse: Callable[[str], object] | None = None, pattern: str = "") -> None:
+    """`parse`, when given, reads topology names of the family's own pattern (e.g. vit-p4-d6-w128)."""
     if name in _FAMILIES:
         raise ValueError(f"model family {name!r} is registered twice")
-    _FAMILIES[name] = Family(name, topology, build)
+    _FAMILIES[name] = Family(name, topology, build, parse, pattern)
 
 
 def register_model(name: str, topology) -> None:
@@ -57,16 +61,24 @@ def family_of(topology) -> Family:
 
 
 def resolve_topology(name: str | None = None, **overrides):
-    """A named topology (default `paper`), with the fields given (not None) replaced, e.g. filters=64."""
-    if name is not None and name not in _MODELS:
-        raise ValueError(f"unknown topology {name!r}; known: {', '.join(_MODELS)}")
-    base = _MODELS[name or DEFAULT_MODEL]
+    """A named topology (default `paper`), or one a family reads from its name (e.g. vit-p4-d6-w128), with the
+    fields given (not None) replaced, e.g. filters=64."""
+    base = _MODELS.get(name or DEFAULT_MODEL) or _parsed(name)
     given = {key: value for key, value in overrides.items() if value is not None}
     known = {f.name for f in dataclasses.fields(base)}
     if set(given) - known:
         options = ", ".join("--" + key.replace("_", "-") for key in sorted(set(given) - known))
         raise ValueError(f"{options} do not shape {name!r} ({family_of(base).name} family)")
     return dataclasses.replace(base, **given) if given else base
+
+
+def _parsed(name: str):
+    for family in _FAMILIES.values():
+        topology = family.parse(name) if family.parse else None
+        if topology is not None:
+            return topology
+    patterns = [family.pattern for family in _FAMILIES.values() if family.pattern]
+    raise ValueError(f"unknown topology {name!r}; known: {', '.join([*_MODELS, *patterns])}")
 
 
 def create_model(topology=DEFAULT_MODEL, preprocess: Preprocess | None = None) -> nn.Module:

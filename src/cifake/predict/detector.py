@@ -247,10 +247,12 @@ class Detector:
         return [(found.prediction, found.heatmap) for found in self.explanations(items, target, layer)]
 
     def explanations(self, items: Iterable[Item], target: str = "predicted", layer: str | None = None,
-                     threshold: float | None = None) -> list[Explanation]:
-        """An Explanation per input (prediction, pixels, map, the label it explains); each input is decoded once.
-        The verdicts follow the calibrated decision, or `threshold` as in iter_predict."""
-        from cifake.explain.gradcam import GradCam  # captum, matplotlib: 1.6 s that scoring never needs
+                     threshold: float | None = None, method: str = "gradcam") -> list[Explanation]:
+        """An Explanation per input (prediction, pixels, map of `method`, the label it explains); each input is
+        decoded once. The verdicts follow the calibrated decision, or `threshold` as in iter_predict."""
+        from cifake.explain.methods import make_method  # captum, matplotlib: 1.6 s that scoring never needs
+
+        explainer = make_method(method, self.model, layer)  # before any work: a method that does not apply
 
         read = [self._read(n, item) for n, item in enumerate(items)]
         predictions = list(self._score(read, self.decision if threshold is None else Decision.single(threshold)))
@@ -258,7 +260,7 @@ class Detector:
         maps: list[np.ndarray | None] = [None] * len(read)
         labels: list[str | None] = [None] * len(read)
         if good:
-            heatmaps, targets = GradCam(self.model, layer)(np.stack([read[i][1][0] for i in good]), target)
+            heatmaps, targets = explainer(np.stack([read[i][1][0] for i in good]), target)
             for i, heatmap, label in zip(good, heatmaps, targets):
                 maps[i], labels[i] = heatmap, LABEL_NAMES[int(label)]
         return [Explanation(prediction, None if views is None else views[0], heatmap, label)

@@ -53,9 +53,10 @@ class TrainConfig:
     optimizer: str = setting("adam", "adam (the study), adamw, or sgd (Nesterov momentum 0.9).",
                               Allowed(choices=OPTIMIZERS))
     weight_decay: float = setting(0.0, "Weight decay.", NON_NEGATIVE)
-    schedule: str = setting("constant", "constant, or onecycle (linear warm-up, then linear decay to 0).",
-                             Allowed(choices=SCHEDULES))
-    warmup_epochs: float = setting(0.0, "Warm-up length of the onecycle schedule, in epochs.", NON_NEGATIVE)
+    schedule: str = setting("constant", "constant; onecycle (linear warm-up, then linear decay to 0); or cosine "
+                                        "(linear warm-up, then a half cosine down to 0).", Allowed(choices=SCHEDULES))
+    warmup_epochs: float = setting(0.0, "Warm-up length of the onecycle and cosine schedules, in epochs.",
+                                    NON_NEGATIVE)
     label_smoothing: float = setting(0.0, "Pull targets towards 0.5 by this much.", SHARE_BELOW_ONE)
     ema: float = setting(0.0, "Decay of a moving average of the weights, validated and saved (e.g. 0.999); 0: off.",
                           SHARE_BELOW_ONE)

@@ -190,7 +190,7 @@ def _validate(model, images, labels: np.ndarray, config: TrainConfig) -> tuple[f
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = _decay_groups(model, config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=0.9, nesterov=True,
                                weight_decay=config.weight_decay)
@@ -201,8 +201,22 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
     return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay, fused=fused)
 
 
+def _decay_groups(model: nn.Module, weight_decay: float):
+    """The parameters, in two groups when the model names some to leave undecayed (`no_weight_decay`, timm's
+    convention: a transformer's position embedding), with its biases and norms: decaying those only pulls them to
+    zero. Other models keep one group, so their runs train the weights they always did."""
+    if not weight_decay or not hasattr(model, "no_weight_decay"):
+        return model.parameters()
+    kept = model.no_weight_decay()
+    named = list(model.named_parameters())
+    undecayed = [p for name, p in named if p.ndim <= 1 or name in kept]
+    decayed = [p for name, p in named if not (p.ndim <= 1 or name in kept)]
+    return [{"params": decayed}, {"params": undecayed, "weight_decay": 0.0}]
+
+
 def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """The learning rate at a global step: constant, or one cycle (linear up, then linear down to zero).
+    """The learning rate at a global step: constant, or a linear warm-up followed by a decay to zero, linear (one
+    cycle) or a half cosine.
 
     A function of the step, not torch's LambdaLR: LambdaLR multiplies the base rate by a factor, which rounds the
     warm-up's rates differently in the last bit (115 of the bundled recipe's 352 warm-up steps), so it would train
@@ -213,4 +227,7 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float
     if step < warm:
         return config.learning_rate * (step + 1) / warm
     total = config.epochs * steps_per_epoch
-    return config.learning_rate * max(0.0, (total - step) / max(1.0, total - warm))
+    remaining = max(0.0, (total - step) / max(1.0, total - warm))  # 1 at the warm-up's end, 0 after the last step
+    if config.schedule == "cosine":
+        return config.learning_rate * 0.5 * (1 - math.cos(math.pi * remaining))
+    return config.learning_rate * remaining

@@ -18,7 +18,7 @@ from cifake.explain.analysis import deletion_insertion, randomisation_check, reg
 from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
-from cifake.explain.gradcam import GradCam
+from cifake.explain.methods import TITLES, make_method
 from cifake.files import write_json
 from cifake.models import load_model, topology_from_dict
 from cifake.models.inference import predict_logits, sigmoid
@@ -39,26 +39,29 @@ class FileExplanations:
 
 
 def explain_files(detector: Detector, files: Iterable[Path], out: str | os.PathLike, layer: str | None = None,
-                  target: str = "predicted", threshold: float | None = None) -> FileExplanations:
+                  target: str = "predicted", threshold: float | None = None, method: str = "gradcam"
+                  ) -> FileExplanations:
     """One overlay PNG per image file, with the verdict `cifake predict` gives (each file decoded once); bad files
     are listed, not raised. Writes explanations.json beside the overlays."""
-    folder = Path(out)
+    found_all = detector.explanations(files, target, layer, threshold, method)  # a method that does not apply
+    folder = Path(out)  # is refused there, before any output
     folder.mkdir(parents=True, exist_ok=True)
     explained, used = FileExplanations(), set()
-    for found in detector.explanations(files, target, layer, threshold):
+    for found in found_all:
         prediction = found.prediction
         explained.predictions.append(prediction)
         if prediction.error:
             explained.failures.append((prediction.source, prediction.error))
             continue
         path = Path(prediction.source)
-        name = _unique(f"{path.stem}_gradcam.png", used)
+        name = _unique(f"{path.stem}_{method}.png", used)
         title = (f"{path.name}: {prediction.verdict} (P(FAKE) = {prediction.prob_fake:.3f}); "
                  f"map for {found.map_for}")
-        overlay_figure(found.pixels, found.heatmap, title, folder / name)
+        overlay_figure(found.pixels, found.heatmap, title, folder / name, TITLES[method])
         explained.results.append({"path": prediction.source, "prob_fake": prediction.prob_fake,
                                   "verdict": prediction.verdict, "domain_score": prediction.domain_score,
-                                  "in_domain": prediction.in_domain, "map_for": found.map_for, "overlay": name})
+                                  "in_domain": prediction.in_domain, "map_for": found.map_for, "method": method,
+                                  "overlay": name})
     write_json(folder / "explanations.json", {"device": detector.device, "results": explained.results,
                                               "failures": [{"path": p, "reason": r} for p, r in explained.failures]})
     return explained
@@ -83,8 +86,10 @@ def explain_dataset(
     layer: str | None = None,
     seed: int | None = None,
     device: str | torch.device = "auto",
+    method: str = "gradcam",
 ) -> dict:
-    """Grad-CAM over a seeded sample of a split: figures, centre/border shares, faithfulness, sanity; a report.
+    """An explanation `method` (cifake.explain.methods) over a seeded sample of a split: figures, centre/border
+    shares, faithfulness, sanity; a report.
     The sample, the faithfulness curves' random order and the sanity check follow `seed`, by default the seed the
     model was trained with (1 when its config does not say)."""
     started = time.perf_counter()
@@ -93,39 +98,41 @@ def explain_dataset(
     seed = training_seed(config) if seed is None else seed
     data.check_fits(model.preprocess, str(run_dir))
     images = evaluation_images(config, data, split)[0].limit(sample_per_label, seed).in_memory()
+    explainer = make_method(method, model, layer)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-
-    method = GradCam(model, layer)
     prob_real = sigmoid(predict_logits(model, images.images))
-    maps, targets = method(images.images, "predicted")
+    maps, targets = explainer(images.images, "predicted")
     regions = region_table(maps, images.labels, images.classes, images.sources)
     faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
-    sanity = randomisation_check(model, images.images, maps, targets, lambda m: GradCam(m, method.layer_name), seed)
+    layer = getattr(explainer, "layer_name", None)
+    sanity = randomisation_check(model, images.images, maps, targets, lambda m: make_method(method, m, layer), seed)
     summary = {
         "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
         "image_size": int(images.images.shape[1]),
         "sample_sha256": hashlib.sha256("\n".join(images.names).encode()).hexdigest(),  # which images, checkably
         "per_label": {LABEL_NAMES[k]: int((images.labels == k).sum()) for k in (1, 0)},
-        "layer": method.layer_name, "target": "predicted", "centre_share": regions,
+        "method": method, "layer": layer, "target": "predicted", "centre_share": regions,
         "faithfulness": faithfulness, "randomisation": sanity,
         "accuracy_on_sample": float(((prob_real > 0.5) == (images.labels == 1)).mean()),
         **describe(device),
     }
-    figures = _figures(images, maps, prob_real, regions, faithfulness, per_class, folder)
+    figures = _figures(images, maps, prob_real, regions, faithfulness, per_class, folder, method)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
 
 
-def _figures(images, maps, prob_real, regions: dict, faithfulness: dict, per_class: int, folder: Path) -> dict:
+def _figures(images, maps, prob_real, regions: dict, faithfulness: dict, per_class: int, folder: Path,
+             method: str) -> dict:
+    title = TITLES[method]
     return {
         "grid": class_grid_figure(images.images, maps, images.labels, images.classes, prob_real, per_class,
-                                  folder / "gradcam_grid.png", images.sources),
-        "mean": mean_map_figure(maps, images.labels, folder / "mean_maps.png"),
+                                  folder / f"{method}_grid.png", images.sources, title),
+        "mean": mean_map_figure(maps, images.labels, folder / "mean_maps.png", title),
         "centre": centre_share_figure(regions, folder / "centre_share.png"),
-        "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png"),
+        "faithfulness": faithfulness_figure(faithfulness, folder / "deletion_insertion.png", title),
     }
 
 
@@ -153,7 +160,7 @@ def claim_verdict(shares: dict, margin: float = 0.02) -> str:
     """One sentence on the study's claim, from the measured centre shares (even spread: 0.25)."""
     real, fake = shares["REAL"]["all"], shares["FAKE"]["all"]
     if real is None or fake is None:
-        return "Every map of one label is empty (no Grad-CAM mass): the claim cannot be tested on this sample."
+        return "Every map of one label is empty (no map mass): the claim cannot be tested on this sample."
     below = [label for label, value in (("REAL", real), ("FAKE", fake)) if value < 0.25 - margin]
     measured = f"Measured centre share: REAL {real:.3f}, FAKE {fake:.3f} (border: {1 - real:.3f}, {1 - fake:.3f})."
     if len(below) == 2:
@@ -176,16 +183,18 @@ def _shape(topology: dict) -> str:
 
 
 def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Report:
-    report = Report("Grad-CAM explanations and the study's claim")
+    method = TITLES[summary.get("method", "gradcam")]
+    layer = f" on layer `{summary['layer']}`" if summary.get("layer") else ""
+    report = Report(f"{method} explanations and the study's claim")
     report.paragraph(
         f"Model `{summary['run']}` ({_shape(config['topology'])}); {summary['images']:,} `{summary['split']}` "
         f"images of `{summary['source']}` "
         f"({summary['per_label']['REAL']:,} REAL, {summary['per_label']['FAKE']:,} FAKE, a seeded sample), accuracy "
-        f"on them {summary['accuracy_on_sample']:.4f}. Grad-CAM on layer `{summary['layer']}` for the model's "
+        f"on them {summary['accuracy_on_sample']:.4f}. {method}{layer} for the model's "
         f"verdict: for REAL it explains the logit, for FAKE the negative logit. {summary['seconds']} s in all.")
     report.heading("Examples")
-    report.image(figures["grid"], "Per CIFAR-10 class, REAL and FAKE examples with their Grad-CAM; green: right "
-                                  "verdict, red: wrong.")
+    report.image(figures["grid"], f"Per CIFAR-10 class, REAL and FAKE examples with their {method} maps; green: "
+                                  "right verdict, red: wrong.")
     report.heading("Where the evidence lies")
     size = summary.get("image_size", 32)
     report.paragraph(f"Regions: the centre is the central {size // 2}x{size // 2} square of the {size}x{size} image "
@@ -196,8 +205,8 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
                      "below 0.25.")
     shares = summary["centre_share"]
     report.table(*_region_rows(shares))
-    report.paragraph(f"Maps with no mass at all (Grad-CAM is zero after its ReLU): {shares['empty_maps']:,}; they are "
-                     "left out of the shares.")
+    report.paragraph(f"Maps with no mass at all (zero everywhere after the positive part): "
+                     f"{shares['empty_maps']:,}; they are left out of the shares.")
     report.paragraph(claim_verdict(shares))
     report.image(figures["centre"], "Share of map mass in the centre square, per class and label.")
     report.image(figures["mean"], "Mean map of the REAL and of the FAKE images.")
@@ -206,9 +215,9 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
     report.paragraph(f"Pixels are replaced, in order of attribution, by a Gaussian-blurred copy of the image "
                      f"(sigma {faith['sigma']}), in {len(faith['fractions']) - 1} steps; the curve follows the "
                      "probability of the model's verdict. Deletion: lower AUC is more faithful; insertion: higher.")
-    report.table(["curve", "Grad-CAM order AUC", "random order AUC"],
+    report.table(["curve", f"{method} order AUC", "random order AUC"],
                  [[c, faith[f"{c}_map"]["auc"], faith[f"{c}_random"]["auc"]] for c in ("deletion", "insertion")])
-    report.image(figures["faithfulness"], "Deletion and insertion curves, Grad-CAM order against random order.")
+    report.image(figures["faithfulness"], f"Deletion and insertion curves, {method} order against random order.")
     report.heading("Sanity check: model randomisation (Adebayo et al., 2018)")
     sanity = summary["randomisation"]
     report.paragraph("Spearman rank correlation between each image's map from the trained model and from the same "

@@ -27,15 +27,17 @@ from cifake.workflows.explain_report import explain_dataset
 from cifake.workflows.search import run_search
 from cifake.search.tables import (METRICS, TITLES, paper_best_accuracy, stage1_rows, stage2_rows, trial_rows,
                                   within, write_tables)
-from cifake.training.config import TrainConfig
+from cifake.training.config import TrainConfig, read_recipe
+from cifake.workflows.explain_compare import compare_explanations
 
 
 def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", *, use_ray: bool = True,
               ray_address: str | None = None, progress: bool = True, device: str = "auto",
-              gpus_per_trial: float | None = None) -> dict:
+              gpus_per_trial: float | None = None, vit_recipe: str | os.PathLike | None = None) -> dict:
     """Audit, search, evaluate the headline model with and without leaks, explain it, report (report.md/.html).
     The headline model is the search's best, or with the profile's `study_model` the study's topology trained on the
-    whole train split. Trials run as `run_search` places them (device, GPUs per trial); the rest runs on `device`."""
+    whole train split. Trials run as `run_search` places them (device, GPUs per trial); the rest runs on `device`.
+    With `vit_recipe`, a vision transformer trained by that recipe too, and its maps beside the headline model's."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     chosen = PROFILES[profile]
@@ -55,8 +57,9 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
     model_dir = study.result() if study else folder / "search" / "trials" / summary["best"]
     evaluations = {leaked: evaluate_run(model_dir, data, "test", leaked, folder / "best", device)
                    for leaked in (False, True)}
-    explained = explain_dataset(model_dir, data, folder / "explain", "test",
-                                sample_per_label=1000 if profile == "paper" else 250, device=device)
+    sample = 1000 if profile == "paper" else 250
+    explained = explain_dataset(model_dir, data, folder / "explain", "test", sample_per_label=sample, device=device)
+    transformer = _transformer(data, folder, model_dir, vit_recipe, device, progress, sample) if vit_recipe else None
     tables = write_tables(summary, folder / "tables")
     status = search_status(folder / "search")
     record = RunFolder(model_dir).read_record()
@@ -67,10 +70,24 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
               "test": evaluations[False], "test_without_leaked": evaluations[True],
               "within_1_point": within(summary["stage1"], 1.0), "within_2_points": within(summary["stage1"], 2.0),
               "seconds": round(time.perf_counter() - started, 1), "search_wall_seconds": round(status.wall_seconds, 1),
-              "device": evaluations[False]["device"]}
+              "device": evaluations[False]["device"], "transformer": transformer}
     write_json(folder / "reproduce.json", result, indent=1)
     _report(result, summary, audit_report, explained, folder, tables).write(folder, "report")
     return result
+
+
+def _transformer(data: CifakeData, folder: Path, model_dir: Path, recipe: str | os.PathLike, device: str,
+                 progress: bool, sample: int) -> dict:
+    """A vision transformer trained by `recipe` (resumed, or kept once finished), its test metrics, and every
+    method's maps of it beside the headline model's Grad-CAM and Integrated Gradients (folder/compare)."""
+    topology, settings = read_recipe(recipe)
+    vit_dir = folder / "vit"
+    if not RunFolder(vit_dir).is_finished():
+        config = TrainConfig.from_dict(settings | {"device": device})
+        train_run(data, vit_dir, resolve_topology(topology or "vit"), config, resume=True, progress=progress)
+    test = evaluate_run(vit_dir, data, "test", False, folder / "vit-test", device)
+    compared = compare_explanations([model_dir, vit_dir], data, folder / "compare", "test", sample, device=device)
+    return {"name": RunFolder(vit_dir).read_record()["name"], "test": test, "compare": compared}
 
 
 class _StudyModel:
@@ -135,6 +152,8 @@ def _report(result: dict, summary: dict, audit_report: dict, explained: dict, fo
     report.table(*trial_rows(summary))
     report.image(folder / "tables" / "trial_cost.png", "Minutes per epoch against parameters.")
     _best_model_sections(report, result, explained, folder)
+    if result["transformer"]:
+        _transformer_section(report, result["transformer"], folder)
     return report
 
 
@@ -195,6 +214,17 @@ def _best_model_sections(report: Report, result: dict, explained: dict, folder: 
         f"{explained['randomisation']['full']['mean']:.3f}. The full analysis is in explain/explain.html.")
     report.image(folder / "explain" / "gradcam_grid.png", "Grad-CAM per class, REAL and FAKE examples.")
     report.image(folder / "explain" / "mean_maps.png", "Mean Grad-CAM of REAL and of FAKE images.")
+
+
+def _transformer_section(report: Report, transformer: dict, folder: Path) -> None:
+    report.heading("Attention: a vision transformer beside the headline model")
+    test = transformer["test"]
+    report.paragraph(f"`{transformer['name']}` trained from scratch: test accuracy {100 * test['accuracy']:.2f} %, "
+                     f"ROC-AUC {test['roc_auc']:.4f} ({test['n']:,} images). Its maps, by every method, beside the "
+                     "headline model's on the same images; the full comparison is in compare/compare.html.")
+    report.image(folder / "compare" / "side_by_side.png", "The same test images under each model's maps.")
+    report.table(["map", "against", "mean rho"],
+                 [[r["a"], r["b"], r["mean"]] for r in transformer["compare"]["agreement"]])
 
 
 def _search_time(result: dict, summary: dict) -> str:
