@@ -15,13 +15,15 @@ It prints, and writes to OUT/gpu_check.json:
 4. a determinism check: the device run repeated, its history and test metrics compared;
 5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
    time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU;
-6. training images/s of the residual family (`resnet4`, batch 64) at 32, 128 and 256 px on the device.
+6. training images/s of the residual family (`resnet4`) and of a vision transformer (`vit-p{size/8}-d6-w128`:
+   64 tokens at every size), batch 64, at 32, 128 and 256 px on the device.
 `--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import time
@@ -59,7 +61,7 @@ def main() -> None:
     report["throughput"] = throughput(data, device, args.throughput_images)
     report["training"] = training(data, device, args.epochs, out)
     report["search"] = quick_search(data, device, args, out)
-    report["sizes"] = residual_sizes(device, args.size_images)
+    report["sizes"] = family_sizes(device, args.size_images)
     (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     say(f"written {out / 'gpu_check.json'}")
 
@@ -105,11 +107,14 @@ def throughput(data, device: torch.device, images: int) -> dict:
     return rates
 
 
-def residual_sizes(device: torch.device, images: int = 2048) -> dict:
-    """Images/s of resnet4 at 32, 128 and 256 px (random pixels: the rate does not depend on them), best epoch
-    after the first."""
-    rates = {}
-    for size in (32, 128, 256):
+def family_sizes(device: torch.device, images: int = 2048) -> dict:
+    """Images/s of resnet4 and of a transformer at 32, 128 and 256 px (random pixels: the rate does not depend on
+    them), best epoch after the first."""
+    rates: dict = {"resnet4": {}, "vit": {}}
+    if importlib.util.find_spec("timm") is None:  # a GPU machine without it still measures the rest
+        say("no timm here: the transformer's rates are skipped (carry its wheel and torchvision's)")
+        rates.pop("vit")
+    for family, size in [(family, size) for family in rates for size in (32, 128, 256)]:
         rng = np.random.default_rng(size)
         pixels, labels = rng.integers(0, 256, (images, size, size, 3), np.uint8), np.arange(images) % 2
         empty = np.zeros(images, np.int8)
@@ -117,10 +122,12 @@ def residual_sizes(device: torch.device, images: int = 2048) -> dict:
                          np.uint8), np.array(["x"] * images))
         config = TrainConfig(epochs=3, patience=9, device=str(device), image_size=size)
         seed_everything(1)
-        history = fit(create_model("resnet4", config.input), train, train.take(np.arange(min(64, images))), config,
+        topology = "resnet4" if family == "resnet4" else f"vit-p{size // 8}-d6-w128"
+        history = fit(create_model(topology, config.input), train, train.take(np.arange(min(64, images))), config,
                       progress=False).history
-        rates[size] = max(row["images_per_second"] for row in history[1:])
-        say(f"training throughput, resnet4, batch 64, {images:,} images at {size} px: {rates[size]} images/s")
+        rates[family][size] = max(row["images_per_second"] for row in history[1:])
+        say(f"training throughput, {topology}, batch 64, {images:,} images at {size} px: {rates[family][size]} "
+            "images/s")
     return rates
 
 

@@ -247,7 +247,8 @@ def run_tests(copy: Path, tests: tuple[str, ...]) -> list[str]:
     """The node ids among `tests` that fail (or error) in this copy."""
     env = {**os.environ, "PYTHONPATH": str(copy / "src"), "CIFAKE_DATA": os.environ.get(
         "CIFAKE_DATA", str(REPO.parent / "shared" / "data" / "cifake"))}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", *tests],
+    # -x: a bug is caught once any of its tests fails; the rest would only lengthen CI
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rfE", *tests],
                           cwd=copy, env=env, capture_output=True, text=True, timeout=1200)
     failed = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     if proc.returncode not in (0, 1):

@@ -158,15 +158,9 @@ def explain(
         return _compare([run_dir, *compare], load_for_model(data, cache, quiet, run_dir), out, split, sample, seed,
                         use_device(device))
     if data:
-        device = use_device(device)
         summary = explain_dataset(run_dir, load_for_model(data, cache, quiet, run_dir), out, split, sample,
-                                  per_class, layer, seed, device=device, method=value(method))
-        shares = summary["centre_share"]
-        console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
-                      f"REAL {fmt(shares['REAL']['all'])}, FAKE {fmt(shares['FAKE']['all'])} (even spread 0.25; "
-                      "- where every map is empty)")
-        console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
-        return
+                                  per_class, layer, seed, device=use_device(device), method=value(method))
+        return _explained_dataset(summary, out)
     explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target),
                               method=value(method))
     for result in explained.results:
@@ -184,3 +178,11 @@ def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: i
     summary = compare_explanations(runs, data, out, split, sample, seed, device)
     console.print(f"{summary['images']:,} images, {len(summary['models'])} models in {summary['seconds']} s")
     console.print(f"Report: {out / 'compare.md'} and {out / 'compare.html'}")
+
+
+def _explained_dataset(summary: dict, out: Path) -> None:
+    shares = summary["centre_share"]
+    console.print(f"{summary['images']:,} images in {summary['seconds']} s; centre share of map mass "
+                  f"REAL {fmt(shares['REAL']['all'])}, FAKE {fmt(shares['FAKE']['all'])} (even spread 0.25; "
+                  "- where every map is empty)")
+    console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from cifake.compat import import_torchvision
 from cifake.errors import WeightsNotFound
 from cifake.files import atomic_write
 from cifake.generate.plan import DEFAULT_MODEL, DTYPES, SCHEDULERS, GenerateConfig, Job, plan_jobs
@@ -34,10 +35,11 @@ def weights_help(model: str) -> str:
 
 def load_pipeline(model: str, scheduler: str = "euler-ancestral", device: str = "cpu", dtype: str = "fp32"):
     """A StableDiffusionPipeline from a local folder, the Hugging Face cache, or (last) a download."""
+    import_torchvision()  # before diffusers and transformers, which import it (cifake.compat says why)
     import diffusers  # the generate extra: the rest of cifake runs without it
     import transformers
 
-    transformers.logging.set_verbosity_error()  # no advice about torchvision, which this project does not use
+    transformers.logging.set_verbosity_error()  # no advice about optional packages
     diffusers.utils.logging.disable_progress_bar()  # loading is quick; our own bar counts images
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")

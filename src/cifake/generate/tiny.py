@@ -10,10 +10,14 @@ import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from cifake.compat import import_torchvision
 from cifake.data.sources import CIFAR10_CLASSES
+
+import_torchvision()  # before diffusers and transformers, which import it (cifake.compat says why)
+from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline,  # noqa: E402
+                       UNet2DConditionModel)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer  # noqa: E402
 
 WORDS = ["a", "an", "photograph", "of", *CIFAR10_CLASSES]
 
