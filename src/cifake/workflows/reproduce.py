@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from cifake.cluster import check_reachable
 from cifake.data import CifakeData
 from cifake.data.audit import audit, write_audit
 from cifake.files import write_json
@@ -44,6 +45,8 @@ def reproduce(data: CifakeData, out: str | os.PathLike, profile: str = "quick", 
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if use_ray and ray_address not in (None, "auto", "local"):  # before the study model's thread starts: a
+        check_reachable(ray_address)  # process that exits while it runs torch code aborts instead of saying why
     audit_report = audit(data)
     write_audit(audit_report, folder / "audit")
     study = _StudyModel(data, folder / "study-model", device) if chosen.study_model else None
