@@ -93,8 +93,12 @@ def vit_run(learnable_zip, tmp_path_factory):
 
 
 def test_it_trains_through_the_recipe_and_scores_like_any_family(vit_run, learnable_zip, tmp_path):
+    from fastapi.testclient import TestClient
+
     from cifake.models.export import OnnxRunner, export_onnx
     from cifake.predict import Detector
+    from cifake.serve.app import create_app
+    from cifake.serve.limits import Limits
 
     run, record = vit_run
     assert record["test"]["accuracy"] >= 0.9, record["test"]  # the learnable set's stripes are plain to see
@@ -117,6 +121,11 @@ def test_it_trains_through_the_recipe_and_scores_like_any_family(vit_run, learna
     assert np.abs(np.array(by_torch) - np.array(by_onnx)).max() < 1e-4
     rows = [json.loads(line) for line in cli("predict", *files, "--model", run, "--json").stdout.splitlines()]
     assert [r["prob_fake"] for r in rows] == pytest.approx(by_torch, abs=1e-3)  # JSON rounds to 5 digits
+    client = TestClient(create_app(Detector.load(run, backend="onnx"), Limits()))
+    served = client.post("/v1/predict", files=[("files", (f.name, f.read_bytes(), "image/jpeg")) for f in files])
+    assert [r["prob_fake"] for r in served.json()["results"]] == pytest.approx(by_torch, abs=1e-3)
+    overlay = client.post("/v1/explain", files={"file": ("0.jpg", files[0].read_bytes(), "image/jpeg")})
+    assert overlay.status_code == 200 and overlay.content.startswith(b"\x89PNG")  # Grad-CAM on the patch tokens
 
 
 @pytest.mark.parametrize("method", list(METHODS))

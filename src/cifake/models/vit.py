@@ -3,7 +3,7 @@
 Named `vit-p{patch}-d{depth}-w{width}`: square patches of `patch` pixels, `depth` transformer blocks, tokens of
 `width` numbers. Heads follow the width as in timm's ViT and DeiT models (64 numbers per head: w192 has 3 heads,
 w384 six; at least one). The patch must divide the image size. Tokens are pooled by their mean (no class token),
-which trains faster from scratch on small images and lets every patch's evidence reach the logit alike.
+so every patch's evidence reaches the logit alike.
 
 The patch tokens after the last block also pass through `token_grid`, an identity module that sees them laid out
 as an (N, width, H/patch, W/patch) map: that is what Grad-CAM reads for a transformer, as it reads a CNN's last
