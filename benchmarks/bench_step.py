@@ -5,9 +5,8 @@ Ray Tune trial does (glibc serves a second thread from an arena of its own, whic
 over 64 MiB afresh); or a second thread with `MALLOC_ARENA_MAX=1`, as the search starts its Ray workers.
 
 Each setting runs in fresh processes (the trainer's own step: `cifake.training.loop.Step`, batch 64, channels_last,
-random pixels);
-settings are alternated `--rounds` times and the median is printed, so a slow spell on the machine does not
-favour one setting. "steps/s" is the machine's throughput: the trials at once divided by the time per step.
+random pixels); settings are alternated `--rounds` times and the median is printed, so a slow spell on the machine
+does not favour one setting. "steps/s" is the machine's throughput: the trials at once divided by the time per step.
 
     python benchmarks/bench_step.py --topologies f64-c2-d4096-4096-4096,f128-c1-dnone --rounds 3
 """

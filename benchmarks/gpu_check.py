@@ -15,14 +15,14 @@ It prints, and writes to OUT/gpu_check.json:
 4. a determinism check: the device run repeated, its history and test metrics compared;
 5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
    time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU;
-6. training images/s of the residual family (`resnet4`) and of a vision transformer (`vit-p{size/8}-d6-w128`:
-   64 tokens at every size), batch 64, at 32, 128 and 256 px on the device.
+6. training images/s of `resnet4` and `vit-p{size/8}-d6-w128` (64 tokens), batch 64, at 32, 128 and 256 px.
 `--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import statistics
@@ -44,6 +44,7 @@ from cifake.training.split import Split
 from cifake.workflows.experiment import train_run
 from cifake.workflows.search import run_search
 
+say = functools.partial(print, flush=True)
 PAPER_TRAIN_IMAGES = 90_000  # the paper profile trains on the whole train split less a tenth for validation
 
 
@@ -81,10 +82,6 @@ def _arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
-
-
 def throughput(data, device: torch.device, images: int) -> dict:
     """Images/s of one training epoch of the study's CNN, best epoch after the first (which pays for compiling)."""
     train = data["train"].limit(images // 2).in_memory()
@@ -110,24 +107,20 @@ def throughput(data, device: torch.device, images: int) -> dict:
 def family_sizes(device: torch.device, images: int = 2048) -> dict:
     """Images/s of resnet4 and of a transformer at 32, 128 and 256 px (random pixels: the rate does not depend on
     them), best epoch after the first."""
-    rates: dict = {"resnet4": {}, "vit": {}}
-    if importlib.util.find_spec("timm") is None:  # a GPU machine without it still measures the rest
-        say("no timm here: the transformer's rates are skipped (carry its wheel and torchvision's)")
-        rates.pop("vit")
+    rates: dict = {"resnet4": {}, **({"vit": {}} if importlib.util.find_spec("timm") else {})}  # timm: carried
     for family, size in [(family, size) for family in rates for size in (32, 128, 256)]:
         rng = np.random.default_rng(size)
         pixels, labels = rng.integers(0, 256, (images, size, size, 3), np.uint8), np.arange(images) % 2
-        empty = np.zeros(images, np.int8)
-        train = ImageSet(pixels, labels.astype(np.uint8), empty, np.array(["x"] * images), np.zeros((images, 32),
-                         np.uint8), np.array(["x"] * images))
+        names = np.array(["x"] * images)
+        train = ImageSet(pixels, labels.astype(np.uint8), np.zeros(images, np.int8), names,
+                         np.zeros((images, 32), np.uint8), names)
         config = TrainConfig(epochs=3, patience=9, device=str(device), image_size=size)
         seed_everything(1)
         topology = "resnet4" if family == "resnet4" else f"vit-p{size // 8}-d6-w128"
         history = fit(create_model(topology, config.input), train, train.take(np.arange(min(64, images))), config,
                       progress=False).history
         rates[family][size] = max(row["images_per_second"] for row in history[1:])
-        say(f"training throughput, {topology}, batch 64, {images:,} images at {size} px: {rates[family][size]} "
-            "images/s")
+        say(f"training throughput, {topology}, batch 64, {images:,} at {size} px: {rates[family][size]} images/s")
     return rates
 
 

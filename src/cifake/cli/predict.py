@@ -154,22 +154,16 @@ def explain(
         raise ValueError("--compare explains a dataset split: give --data SOURCE")
     if bool(images) == bool(data):
         raise ValueError("give image files, or --data SOURCE, not both or neither")
-    if compare:
-        return _compare([run_dir, *compare], load_for_model(data, cache, quiet, run_dir), out, split, sample, seed,
-                        use_device(device))
     if data:
-        summary = explain_dataset(run_dir, load_for_model(data, cache, quiet, run_dir), out, split, sample,
-                                  per_class, layer, seed, device=use_device(device), method=value(method))
+        device = use_device(device)  # a missing device is named before any data is read
+        source = load_for_model(data, cache, quiet, run_dir)
+        if compare:
+            return _compare([run_dir, *compare], source, out, split, sample, seed, device)
+        summary = explain_dataset(run_dir, source, out, split, sample, per_class, layer, seed, device=device,
+                                  method=value(method))
         return _explained_dataset(summary, out)
-    explained = explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer, value(target),
-                              method=value(method))
-    for result in explained.results:
-        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
-                      f"{out / result['overlay']}", markup=False)
-    for path, reason in explained.failures:
-        err.print(f"{path}: {reason}", markup=False)
-    if explained.failures:
-        raise typer.Exit(1)
+    _explained_files(explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer,
+                                   value(target), method=value(method)), out)
 
 
 def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: int | None, device) -> None:
@@ -186,3 +180,13 @@ def _explained_dataset(summary: dict, out: Path) -> None:
                   f"REAL {fmt(shares['REAL']['all'])}, FAKE {fmt(shares['FAKE']['all'])} (even spread 0.25; "
                   "- where every map is empty)")
     console.print(f"Report: {out / 'explain.md'} and {out / 'explain.html'}")
+
+
+def _explained_files(explained, out: Path) -> None:
+    for result in explained.results:
+        console.print(f"{result['path']}: {result['verdict']} (P(FAKE) {result['prob_fake']:.3f}) -> "
+                      f"{out / result['overlay']}", markup=False)
+    for path, reason in explained.failures:
+        err.print(f"{path}: {reason}", markup=False)
+    if explained.failures:
+        raise typer.Exit(1)
