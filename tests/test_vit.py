@@ -210,6 +210,12 @@ def test_a_method_that_does_not_apply_is_refused_with_exit_2(tmp_path):
         proc = cli("explain", tmp_path / "cnn", image, "--method", method, "--out", tmp_path / "out", check=False)
         assert proc.returncode == 2 and "ResidualCNN has no attention" in proc.stderr
         assert "use gradcam or ig" in proc.stderr
+    from cifake.models import EnsembleCNN, EnsembleTopology
+
+    members = [create_model("vit-p8-d1-w32"), create_model("vit-p8-d1-w32")]
+    ensemble = EnsembleCNN(EnsembleTopology((members[0].topology, members[1].topology)), members)
+    with pytest.raises(ValueError, match="not an ensemble"):
+        make_method("rollout", ensemble)
     proc = cli("explain", tmp_path / "cnn", image, "--method", "ig", "--layer", "features.0", check=False)
     assert proc.returncode == 2 and "--layer chooses Grad-CAM's layer" in proc.stderr
     assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ from torch import nn
 
 from cifake.explain.base import AttributionMethod
 
-STEPS = 16  # the completeness gap (sum of attributions against the score difference) is measured in the tests
+STEPS = 16  # points of the path; each costs one forward and backward pass per image
 
 
 class IntegratedGradients(AttributionMethod):

@@ -36,6 +36,9 @@ def require_attention(model: nn.Module) -> list[nn.Module]:
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention to roll out: rollout and grad-rollout explain "
                          f"the vision-transformer family (use gradcam or ig for this model)")
+    if hasattr(model, "members"):  # the members' blocks would be rolled out as one chain
+        raise ValueError("rollout and grad-rollout explain one transformer, not an ensemble: explain a member's run "
+                         "folder, or use gradcam or ig for the ensemble")
     return modules
 
 

@@ -51,7 +51,7 @@ def compare_explanations(runs: list[str | os.PathLike], data: CifakeData, out: s
                              "sources): the maps could not be compared image by image")
         images = chosen
         models.append({"run": str(run), "topology": config["topology"], "methods": {}})
-        names.append(Path(run).name)
+        names.append(Path(run).name if Path(run).name not in names else str(run))  # columns are keyed by it
         for method in methods_for(model):
             models[-1]["methods"][method], columns[f"{names[-1]}: {TITLES[method]}"] = _measure(
                 model, method, images, seed)
