@@ -52,6 +52,8 @@ def compare_explanations(runs: list[str | os.PathLike], data: CifakeData, out: s
         images = chosen
         models.append({"run": str(run), "topology": config["topology"], "methods": {}})
         names.append(Path(run).name if Path(run).name not in names else str(run))  # columns are keyed by it
+        logits = predict_logits(model, images.images)
+        models[-1]["accuracy_on_sample"] = float(((logits > 0) == (images.labels == 1)).mean())
         for method in methods_for(model):
             models[-1]["methods"][method], columns[f"{names[-1]}: {TITLES[method]}"] = _measure(
                 model, method, images, seed)
@@ -77,11 +79,10 @@ def _measure(model, method: str, images, seed: int) -> tuple[dict, np.ndarray]:
     faithful = deletion_insertion(model, images.images, maps, targets, seed=seed)
     sanity = randomisation_check(model, images.images, maps, targets, lambda m: make_method(method, m), seed,
                                  cascade=False)
-    accuracy = float(((predict_logits(model, images.images) > 0) == (images.labels == 1)).mean())
     return {"centre_share": {k: regions[k]["all"] for k in ("REAL", "FAKE")}, "empty_maps": regions["empty_maps"],
             "deletion": {o: faithful[f"deletion_{o}"]["auc"] for o in ("map", "random")},
             "insertion": {o: faithful[f"insertion_{o}"]["auc"] for o in ("map", "random")},
-            "randomisation_rho": sanity["full"]["mean"], "accuracy_on_sample": accuracy,
+            "randomisation_rho": sanity["full"]["mean"],
             "map_seconds": round(map_seconds, 1)}, maps
 
 
