@@ -64,7 +64,8 @@ def test_train_then_evaluate(learnable_zip, tmp_path):
     phases = record["phases"]
     assert list(phases) == ["split", "training", "validation", "checkpoints_and_setup", "scoring"]
     assert all(v >= 0 for v in phases.values()) and phases["training"] > 0
-    assert sum(phases.values()) <= record["seconds"] + 0.01  # where the run's own seconds went
+    # where the run's own seconds went; seconds are rounded to 0.1 and each phase to 0.001
+    assert sum(phases.values()) <= record["seconds"] + 0.05 + 0.0005 * len(phases)
     test_metrics = record["test"]
     evaluated = json.loads(cli("evaluate", run, "--data", learnable_zip, "--json", "-q").stdout)
     assert evaluated["accuracy"] == test_metrics["accuracy"] and evaluated["n"] == 200
