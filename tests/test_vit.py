@@ -40,6 +40,32 @@ def test_the_family_builds_at_any_size_the_patch_divides(size, patch, depth, wid
     assert logits.shape == (3,) and torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize(("size", "patch", "channels"), [(16, 1, [128]), (32, 4, [32, 64, 128]),
+                                                          (64, 8, [16, 32, 64, 128])])
+def test_a_convolutional_stem_makes_one_token_per_patch_and_saves_exports_and_explains(size, patch, channels,
+                                                                                         tmp_path):
+    from cifake.models.export import OnnxRunner, export_onnx
+
+    name = f"vit-p{patch}-d1-w128-conv"
+    assert resolve_topology(name) == ViTTopology(patch, 1, 128, stem="conv") and resolve_topology(name).name == name
+    model = create_model(name, Preprocess(size))
+    convolutions = [m for m in model.vit.patch_embed.backbone if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convolutions] == channels  # doubling up to the width, 16 at least
+    assert [c.stride[0] for c in convolutions] == [1] + [2] * (len(channels) - 1)  # full resolution first
+    assert model.vit.patch_embed.grid_size == (size // patch, size // patch) and model.grid_side == size // patch
+    model.train()(torch.rand(8, 3, size, size) * 255)  # moves the batch norms' running statistics off their start
+    save_model(model.eval(), tmp_path / "run")
+    loaded, _ = load_model(tmp_path / "run")
+    images = np.stack([synthetic_image(n % 2, n, size) for n in range(4)])
+    logits = predict_logits(model, images)
+    assert np.array_equal(predict_logits(loaded, images), logits)
+    assert np.abs(OnnxRunner(export_onnx(tmp_path / "run"))(images) - logits).max() < 1e-4
+    for method in ("gradcam", "rollout"):
+        assert make_method(method, loaded)(images)[0].shape == (4, size, size)
+    with pytest.raises(ValueError, match="its patch must be a power of two, not 6"):
+        resolve_topology("vit-p6-d1-w32-conv")
+
+
 def test_a_patch_that_does_not_divide_the_image_is_a_clear_error(tmp_path, learnable_zip):
     with pytest.raises(ValueError, match="a patch of 5 px does not divide a 32 px image"):
         create_model("vit-p5-d1-w32")

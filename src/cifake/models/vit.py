@@ -5,6 +5,11 @@ Named `vit-p{patch}-d{depth}-w{width}`: square patches of `patch` pixels, `depth
 w384 six; at least one). The patch must divide the image size. Tokens are pooled by their mean (no class token),
 so every patch's evidence reaches the logit alike.
 
+`vit-p{patch}-d{depth}-w{width}-conv` makes the tokens with a stack of 3x3 convolutions in place of the patch
+projection (Xiao et al., "Early convolutions help transformers see better", NeurIPS 2021), fed to timm's
+`HybridEmbed`: one convolution at full resolution, then one of stride 2 per halving of the patch, so the patch
+must be a power of two. The blocks, attention and pooling are the same.
+
 The patch tokens after the last block also pass through `token_grid`, an identity module that sees them laid out
 as an (N, width, H/patch, W/patch) map: that is what Grad-CAM reads for a transformer, as it reads a CNN's last
 convolution (cifake.explain.gradcam). Attention maps come from the blocks' `attn` modules (cifake.explain.rollout).
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -22,7 +28,8 @@ from torch.nn import functional as F
 from cifake.compat import import_torchvision
 from cifake.models.registry import register_family, register_model
 
-NAME = re.compile(r"vit-p(\d+)-d(\d+)-w(\d+)")
+NAME = re.compile(r"vit-p(\d+)-d(\d+)-w(\d+)(-conv)?")
+STEMS = ("patch", "conv")
 HEAD_WIDTH = 64  # numbers per attention head, as in timm's ViT-Ti/S/B
 
 
@@ -43,11 +50,17 @@ class ViTTopology:
     width: int = 128
     mlp_ratio: float = 4.0  # hidden width of each block's MLP over the token width
     flip_tta: bool = False  # in eval mode, average the logits of the image and its mirror
+    stem: str = "patch"  # patch: timm's linear patch projection; conv: 3x3 convolutions (conv_stem)
     family: str = "vit"
 
     def __post_init__(self) -> None:
         if min(self.patch, self.depth, self.width) < 1 or self.mlp_ratio <= 0:
             raise ValueError(f"invalid topology {self}: patch, depth, width and mlp_ratio must be positive")
+        if self.stem not in STEMS:
+            raise ValueError(f"invalid topology {self}: stem must be one of {', '.join(STEMS)}")
+        if self.stem == "conv" and self.patch & (self.patch - 1):
+            raise ValueError(f"{self.name}: a convolutional stem halves the image, so its patch must be a power "
+                             f"of two, not {self.patch}")
 
     @property
     def heads(self) -> int:
@@ -55,7 +68,7 @@ class ViTTopology:
 
     @property
     def name(self) -> str:
-        return f"vit-p{self.patch}-d{self.depth}-w{self.width}"
+        return f"vit-p{self.patch}-d{self.depth}-w{self.width}" + ("-conv" if self.stem == "conv" else "")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,7 +81,22 @@ class ViTTopology:
     def parse(cls, name: str) -> ViTTopology | None:
         """The topology a name like vit-p4-d6-w128 describes; None for other names."""
         match = NAME.fullmatch(name)
-        return cls(*map(int, match.groups())) if match else None
+        if not match:
+            return None
+        patch, depth, width = map(int, match.groups()[:3])
+        return cls(patch, depth, width, stem="conv" if match[4] else "patch")
+
+
+def conv_stem(patch: int, width: int) -> nn.Sequential:
+    """3x3 convolution, batch norm and ReLU: one at full resolution, then one of stride 2 per halving of the patch,
+    the channels doubling up to `width` (16 at least), so the map that leaves it is image size / patch."""
+    halvings = patch.bit_length() - 1
+    channels = [3] + [max(16, width >> (halvings - step)) for step in range(halvings + 1)]
+    layers = []
+    for step, (inputs, outputs) in enumerate(zip(channels, channels[1:])):
+        layers += [nn.Conv2d(inputs, outputs, 3, stride=1 if step == 0 else 2, padding=1, bias=False),
+                   nn.BatchNorm2d(outputs), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
 
 
 class TokenGrid(nn.Identity):
@@ -87,10 +115,14 @@ class VisionTransformerDetector(nn.Module):
         self.topology = topology
         self.register_buffer("mean", torch.full((1, 3, 1, 1), float(mean)), persistent=False)
         self.register_buffer("std", torch.full((1, 3, 1, 1), float(std)), persistent=False)
+        embedding = {}
+        if topology.stem == "conv":  # HybridEmbed's patch is counted on the stem's map, which is already reduced
+            embedding = dict(patch_size=1, embed_layer=partial(timm.layers.HybridEmbed,
+                                                               backbone=conv_stem(topology.patch, topology.width)))
         self.vit = timm.models.vision_transformer.VisionTransformer(
-            img_size=image_size, patch_size=topology.patch, embed_dim=topology.width, depth=topology.depth,
-            num_heads=topology.heads, mlp_ratio=topology.mlp_ratio, num_classes=1, class_token=False,
-            global_pool="avg")
+            img_size=image_size, embed_dim=topology.width, depth=topology.depth, num_heads=topology.heads,
+            mlp_ratio=topology.mlp_ratio, num_classes=1, class_token=False, global_pool="avg",
+            **({"patch_size": topology.patch} | embedding))
         self.grid_side = image_size // topology.patch
         self.token_grid = TokenGrid()
 
@@ -132,6 +164,6 @@ class VisionTransformerDetector(nn.Module):
 
 
 register_family("vit", ViTTopology, VisionTransformerDetector, parse=ViTTopology.parse,
-                pattern="vit-p{patch}-d{depth}-w{width}")
+                pattern="vit-p{patch}-d{depth}-w{width}[-conv]")
 # Any vit-p{patch}-d{depth}-w{width} is accepted; this one is recipes/vit.json's (docs/detect.md, *Transformers*).
 register_model("vit", ViTTopology(patch=4, depth=6, width=128))
