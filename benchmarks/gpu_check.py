@@ -15,7 +15,7 @@ It prints, and writes to OUT/gpu_check.json:
 4. a determinism check: the device run repeated, its history and test metrics compared;
 5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
    time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU;
-6. training images/s of `resnet4` and `vit-p{size/8}-d6-w128` (64 tokens), batch 64, at 32, 128 and 256 px.
+6. training images/s of `resnet4` and `vit-p{size/8}-d6-w128-conv` (64 tokens), batch 64, at 32, 128 and 256 px.
 `--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
 """
 
@@ -116,7 +116,7 @@ def family_sizes(device: torch.device, images: int = 2048) -> dict:
                          np.zeros((images, 32), np.uint8), names)
         config = TrainConfig(epochs=3, patience=9, device=str(device), image_size=size)
         seed_everything(1)
-        topology = "resnet4" if family == "resnet4" else f"vit-p{size // 8}-d6-w128"
+        topology = "resnet4" if family == "resnet4" else f"vit-p{size // 8}-d6-w128-conv"
         history = fit(create_model(topology, config.input), train, train.take(np.arange(min(64, images))), config,
                       progress=False).history
         rates[family][size] = max(row["images_per_second"] for row in history[1:])

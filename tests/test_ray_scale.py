@@ -53,13 +53,16 @@ def test_ray_serve_answers_the_local_verdicts_on_1000_test_images(cifake_data):
                                str(port), "--replicas", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 300  # Ray starts its instance, controller and replicas first
         while time.time() < deadline:
             try:
                 if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        else:
+            pytest.fail(f"cifake serve --ray-address local did not answer /healthz within 300 s (exit code "
+                        f"{server.poll()})")
 
         def request(start: int) -> list[dict]:
             batch = [("files", (name, data)) for name, data in images[start:start + 50]]

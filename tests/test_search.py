@@ -73,6 +73,7 @@ def test_in_process_and_ray_give_the_same_results(learnable_zip, tmp_path, capsy
     assert len(local["stage1"]) == 2 and len(local["stage2"]) == 1
     best = min(local["stage1"], key=lambda r: r["validation"]["loss"])
     assert local["best_extractor"] == best["name"]
+    assert local["best"] == min(local["stage1"] + local["stage2"], key=lambda r: r["validation"]["loss"])["name"]
     assert local["stage2"][0]["topology"]["filters"] == best["topology"]["filters"]
     for r in local["stage1"]:
         assert set(r["test"]) >= {"accuracy", "loss", "precision", "recall", "f1", "roc_auc", "per_class_accuracy"}
@@ -318,6 +319,8 @@ def test_reproduce_writes_one_report_with_every_table_and_figure(learnable_zip, 
     assert f"epochs ran for {result['search_wall_seconds']:,.0f} s" in markdown
     assert 0 < result["search_wall_seconds"] <= result["seconds"]  # one run: the search is part of the command
     assert f"test accuracy {100 * result['test']['accuracy']:.2f} %" in markdown
+    behind = 100 * result["test"]["accuracy"] - 92.98  # the headline's distance from the study's best, signed
+    assert f"{behind:+.2f} points from the study's best reported accuracy" in markdown
     assert "the study's best reported accuracy, 92.98 % (its Tables 1-5: 128 filters, 2 conv layers)" in markdown
     assert np.isclose(result["test_without_leaked"]["accuracy"], result["test"]["accuracy"])  # no leaks in tiny data
     if study_model:  # trained with the study's recipe (TrainConfig's defaults) on every train image

@@ -165,5 +165,5 @@ class VisionTransformerDetector(nn.Module):
 
 register_family("vit", ViTTopology, VisionTransformerDetector, parse=ViTTopology.parse,
                 pattern="vit-p{patch}-d{depth}-w{width}[-conv]")
-# Any vit-p{patch}-d{depth}-w{width} is accepted; this one is recipes/vit.json's (docs/detect.md, *Transformers*).
-register_model("vit", ViTTopology(patch=4, depth=6, width=128))
+# Any vit-p{patch}-d{depth}-w{width}[-conv] is accepted; this one is recipes/vit.json's (docs/transformers.md).
+register_model("vit", ViTTopology(patch=4, depth=6, width=128, stem="conv"))
