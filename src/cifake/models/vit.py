@@ -115,14 +115,14 @@ class VisionTransformerDetector(nn.Module):
         self.topology = topology
         self.register_buffer("mean", torch.full((1, 3, 1, 1), float(mean)), persistent=False)
         self.register_buffer("std", torch.full((1, 3, 1, 1), float(std)), persistent=False)
-        embedding = {}
+        embedding = {"patch_size": topology.patch}
         if topology.stem == "conv":  # HybridEmbed's patch is counted on the stem's map, which is already reduced
-            embedding = dict(patch_size=1, embed_layer=partial(timm.layers.HybridEmbed,
-                                                               backbone=conv_stem(topology.patch, topology.width)))
+            embedding = {"patch_size": 1, "embed_layer": partial(timm.layers.HybridEmbed,
+                                                                 backbone=conv_stem(topology.patch, topology.width))}
         self.vit = timm.models.vision_transformer.VisionTransformer(
             img_size=image_size, embed_dim=topology.width, depth=topology.depth, num_heads=topology.heads,
             mlp_ratio=topology.mlp_ratio, num_classes=1, class_token=False, global_pool="avg",
-            **({"patch_size": topology.patch} | embedding))
+            **embedding)
         self.grid_side = image_size // topology.patch
         self.token_grid = TokenGrid()
 
