@@ -144,9 +144,9 @@ def test_cli_explain_reports_on_an_ensemble(members, tmp_path):
     assert "(ens-res8-16-b1-hp+res8-16-32-b1-hp)" in report
 
 
-def test_without_flips_copies_a_model_that_scores_one_view_with_the_same_weights(tmp_path):
+def test_test_time_flips_copies_a_model_scoring_one_view_or_two_with_the_same_weights(tmp_path):
     run = trained_member(tmp_path / "run", seed=4)
-    tool = [sys.executable, str(REPO / "tools" / "without_flips.py")]
+    tool = [sys.executable, str(REPO / "tools" / "test_time_flips.py")]
     subprocess.run([*tool, run, tmp_path / "single"], check=True, capture_output=True)
     original, config = load_model(run)
     single, single_config = load_model(tmp_path / "single")
@@ -157,6 +157,15 @@ def test_without_flips_copies_a_model_that_scores_one_view_with_the_same_weights
     with torch.no_grad():
         one_view, both = original.single_view(pixels).numpy(), original(pixels).numpy()
     assert np.array_equal(predict_logits(single, images), one_view) and not np.allclose(one_view, both)
+    # a transformer saved without flips gains them with --on: the mean logit of the image and its mirror
+    save_model(create_model(resolve_topology("vit-p8-d1-w32")), tmp_path / "vit")
+    subprocess.run([*tool, tmp_path / "vit", tmp_path / "vit-flips", "--on"], check=True, capture_output=True)
+    vit, flipped = load_model(tmp_path / "vit")[0], load_model(tmp_path / "vit-flips")[0]
+    assert not vit.topology.flip_tta and flipped.topology.flip_tta
+    with torch.no_grad():
+        mirrored = (vit.single_view(pixels) + vit.single_view(pixels.flip(3))).numpy() / 2
+    assert np.allclose(predict_logits(flipped, images), mirrored, atol=1e-5)
+    assert not np.allclose(predict_logits(vit, images), mirrored, atol=1e-5)
     save_model(create_model(resolve_topology("paper")), tmp_path / "cnn")
     refused = subprocess.run([*tool, tmp_path / "cnn", tmp_path / "x"], capture_output=True, text=True)
     assert refused.returncode != 0 and "has no test-time flips" in refused.stderr
