@@ -48,11 +48,15 @@ def test_per_class_accuracy_is_split_by_label():
 
 def test_single_label_set_has_no_auc():
     m = compute_metrics(np.array([1.0, 2.0]), np.array([1, 1]))
-    assert m["accuracy"] == 1.0 and m["roc_auc"] is None
+    assert m["accuracy"] == 1.0 and m["roc_auc"] is None and m["average_precision"] is None
+    assert m["fake_roc_auc"] is None and m["fake_average_precision"] is None
+    assert m["fake_recall"] is None  # no FAKE image: recall of FAKE is undefined, not 0
+    only_fakes = compute_metrics(np.array([-1.0, 2.0]), np.array([0, 0]))
+    assert only_fakes["recall"] is None and only_fakes["fake_recall"] == 0.5
 
 
 def test_empty_input_is_refused():
-    with pytest.raises(ValueError, match="zero images"):
+    with pytest.raises(ValueError, match="^cannot compute metrics of zero images$"):
         compute_metrics(np.array([]), np.array([]))
 
 
@@ -112,3 +116,29 @@ def test_per_source_figures_agree_with_scikit_learn_on_a_hand_made_set():
     assert "per_source" not in compute_metrics(logits, labels, sources=np.where(labels, "REAL", "FAKE"))
     only_fakes = compute_metrics(logits[40:], labels[40:], sources=sources[40:])["per_source"]
     assert only_fakes["gen-a"]["roc_auc"] is None  # nothing of the other label to tell it from
+
+
+def test_the_threshold_decides_every_verdict_and_the_record_names_it():
+    """At a threshold of 0.7, an image at P(REAL) 0.6 is FAKE in the accuracy, the confusion matrix and the
+    per-source accuracy alike; one at exactly the threshold is FAKE too (REAL needs more than the threshold)."""
+    probs = np.array([0.9, 0.6, 0.7, 0.2, 0.6, 0.1])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    sources = np.array(["REAL", "REAL", "REAL", "gen-a", "gen-a", "gen-b"])
+    m = compute_metrics(np.log(probs / (1 - probs)), labels, threshold=0.7, sources=sources)
+    assert m["n"] == 6 and m["threshold"] == 0.7
+    assert m["accuracy"] == pytest.approx(4 / 6)  # REAL at 0.6 and 0.7 called FAKE, every FAKE called FAKE
+    assert m["confusion_matrix"] == {"rows": "true label", "columns": "predicted label", "labels": ["FAKE", "REAL"],
+                                     "matrix": [[3, 0], [2, 1]]}
+    assert m["per_source"]["REAL"]["accuracy"] == pytest.approx(1 / 3)
+    assert m["per_source"]["gen-a"]["accuracy"] == 1.0
+
+
+def test_per_class_and_per_source_tables_appear_whenever_there_is_something_to_split():
+    # every image an airplane (class 0): still a per-class table; -1 (no CIFAR class) everywhere: none
+    airplanes = compute_metrics(np.array([1.0, -1.0]), np.array([1, 0]), classes=np.array([0, 0]))
+    assert airplanes["per_class_accuracy"]["REAL"]["airplane"] == 1.0
+    assert "per_class_accuracy" not in compute_metrics(np.array([1.0, -1.0]), np.array([1, 0]),
+                                                       classes=np.array([-1, -1]))
+    # two REAL sources and one FAKE source are worth a table as much as the other way round
+    two_real = compute_metrics(np.array([1.0, 2.0, -1.0]), np.array([1, 1, 0]), sources=np.array(["a", "b", "gen"]))
+    assert set(two_real["per_source"]) == {"a", "b", "gen"}
