@@ -124,9 +124,9 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
 
 
 def save_with_flips(run_dir: str | os.PathLike, out: str | os.PathLike, flips: bool) -> Path:
-    """Write `run_dir`'s residual CNN into `out` scoring with test-time flips or without them (the same weights,
-    two views or one: flips double the cost). The training record stays, so `cifake calibrate` and `evaluate
-    --split validation` carve the run's own validation images again."""
+    """Write `run_dir`'s model (a residual CNN or a transformer) into `out` scoring with test-time flips or without
+    them (the same weights, two views or one: flips double the cost). The training record stays, so `cifake
+    calibrate` and `evaluate --split validation` carve the run's own validation images again."""
     model, config = load_model(run_dir)
     if not _has_flips(model.topology):
         raise ValueError(f"{run_dir}: its topology ({model.topology.name}) has no test-time flips")
@@ -135,7 +135,7 @@ def save_with_flips(run_dir: str | os.PathLike, out: str | os.PathLike, flips: b
 
 
 def _has_flips(topology) -> bool:
-    """Whether a topology scores with test-time flips (a setting of the residual family)."""
+    """Whether a topology scores with test-time flips (a setting of the residual and transformer families)."""
     return "flip_tta" in {field.name for field in dataclasses.fields(topology)}
 
 
