@@ -119,18 +119,24 @@ def test_per_source_figures_agree_with_scikit_learn_on_a_hand_made_set():
 
 
 def test_the_threshold_decides_every_verdict_and_the_record_names_it():
-    """At a threshold of 0.7, an image at P(REAL) 0.6 is FAKE in the accuracy, the confusion matrix and the
-    per-source accuracy alike; one at exactly the threshold is FAKE too (REAL needs more than the threshold)."""
-    probs = np.array([0.9, 0.6, 0.7, 0.2, 0.6, 0.1])
-    labels = np.array([1, 1, 1, 0, 0, 0])
-    sources = np.array(["REAL", "REAL", "REAL", "gen-a", "gen-a", "gen-b"])
-    m = compute_metrics(np.log(probs / (1 - probs)), labels, threshold=0.7, sources=sources)
-    assert m["n"] == 6 and m["threshold"] == 0.7
-    assert m["accuracy"] == pytest.approx(4 / 6)  # REAL at 0.6 and 0.7 called FAKE, every FAKE called FAKE
-    assert m["confusion_matrix"] == {"rows": "true label", "columns": "predicted label", "labels": ["FAKE", "REAL"],
-                                     "matrix": [[3, 0], [2, 1]]}
-    assert m["per_source"]["REAL"]["accuracy"] == pytest.approx(1 / 3)
-    assert m["per_source"]["gen-a"]["accuracy"] == 1.0
+    """The same logits at thresholds 0.7 and 0.5 give different verdicts, alike in the accuracy, the confusion
+    matrix and the per-source accuracy. An image exactly at the threshold (logit 0, P(REAL) exactly 0.5 on any
+    CPU) is FAKE: REAL needs more than the threshold."""
+    logits = np.array([2.2, 0.4, 0.0, -1.4, 0.4, 0.4, -2.2])  # P(REAL) 0.90, 0.60, 0.50, 0.20, 0.60, 0.60, 0.10
+    labels = np.array([1, 1, 1, 0, 0, 0, 0])
+    sources = np.array(["REAL", "REAL", "REAL", "gen-a", "gen-a", "gen-a", "gen-b"])
+    strict = compute_metrics(logits, labels, threshold=0.7, sources=sources)
+    assert strict["n"] == 7 and strict["threshold"] == 0.7
+    assert strict["accuracy"] == pytest.approx(5 / 7)  # REAL at 0.6 and 0.5 called FAKE, every FAKE called FAKE
+    assert strict["confusion_matrix"] == {"rows": "true label", "columns": "predicted label",
+                                          "labels": ["FAKE", "REAL"], "matrix": [[4, 0], [2, 1]]}
+    assert strict["per_source"]["REAL"]["accuracy"] == pytest.approx(1 / 3)
+    assert strict["per_source"]["gen-a"]["accuracy"] == 1.0
+    even = compute_metrics(logits, labels, sources=sources)
+    assert even["threshold"] == 0.5 and even["accuracy"] == pytest.approx(4 / 7)
+    assert even["confusion_matrix"]["matrix"] == [[2, 2], [1, 2]]
+    assert even["per_source"]["REAL"]["accuracy"] == pytest.approx(2 / 3)  # the one at exactly 0.5 is FAKE
+    assert even["per_source"]["gen-a"]["accuracy"] == pytest.approx(1 / 3)
 
 
 def test_per_class_and_per_source_tables_appear_whenever_there_is_something_to_split():
