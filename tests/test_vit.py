@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import cli, jpeg_bytes, synthetic_image
+from conftest import cli, flat, jpeg_bytes, synthetic_image
 from torch import nn
 
 from cifake.data.preprocess import Preprocess
@@ -152,6 +152,34 @@ def test_it_trains_through_the_recipe_and_scores_like_any_family(vit_run, learna
     assert [r["prob_fake"] for r in served.json()["results"]] == pytest.approx(by_torch, abs=1e-3)
     overlay = client.post("/v1/explain", files={"file": ("0.jpg", files[0].read_bytes(), "image/jpeg")})
     assert overlay.status_code == 200 and overlay.content.startswith(b"\x89PNG")  # Grad-CAM on the patch tokens
+
+
+def test_the_test_time_flips_setting_trains_the_same_weights_and_saves_a_model_scoring_both_views(learnable_zip,
+                                                                                                   tmp_path):
+    """The recipe's test_time_flips gives the model tools/test_time_flips.py --on would make of the run trained
+    without it: the same epochs and weights, its test figures those of the image and its mirror."""
+    from safetensors.torch import load_file
+
+    from cifake.models.io import save_with_flips
+
+    common = ("train", "--data", learnable_zip, "--topology", "vit-p8-d1-w32", "--epochs", "2", "--limit", "100",
+              "--json", "--quiet", "--optimizer", "adamw", "--flip")
+    plain = json.loads(cli(*common, "--out", tmp_path / "plain").stdout)
+    flipped = json.loads(cli(*common, "--test-time-flips", "--out", tmp_path / "flipped").stdout)
+    history = [(tmp_path / run / "history.csv").read_text().splitlines() for run in ("plain", "flipped")]
+    assert [line.split(",")[:5] for line in history[0]] == [line.split(",")[:5] for line in history[1]]
+    weights = [load_file(tmp_path / run / "model.safetensors") for run in ("plain", "flipped")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert not load_model(tmp_path / "plain")[0].topology.flip_tta
+    assert load_model(tmp_path / "flipped")[0].topology.flip_tta and flipped["topology"]["flip_tta"]
+    save_with_flips(tmp_path / "plain", tmp_path / "copy", flips=True)
+    copy = json.loads(cli("evaluate", tmp_path / "copy", "--data", learnable_zip, "--json").stdout)  # 100 per label
+    assert copy["loss"] == pytest.approx(flipped["test"]["loss"], abs=1e-6) and copy["loss"] != plain["test"]["loss"]
+    refused = cli("train", "--data", learnable_zip, "--topology", "paper", "--test-time-flips", "--out",
+                  tmp_path / "cnn", check=False)
+    assert refused.returncode == 2 and "f32-c2-d64 has no test-time flips" in flat(refused.stderr)
+    assert not (tmp_path / "cnn" / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize("method", list(METHODS))

@@ -110,8 +110,8 @@ def save_ensemble(run_dirs: list[str | os.PathLike], out: str | os.PathLike) -> 
             raise ValueError(f"{run_dir}: validation split {held_out(config)} differs from {run_dirs[0]}'s "
                              f"{held_out(first_config)}; members must hold out the same images")
     for model, _ in loaded:
-        if _has_flips(model.topology):
-            model.topology = dataclasses.replace(model.topology, flip_tta=False)
+        if has_test_time_flips(model.topology):
+            set_test_time_flips(model, False)
     ensemble = EnsembleCNN(EnsembleTopology(tuple(m.topology for m, _ in loaded)), [m for m, _ in loaded])
     ensemble.preprocess = Preprocess.of_model(first_config)
     training = first_config.get("training", {})
@@ -128,15 +128,20 @@ def save_with_flips(run_dir: str | os.PathLike, out: str | os.PathLike, flips: b
     them (the same weights, two views or one: flips double the cost). The training record stays, so `cifake
     calibrate` and `evaluate --split validation` carve the run's own validation images again."""
     model, config = load_model(run_dir)
-    if not _has_flips(model.topology):
+    if not has_test_time_flips(model.topology):
         raise ValueError(f"{run_dir}: its topology ({model.topology.name}) has no test-time flips")
-    model.topology = dataclasses.replace(model.topology, flip_tta=flips)
+    set_test_time_flips(model, flips)
     return save_model(model, out, config.get("training"))
 
 
-def _has_flips(topology) -> bool:
+def has_test_time_flips(topology) -> bool:
     """Whether a topology scores with test-time flips (a setting of the residual and transformer families)."""
     return "flip_tta" in {field.name for field in dataclasses.fields(topology)}
+
+
+def set_test_time_flips(model: nn.Module, flips: bool) -> None:
+    """Make `model` (of a family with test-time flips) score two views in eval mode, or one; the weights stay."""
+    model.topology = dataclasses.replace(model.topology, flip_tta=flips)
 
 
 def held_out(config: dict) -> tuple | None:

@@ -61,6 +61,9 @@ class TrainConfig:
     ema: float = setting(0.0, "Decay of a moving average of the weights, validated and saved (e.g. 0.999); 0: off.",
                           SHARE_BELOW_ONE)
     flip: bool = setting(False, "Mirror a random half of each batch (a photo and its mirror are equally real).")
+    test_time_flips: bool = setting(False, "Save a model that scores the mean logit of each image and its mirror "
+                                           "(twice the cost): a transformer's choice; the residual family has "
+                                           "them always. Training is the same either way.", resumable=False)
     compile: str = setting("off", "torch.compile the training forward pass: off, default, or reduce-overhead (CUDA "
                                    "graphs); for tiny CNNs on a GPU, where kernel launches dominate "
                                    "(benchmarks/gpu_check.py measures it).", Allowed(choices=COMPILE_MODES))

@@ -21,6 +21,7 @@ from cifake.data.audit import leaked_mask
 from cifake.devices import cpu_threads, describe, mixed_precision, precision_name, resolve_device
 from cifake.metrics import evaluate
 from cifake.models import Topology, create_model, count_parameters, load_model, save_model
+from cifake.models.io import has_test_time_flips, set_test_time_flips
 from cifake.runfolder import RunFolder
 from cifake.training.checkpoint import TrainResult
 from cifake.training.config import TrainConfig
@@ -47,6 +48,9 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
 def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: TrainConfig, split: Split, resume: bool,
                progress: bool, plots: bool) -> dict:
     started = time.perf_counter()
+    if config.test_time_flips and not has_test_time_flips(topology):
+        raise ValueError(f"training setting test_time_flips: {topology.name} has no test-time flips (the residual "
+                         f"and transformer families have them)")
     device = resolve_device(config.device)
     data.check_fits(config.input, f"a {config.image_size} px {config.preprocess} model")
     train_set, val_set = split.carve(data, config.seed)
@@ -64,6 +68,8 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
     if teacher:
         teacher["targets_sha256"] = result.targets
     model = model.to(memory_format=torch.contiguous_format)
+    if config.test_time_flips:  # only now: every epoch was validated on one view, as without the setting
+        set_test_time_flips(model, True)
     trained = time.perf_counter()
 
     scored = {"validation": val_set, "test": split.test(data, config.seed)}
@@ -74,7 +80,7 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
             if plots and name == "test":
                 plot_evaluation(folder.path, "test", logits, images.labels, metrics[name])
     record = {
-        "name": topology.name, "topology": topology.to_dict(), "parameters": count_parameters(model),
+        "name": topology.name, "topology": model.topology.to_dict(), "parameters": count_parameters(model),
         "config": config.to_dict(), **({"teacher": teacher} if teacher else {}),
         "split": split.to_dict() | {"train": len(train_set), "validation": len(val_set)},
         "data": {"source": data.source, "cache": str(data.cache_dir), **data.preprocess.to_dict(),
