@@ -185,3 +185,42 @@ def test_robustness_limit_samples_with_the_commands_seed(learnable_zip, tmp_path
         assert result["rows"][0]["roc_auc"] == pytest.approx(expected["roc_auc"])
         noisy = compute_metrics(predict_logits(model, degrade(chosen.images, "noise sigma 10", seed)), chosen.labels)
         assert result["rows"][1]["roc_auc"] == pytest.approx(noisy["roc_auc"])
+
+
+def test_figures_without_leaked_leave_out_exactly_the_test_images_also_in_train(tmp_path):
+    """Three test images are copies of training images (two byte-identical, one re-encoded as PNG: the same
+    pixels, other bytes); the "without leaked" figures are those of the rest, with and without --limit."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from cifake.data import load_dataset
+    from cifake.metrics import compute_metrics
+    from cifake.models import create_model, load_model, save_model
+    from cifake.models.inference import predict_logits
+    from conftest import tree_files, write_tree
+
+    files = tree_files({"train": 12, "test": 8})
+    files["test/FAKE/copy.jpg"] = files["train/FAKE/1.jpg"]
+    files["test/REAL/copy.jpg"] = files["train/REAL/1 (2).jpg"]
+    recoded = io.BytesIO()
+    Image.open(io.BytesIO(files["train/FAKE/0 (5).jpg"])).save(recoded, "PNG")
+    files["test/FAKE/recoded.png"] = recoded.getvalue()
+    leaked = {"test/FAKE/copy.jpg", "test/REAL/copy.jpg", "test/FAKE/recoded.png"}
+    source = write_tree(tmp_path / "leaky", files)
+    torch.manual_seed(0)
+    model = load_model(save_model(create_model("paper"), tmp_path / "run"))[0]
+    test = load_dataset(source, progress=False)["test"]
+    for limit in (None, 8):
+        options = ("--limit", limit) if limit else ()
+        result = json.loads(cli("robustness", tmp_path / "run", "--data", source, "--condition", "clean",
+                                "--condition", "noise sigma 5", "--seed", 3, *options, "--json", "-q").stdout)
+        chosen = test.limit(limit, 3)
+        keep = ~np.isin(chosen.names, list(leaked))
+        assert result["without_leaked"] == keep.sum() and (limit or keep.sum() == len(test) - 3)
+        for row, pixels in zip(result["rows"], (chosen.images, degrade(chosen.images, "noise sigma 5", 3))):
+            expected = compute_metrics(predict_logits(model, pixels)[keep], chosen.labels[keep])
+            assert row["accuracy_without_leaked"] == pytest.approx(expected["accuracy"])
+            assert row["roc_auc_without_leaked"] == pytest.approx(expected["roc_auc"])
+            assert row["recall_fake_without_leaked"] == pytest.approx(expected["fake_recall"])
