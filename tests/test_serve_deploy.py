@@ -143,6 +143,35 @@ def test_serve_refuses_a_network_address_without_a_key():
     assert result.returncode == 2 and "refusing to serve on 0.0.0.0 without an API key" in flat(result.stderr)
 
 
+@pytest.mark.parametrize(("host", "open_without_a_key"), [
+    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("myhost.local", False)])
+def test_only_a_loopback_address_serves_without_a_key(host, open_without_a_key):
+    """A host name may resolve to anything, so it counts as exposed; a key or --insecure opens any address."""
+    from cifake.serve.launch import access_for
+
+    if open_without_a_key:
+        assert access_for(host, None, None, insecure=False, ray_address=None) == Access()
+    else:
+        with pytest.raises(ValueError, match=f"refusing to serve on {host} without an API key"):
+            access_for(host, None, None, insecure=False, ray_address=None)
+    assert access_for(host, None, None, insecure=True, ray_address=None) == Access()
+    assert access_for(host, ["k1"], ["https://a.example"], insecure=False, ray_address=None) == \
+        Access(("k1",), ("https://a.example",))
+
+
+def test_keys_come_several_to_an_option_and_not_under_ray_serve():
+    from cifake.serve.launch import access_for
+
+    access = access_for("0.0.0.0", ["team-a, team-b,", " ci "], None, insecure=False, ray_address=None)
+    assert access.api_keys == ("team-a", "team-b", "ci")
+    with pytest.raises(ValueError, match="refusing to serve"):  # only commas and spaces: no key at all
+        access_for("0.0.0.0", [" , "], None, insecure=False, ray_address=None)
+    with pytest.raises(ValueError, match="control access at the cluster's gateway"):
+        access_for("127.0.0.1", ["team-a"], None, insecure=False, ray_address="auto")
+    assert access_for("0.0.0.0", None, None, insecure=True, ray_address="auto") == Access()
+
+
 @pytest.mark.e2e
 def test_a_short_soak_has_no_errors_and_flat_memory():
     from soak_serve import soak
