@@ -176,3 +176,33 @@ def test_data_build_puts_the_rounded_share_of_every_class_in_test(tmp_path):
     assert totals == {"test/FAKE": 5, "test/REAL": 5, "train/FAKE": 11, "train/REAL": 11}
     origins = json.loads((tmp_path / "built" / "build.json").read_text())["files"]
     assert len(set(origins.values())) == 2 * sum(counts.values())  # every source image exactly once
+
+
+def test_subset_is_a_seeded_sample_of_each_split_and_label_with_the_files_own_bytes(tmp_path):
+    """`data subset`: N of each split and label drawn by the seed (not the first N), all of a smaller group, the
+    original names and bytes, from a folder as from a zip; an existing output is refused, not overwritten."""
+    import zipfile
+
+    from cifake.data.build import subset_zip
+
+    files = tree_files({"train": 12, "test": 3})
+    source = write_tree(tmp_path / "tree", files)
+
+    def sample(seed: int, name: str) -> dict[str, bytes]:
+        counts = subset_zip(source, tmp_path / name, {"train": 5, "test": 4}, seed)
+        assert counts == {"train/REAL": 5, "train/FAKE": 5, "test/REAL": 3, "test/FAKE": 3}
+        with zipfile.ZipFile(tmp_path / name) as archive:
+            return {member: archive.read(member) for member in archive.namelist()}
+
+    first, again, other = sample(1, "a.zip"), sample(1, "b.zip"), sample(2, "c.zip")
+    assert first == again and set(first) != set(other)
+    assert all(files[name] == data for name, data in first.items())  # every file's own name and bytes
+    assert {n for n in files if n.startswith("test/")} <= set(first)  # a group smaller than asked: all of it
+    picked = sorted(n for n in first if n.startswith("train/REAL/"))
+    assert picked != sorted(n for n in files if n.startswith("train/REAL/"))[:5]  # drawn, not the first five
+    before = (tmp_path / "a.zip").read_bytes()
+    with pytest.raises(FileExistsError, match="a.zip exists"):
+        subset_zip(source, tmp_path / "a.zip", {"train": 1, "test": 1})
+    assert (tmp_path / "a.zip").read_bytes() == before
+    with pytest.raises(ValueError, match="no validation/REAL images"):
+        subset_zip(source, tmp_path / "d.zip", {"validation": 1})
