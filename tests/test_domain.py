@@ -103,6 +103,32 @@ def test_a_native_size_is_outside_beyond_the_training_range_and_its_tolerance(fe
     assert SIZE_TOLERANCE == 1.25  # the cases above sit at the edges of this factor, the one the docs state
 
 
+def test_native_sizes_come_from_the_header_and_the_sides_from_the_named_files_alone(tmp_path):
+    """The check's size range is the smallest and largest side among the training files (JPEG or PNG, read
+    from headers); files outside the names given do not count, unreadable ones are skipped, none readable is an
+    error naming the source."""
+    from cifake.data.sizes import file_sides, native_size
+
+    def png(width: int, height: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (9, 99, 199)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    wide = jpeg_bytes(np.zeros((24, 40, 3), np.uint8))
+    assert native_size(wide) == (40, 24) and native_size(png(17, 31)) == (17, 31)
+    assert native_size(b"\xff\xd8 not a jpeg") is None and native_size(b"GIF89a") is None
+    files = {"train/REAL/a.jpg": wide, "train/FAKE/b.png": png(33, 50), "train/FAKE/broken.jpg": b"\xff\xd8 no",
+             "test/REAL/huge.png": png(300, 20)}
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    train = np.array(["train/REAL/a.jpg", "train/FAKE/b.png", "train/FAKE/broken.jpg"])
+    assert file_sides(tmp_path, train) == (24, 50)  # test/REAL/huge.png is not a training file
+    assert file_sides(tmp_path, train[:2], count=1, seed=3) in {(24, 40), (33, 50)}  # a sample of one
+    with pytest.raises(ValueError, match="no readable image among the 1 sampled"):
+        file_sides(tmp_path, np.array(["train/FAKE/broken.jpg"]))
+
+
 # --- a trained model with its check: calibrate, predict, the API, serve, explain ---
 
 def _noise(seed: int, size: int = 32) -> np.ndarray:
