@@ -39,6 +39,9 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
     """Train on the source's train split (validation carved out), score on validation and test, write the run
     folder; returns the run's record (also RUN/run.json)."""
     folder = RunFolder(out)
+    if config.test_time_flips and not has_test_time_flips(topology):
+        raise ValueError(f"training setting test_time_flips: {topology.name} has no test-time flips (the residual "
+                         f"and transformer families have them)")
     if folder.has_checkpoint() and not resume:
         raise RunExists(f"{folder} already holds a run; pass --resume to continue it, or choose another --out")
     with cpu_threads(config.threads):
@@ -48,9 +51,6 @@ def train_run(data: CifakeData, out: str | os.PathLike, topology: Topology, conf
 def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: TrainConfig, split: Split, resume: bool,
                progress: bool, plots: bool) -> dict:
     started = time.perf_counter()
-    if config.test_time_flips and not has_test_time_flips(topology):
-        raise ValueError(f"training setting test_time_flips: {topology.name} has no test-time flips (the residual "
-                         f"and transformer families have them)")
     device = resolve_device(config.device)
     data.check_fits(config.input, f"a {config.image_size} px {config.preprocess} model")
     train_set, val_set = split.carve(data, config.seed)
@@ -72,13 +72,7 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
         set_test_time_flips(model, True)
     trained = time.perf_counter()
 
-    scored = {"validation": val_set, "test": split.test(data, config.seed)}
-    metrics = {}
-    for name, images in scored.items():
-        if images is not None:
-            metrics[name], logits = evaluate(model, images, config.eval_batch_size)
-            if plots and name == "test":
-                plot_evaluation(folder.path, "test", logits, images.labels, metrics[name])
+    metrics = _scores(model, {"validation": val_set, "test": split.test(data, config.seed)}, config, folder, plots)
     record = {
         "name": topology.name, "topology": model.topology.to_dict(), "parameters": count_parameters(model),
         "config": config.to_dict(), **({"teacher": teacher} if teacher else {}),
@@ -99,6 +93,17 @@ def _train_run(data: CifakeData, folder: RunFolder, topology: Topology, config: 
         plot_training_curves(result.history, folder / "training_curves.png")
     folder.write_record(record | metrics)  # last: its presence means the run finished
     return record | metrics
+
+
+def _scores(model: torch.nn.Module, scored: dict, config: TrainConfig, folder: RunFolder, plots: bool) -> dict:
+    """The trained model's metrics on each split (a source without a test split has none), with the test plots."""
+    metrics = {}
+    for name, images in scored.items():
+        if images is not None:
+            metrics[name], logits = evaluate(model, images, config.eval_batch_size)
+            if plots and name == "test":
+                plot_evaluation(folder.path, "test", logits, images.labels, metrics[name])
+    return metrics
 
 
 def _phases(result: TrainResult, carving: float, fitting: float, scoring: float) -> dict:
