@@ -5,9 +5,10 @@
 
 A `resnet*` model trained with `flip_tta` averages the logits of each image and its mirror, which doubles its
 cost; an ensemble's members already score without (`cifake ensemble`). A transformer trained with `--flip` scores
-one view, and may gain from both (a run with the training setting `test_time_flips` is saved with them). This writes OUT_DIR/model.safetensors and OUT_DIR/config.json (the run's, with
-`flip_tta` set; `cifake.models.io.save_with_flips`), so evaluate, calibrate, export, robustness, predict and
-bench_predict.py measure the model as chosen. The run record stays, so `cifake calibrate` and `evaluate --split
+one view, and may gain from both (a run with the training setting `test_time_flips` is saved with them). This
+writes OUT_DIR/model.safetensors and OUT_DIR/config.json (the run's, with `flip_tta` set;
+`cifake.models.io.save_with_flips`), so evaluate, calibrate, export, robustness, predict and bench_predict.py
+measure the model as chosen. The run record stays, so `cifake calibrate` and `evaluate --split
 validation` carve the run's own validation images again.
 """
 
