@@ -55,10 +55,11 @@ def head():
     time.sleep(2)  # the GCS listens before the head node has registered
     yield address
     os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
+    try:  # `ray start --block` often outlives SIGTERM: waiting longer than this only held the test worker
+        proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _cifake(*args, token: str | None, timeout: float = 240) -> tuple[subprocess.CompletedProcess, float]:
@@ -77,6 +78,7 @@ def _search(data, out, address):
             "1", "--stages", "1", "--epochs", "1", "--limit", "60", "--quiet", "--json"]
 
 
+@pytest.mark.xdist_group("ray_head")  # one worker starts the head for both
 def test_a_search_runs_on_a_cluster_that_requires_a_token(head, learnable_zip, tmp_path):
     done, _ = _cifake(*_search(learnable_zip, tmp_path / "search", head), token=TOKEN)
     assert done.returncode == 0, done.stderr
@@ -85,19 +87,12 @@ def test_a_search_runs_on_a_cluster_that_requires_a_token(head, learnable_zip, t
     assert (tmp_path / "search" / "trials" / "f4-c1-dnone" / "run.json").is_file()
 
 
+@pytest.mark.xdist_group("ray_head")  # one worker starts the head for both
 def test_a_wrong_token_is_a_clear_error_within_30_seconds(head, learnable_zip, tmp_path):
-    # the join alone, in a process of its own (a refused token stays cached in Ray's token loader of a process)
-    join = ("import time, sys; from cifake.cluster import ray_session, ClusterUnreachable\n"
-            "started = time.monotonic()\n"
-            "try:\n    ray_session(sys.argv[1]).__enter__()\nexcept ClusterUnreachable:\n"
-            "    print(time.monotonic() - started)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {
-        "RAY_AUTH_TOKEN": "not-the-token", "HOME": tempfile.mkdtemp(prefix="cifake-client-")}
-    joined = subprocess.run([sys.executable, "-c", join, head], capture_output=True, text=True, env=env, timeout=120)
-    assert float(joined.stdout) < 30, joined.stderr  # the command adds its interpreter's start-up to this
     done, seconds = _cifake(*_search(learnable_zip, tmp_path / "search", head), token="not-the-token")
     message = flat(done.stderr)
-    assert done.returncode == 2 and seconds < 60, (seconds, done.stderr)
+    # 30 s for the join, and 15 more for the command's start-up (torch, ray) on a busy machine
+    assert done.returncode == 2 and seconds < 45, (seconds, done.stderr)
     assert f"Ray cluster at {head} refused the connection" in message and "RAY_AUTH_TOKEN" in message
     assert "Traceback" not in done.stderr
 

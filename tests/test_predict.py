@@ -274,12 +274,13 @@ def test_predict_explain_decodes_each_image_once_and_overlays_show_the_printed_v
 
 
 def test_predict_imports_no_library_it_does_not_use(tmp_path):
-    """`cifake predict`'s start-up counts in its files/s: torchmetrics (with scipy.signal and transformers), captum
-    and matplotlib load only with the commands that use them."""
+    """`cifake predict`'s start-up counts in its files/s: torchmetrics (with scipy.signal and transformers),
+    scikit-learn, captum and matplotlib load only with the commands that use them."""
     path = tmp_path / "x.jpg"
     path.write_bytes(jpeg_bytes(synthetic_image(0, 3)))
     script = ("import sys\nfrom cifake.cli import main\nsys.argv = ['cifake', 'predict', sys.argv[1], '--csv']\n"
               "try:\n    main()\nexcept SystemExit:\n    pass\n"
-              "print(sorted(m for m in ('torchmetrics', 'captum', 'matplotlib') if m in sys.modules), file=sys.stderr)")
+              "print(sorted(m for m in ('torchmetrics', 'sklearn', 'captum', 'matplotlib')\n"
+              "           if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("path,prob_fake,verdict") and done.stderr.strip().endswith("[]"), done.stderr

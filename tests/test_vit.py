@@ -107,6 +107,10 @@ def test_weight_decay_spares_a_transformers_biases_norms_and_position_embedding(
     assert len(cnn.param_groups) == 1  # the other families train the weights they always did
 
 
+# the tests of the trained transformer share one worker, so it is trained once, not once per worker (24 s each)
+on_vit_run = pytest.mark.xdist_group("vit_run")
+
+
 @pytest.fixture(scope="module")
 def vit_run(learnable_zip, tmp_path_factory):
     """A small transformer trained by the command on the learnable set, with its recipe's settings."""
@@ -118,6 +122,7 @@ def vit_run(learnable_zip, tmp_path_factory):
     return root / "run", record
 
 
+@on_vit_run
 def test_it_trains_through_the_recipe_and_scores_like_any_family(vit_run, learnable_zip, tmp_path):
     from fastapi.testclient import TestClient
 
@@ -182,6 +187,7 @@ def test_the_test_time_flips_setting_trains_the_same_weights_and_saves_a_model_s
     assert not (tmp_path / "cnn" / "checkpoint.safetensors").exists()
 
 
+@on_vit_run
 @pytest.mark.parametrize("method", list(METHODS))
 def test_each_method_maps_at_the_images_size_and_depends_on_the_weights(vit_run, method):
     model, _ = load_model(vit_run[0])
@@ -275,6 +281,7 @@ def test_a_method_that_does_not_apply_is_refused_with_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@on_vit_run
 def test_explain_report_of_a_transformer_names_its_method(vit_run, learnable_zip, tmp_path):
     out = tmp_path / "rollout"
     cli("explain", vit_run[0], "--data", learnable_zip, "--sample", "20", "--per-class", "1", "--method", "rollout",
@@ -291,6 +298,7 @@ def test_explain_report_of_a_transformer_names_its_method(vit_run, learnable_zip
     assert saved["results"][0]["method"] == "grad-rollout" and (tmp_path / "files" / "one_grad-rollout.png").is_file()
 
 
+@on_vit_run
 def test_comparison_report_puts_a_cnn_beside_a_transformer_on_the_same_images(vit_run, learnable_zip, tmp_path):
     torch.manual_seed(0)
     cnn = tmp_path / "cnn"

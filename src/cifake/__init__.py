@@ -3,7 +3,7 @@
 Labels: REAL = 1 (the positive class, as in the study), FAKE = 0.
 
 The public API below is imported on first use. This is the one lazy import kept on purpose: every `cifake` command
-imports this package first, and importing the API eagerly loads torch, torchmetrics and captum, which would make
+imports this package first, and importing the API eagerly loads torch, scikit-learn and captum, which would make
 `cifake --help` take seconds instead of well under one (docs/architecture.md gives the measurement).
 """
 

@@ -1,5 +1,5 @@
 """Exceptions the CLI turns into messages, in a module of their own: the CLI imports them at start-up, and the
-modules that raise them pull in torch, torchmetrics or diffusers (3.4 s of `cifake predict`'s start-up)."""
+modules that raise them pull in torch, scikit-learn or diffusers (3.4 s of `cifake predict`'s start-up)."""
 
 
 class SearchInterrupted(RuntimeError):

@@ -10,11 +10,6 @@ matplotlib.use("Agg")  # files only: no display needed (servers, CI)
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from cifake.compat import import_torchvision  # noqa: E402
-
-import_torchvision()  # before torchmetrics, which imports it (cifake.compat says why)
-from torchmetrics.functional.classification import binary_roc  # noqa: E402
 
 
 def plot_training_curves(history: list[dict], path: str | Path) -> Path:
@@ -45,9 +40,11 @@ def plot_confusion_matrix(confusion: dict, path: str | Path, title: str = "Confu
 
 def plot_roc_curve(logits: np.ndarray, labels: np.ndarray, auc: float | None, path: str | Path,
                    title: str = "ROC curve (REAL positive)") -> Path:
-    fpr, tpr, _ = binary_roc(torch.sigmoid(torch.as_tensor(logits)), torch.as_tensor(labels).long())
+    from sklearn.metrics import roc_curve  # the scores' library (cifake.metrics.scores says why not torchmetrics)
+
+    fpr, tpr, _ = roc_curve(np.asarray(labels), np.asarray(logits))  # the same order as P(REAL), so the same curve
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot(fpr.numpy(), tpr.numpy(), label=f"AUC {auc:.4f}" if auc is not None else None)
+    ax.plot(fpr, tpr, label=f"AUC {auc:.4f}" if auc is not None else None)
     ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1)
     ax.set(xlabel="false positive rate (FAKE called REAL)", ylabel="true positive rate (REAL called REAL)",
            title=title, xlim=(0, 1), ylim=(0, 1.01))

@@ -1,6 +1,6 @@
 """The study's metrics (REAL positive), the same with FAKE positive, ROC-AUC, AP, confusion matrix, per class.
 
-Computed with torchmetrics. Label convention: REAL = 1 is the positive class as in the study, so a false
+Computed with scikit-learn. Label convention: REAL = 1 is the positive class as in the study, so a false
 negative is a real photo wrongly accused of being AI-made.
 """
 
@@ -10,11 +10,17 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from cifake.compat import import_torchvision
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 
-import_torchvision()  # before torchmetrics, which imports it (cifake.compat says why)
-from torchmetrics.functional import classification as tmc  # noqa: E402
+
+def _sklearn_metrics():
+    # scikit-learn rather than torchmetrics: importing torchmetrics loads its audio, image and text metrics too
+    # (scipy.signal, torchvision, a transformers check), 3.2 s of every command's start-up beside torch's 1.9 s
+    # (python -X importtime, AMD EPYC); sklearn.metrics costs nothing more once training has carved a validation
+    # split with sklearn, and 1.3 s otherwise. Imported when first used, so commands that score nothing skip it.
+    from sklearn import metrics
+
+    return metrics
 
 
 def compute_metrics(
@@ -24,25 +30,25 @@ def compute_metrics(
     """All metrics of one evaluation as plain JSON-ready values; `logits` are evidence for REAL. Per CIFAR-10 class
     when `classes` name any, per source when `sources` name more than one per label."""
     logit = torch.as_tensor(np.asarray(logits, np.float32))
-    target = torch.as_tensor(np.asarray(labels)).long()
     if len(logit) == 0:
         raise ValueError("cannot compute metrics of zero images")
-    prob_real = torch.sigmoid(logit)
-    predicted_real = (prob_real > threshold).long()  # torchmetrics' rule: REAL above the threshold
+    target = np.asarray(labels).astype(np.int64)
+    prob_real = torch.sigmoid(logit).numpy()
+    predicted_real = (prob_real > threshold).astype(np.int64)  # REAL above the threshold, FAKE at it
     out = {
         "n": len(logit),
         "threshold": threshold,
-        "loss": F.binary_cross_entropy_with_logits(logit, target.float()).item(),
-        "accuracy": tmc.binary_accuracy(prob_real, target, threshold).item(),
+        "loss": F.binary_cross_entropy_with_logits(logit, torch.as_tensor(target, dtype=torch.float32)).item(),
+        "accuracy": float((predicted_real == target).mean()),
         **_positive_scores(prob_real, predicted_real, target, prefix=""),
         # the same verdicts scored with FAKE as the positive class: flip scores, verdicts and labels (an image at
         # exactly the threshold is called FAKE under both views)
         **_positive_scores(1 - prob_real, 1 - predicted_real, 1 - target, prefix="fake_"),
-        "confusion_matrix": _confusion(prob_real, target, threshold),
+        "confusion_matrix": _confusion(predicted_real, target),
     }
     if classes is not None and (np.asarray(classes) >= 0).any():
-        out["per_class_accuracy"] = _per_class_accuracy(prob_real > threshold, target, np.asarray(classes))
-    if sources is not None and _several_sources(np.asarray(labels), np.asarray(sources)):
+        out["per_class_accuracy"] = _per_class_accuracy(predicted_real, target, np.asarray(classes))
+    if sources is not None and _several_sources(target, np.asarray(sources)):
         out["per_source"] = per_source_scores(prob_real, target, np.asarray(sources), threshold)
     return out
 
@@ -52,11 +58,10 @@ def _several_sources(labels: np.ndarray, sources: np.ndarray) -> bool:
     return any(len(set(sources[labels == label].tolist())) > 1 for label in (0, 1))
 
 
-def per_source_scores(prob_real: torch.Tensor, target: torch.Tensor, sources: np.ndarray, threshold: float) -> dict:
+def per_source_scores(prob_real: np.ndarray, labels: np.ndarray, sources: np.ndarray, threshold: float) -> dict:
     """Per source (e.g. each generator): its label, image count, accuracy (the share given its label), mean
     P(REAL) and the ROC-AUC of telling it from every image of the other label (None where the other is absent)."""
-    correct = ((prob_real > threshold).long() == target).numpy()
-    labels = target.numpy()
+    correct = (prob_real > threshold) == (labels == 1)
     out = {}
     for source in sorted(set(sources.tolist())):
         mine = sources == source
@@ -65,35 +70,34 @@ def per_source_scores(prob_real: torch.Tensor, target: torch.Tensor, sources: np
         both = (labels[versus] != label).any()
         out[str(source)] = {
             "label": LABEL_NAMES[label], "n": int(mine.sum()), "accuracy": float(correct[mine].mean()),
-            "mean_prob_real": float(prob_real[torch.from_numpy(mine)].mean()),
-            "roc_auc": tmc.binary_auroc(prob_real[torch.from_numpy(versus)], target[torch.from_numpy(versus)]).item()
-            if both else None,
+            "mean_prob_real": float(prob_real[mine].mean()),
+            "roc_auc": float(_sklearn_metrics().roc_auc_score(labels[versus], prob_real[versus])) if both else None,
         }
     return out
 
 
-def _positive_scores(score: torch.Tensor, predicted: torch.Tensor, target: torch.Tensor, prefix: str) -> dict:
-    """Precision, recall and F1 of the verdicts `predicted` (0/1, integers: torchmetrics takes them as they are),
-    ROC-AUC and AP of the scores, for the positive class that `target` marks 1."""
-    both_labels = len(torch.unique(target)) == 2  # AUC and AP are undefined for a one-label set
+def _positive_scores(score: np.ndarray, predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict:
+    """Precision, recall and F1 of the verdicts `predicted` (0/1), ROC-AUC and AP of the scores, for the positive
+    class that `target` marks 1. No verdict of the positive label: precision (and F1) 0, as torchmetrics gives."""
+    metrics = _sklearn_metrics()
+    both_labels = len(np.unique(target)) == 2  # AUC and AP are undefined for a one-label set
     return {
-        f"{prefix}precision": tmc.binary_precision(predicted, target).item(),
+        f"{prefix}precision": float(metrics.precision_score(target, predicted, zero_division=0)),
         # no image of the positive label: recall is undefined, not 0 (e.g. a set of real photographs only)
-        f"{prefix}recall": tmc.binary_recall(predicted, target).item() if target.any() else None,
-        f"{prefix}f1": tmc.binary_f1_score(predicted, target).item(),
-        f"{prefix}roc_auc": tmc.binary_auroc(score, target).item() if both_labels else None,
-        f"{prefix}average_precision": tmc.binary_average_precision(score, target).item() if both_labels else None,
+        f"{prefix}recall": float(metrics.recall_score(target, predicted)) if target.any() else None,
+        f"{prefix}f1": float(metrics.f1_score(target, predicted, zero_division=0)),
+        f"{prefix}roc_auc": float(metrics.roc_auc_score(target, score)) if both_labels else None,
+        f"{prefix}average_precision": float(metrics.average_precision_score(target, score)) if both_labels else None,
     }
 
 
-def _confusion(prob_real: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
-    matrix = tmc.binary_confusion_matrix(prob_real, target, threshold)
+def _confusion(predicted: np.ndarray, target: np.ndarray) -> dict:
+    matrix = _sklearn_metrics().confusion_matrix(target, predicted, labels=[0, 1])
     return {"rows": "true label", "columns": "predicted label", "labels": ["FAKE", "REAL"], "matrix": matrix.tolist()}
 
 
-def _per_class_accuracy(pred_real: torch.Tensor, target: torch.Tensor, classes: np.ndarray) -> dict:
-    correct = (pred_real.long() == target).numpy()
-    labels = target.numpy()
+def _per_class_accuracy(predicted: np.ndarray, labels: np.ndarray, classes: np.ndarray) -> dict:
+    correct = predicted == labels
     out: dict[str, dict[str, float | None]] = {}
     for label in (1, 0):
         row = {}
