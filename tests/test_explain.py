@@ -109,6 +109,74 @@ def test_deletion_beats_random_order_on_the_known_model():
         assert in_chunks[key]["curve"] == pytest.approx(result[key]["curve"], rel=1e-5)
 
 
+def test_faithfulness_scores_the_view_the_maps_explain():
+    """A model with test-time flips is scored on the image as given, as its maps are made: the curves start at
+    that view's probability of each image's target, not at the two views' mean."""
+    from cifake.models.io import set_test_time_flips
+
+    torch.manual_seed(0)
+    model = create_model("resnet-s").eval()
+    set_test_time_flips(model, True)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        one_view, both = model.single_view(pixels).numpy(), model(pixels).numpy()
+    assert np.abs(one_view - both).max() > 1e-3  # the mirror image changes the score
+    targets = np.array([1, 0, 1, 0, 1, 0])
+    sign = np.where(targets == 1, 1.0, -1.0)
+    maps = np.random.default_rng(1).random((6, 32, 32)).astype(np.float32)
+    result = deletion_insertion(model, images, maps, targets, steps=4)
+    start = [result[f"deletion_{order}"]["curve"][0] for order in ("map", "random")]
+    end = [result[f"insertion_{order}"]["curve"][-1] for order in ("map", "random")]
+    expected = float(np.mean(1 / (1 + np.exp(-sign * one_view))))
+    assert start == pytest.approx([expected] * 2, abs=1e-6) and end == pytest.approx([expected] * 2, abs=1e-6)
+    assert float(np.mean(1 / (1 + np.exp(-sign * both)))) != pytest.approx(expected, abs=1e-4)
+
+
+def test_the_gap_between_orders_and_its_interval():
+    """The map order against the random one, image by image: none where the map's order is the random order
+    itself, and a clear one (its 95 % interval away from 0) for the map of a model known by construction."""
+    model = brightness_model()
+    images = np.concatenate([patch_images()] * 3)
+    maps, targets = GradCam(model)(images, "predicted")
+    known = deletion_insertion(model, images, maps, targets, steps=8, seed=5)
+    for curve, sign in (("deletion", -1), ("insertion", 1)):
+        gap = known[f"{curve}_gap"]
+        assert gap["mean"] == pytest.approx(known[f"{curve}_map"]["auc"] - known[f"{curve}_random"]["auc"], abs=1e-6)
+        assert sign * gap["mean"] > gap["ci95"] > 0, (curve, gap)
+    random_keys = np.random.default_rng(5).random((len(images), 32 * 32))  # the order the random curves follow
+    same_order = deletion_insertion(model, images, -random_keys.reshape(-1, 32, 32), targets, steps=8, seed=5)
+    assert same_order["deletion_gap"] == {"mean": 0.0, "ci95": 0.0}
+    assert same_order["insertion_gap"] == {"mean": 0.0, "ci95": 0.0}
+
+
+def test_checks_run_on_a_seeded_subset():
+    from cifake.explain.analysis import checked_subset
+
+    chosen = checked_subset(100, 30, seed=4)
+    assert len(chosen) == 30 == len(set(chosen.tolist())) and list(chosen) == sorted(chosen) and chosen.max() < 100
+    assert list(checked_subset(100, 30, seed=4)) == list(chosen) and list(checked_subset(100, 30, 5)) != list(chosen)
+    assert list(checked_subset(20, 30, seed=4)) == list(range(20))
+
+
+def test_the_report_checks_a_subset_and_cascades_where_maps_are_cheap(learnable_zip, tmp_path):
+    torch.manual_seed(1)
+    save_model(create_model("paper"), tmp_path / "run")
+    base = ["explain", tmp_path / "run", "--data", learnable_zip, "--sample", "20", "--per-class", "1"]
+    cli(*base, "--checks", "12", "--method", "gradcam", "--out", tmp_path / "gc")
+    cli(*base, "--checks", "12", "--method", "ig", "--out", tmp_path / "ig")
+    cli(*base, "--checks", "12", "--method", "ig", "--cascade", "--out", tmp_path / "ig-cascade")
+    cli(*base, "--checks", "100", "--method", "gradcam", "--no-cascade", "--out", tmp_path / "all")
+    saved = {name: json.loads((tmp_path / name / "explain.json").read_text())
+             for name in ("gc", "ig", "ig-cascade", "all")}
+    assert [saved[n]["faithfulness"]["images"] for n in saved] == [12, 12, 12, 40]
+    assert [len(saved[n]["randomisation"]["cascading"]) for n in saved] == [4, 0, 4, 0]
+    assert saved["gc"]["images"] == 40 and saved["gc"]["centre_share"]["empty_maps"] <= 40
+    report = (tmp_path / "ig" / "explain.md").read_text()
+    assert "a seeded subset of 12 of the 40 images" in report and "--cascade runs it" in report
+    assert "all 40 images" in (tmp_path / "all" / "explain.md").read_text()
+
+
 def test_explain_dataset_report(learnable_zip, tmp_path):
     from cifake.data import load_dataset
     from cifake.workflows.explain_report import explain_dataset

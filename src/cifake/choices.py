@@ -6,6 +6,7 @@ SCHEDULES = ("constant", "onecycle", "cosine")  # TrainConfig.schedule
 BACKENDS = ("auto", "onnx", "torch")  # Detector.load
 TARGETS = ("predicted", "REAL", "FAKE")  # what a Grad-CAM map explains
 EXPLANATIONS = ("gradcam", "rollout", "grad-rollout", "ig")  # cifake.explain.methods
+EXPLAIN_CHECKS = 200  # images of a report's sample that its faithfulness and randomisation checks use
 DEVICES = ("cpu", "cuda", "mps")  # cifake generate
 # Where a command runs: auto (CUDA, then MPS, else the CPU), cpu, cuda, cuda:N or mps (cifake.devices)
 DEVICE_PATTERN = r"auto|cpu|mps|cuda(:\d+)?"

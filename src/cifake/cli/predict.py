@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from cifake.calibration.decision import OUT_OF_DOMAIN
-from cifake.choices import EXPLANATIONS, TARGETS
+from cifake.choices import EXPLAIN_CHECKS, EXPLANATIONS, TARGETS
 from cifake.cli.common import (BackendOption, Cache, DeviceOption, ModelDir, Quiet, app, choice, console, err, fmt,
                                load_for_model, print_table, use_device, value)
 
@@ -129,6 +129,12 @@ def explain(
     split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
     per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
     sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
+    checks: Annotated[int, typer.Option(
+        help="Images of the sample (a seeded subset) that the faithfulness and randomisation checks use; they cost "
+             "about 60 and 2-12 model passes an image.")] = EXPLAIN_CHECKS,
+    cascade: Annotated[Optional[bool], typer.Option(
+        "--cascade/--no-cascade", help="The randomisation check layer by layer, a set of maps per layer (default: "
+                                       "for every method but ig, whose maps cost 16 passes).")] = None,
     seed: Annotated[Optional[int], typer.Option(
         help="Seed of the sample and of the analysis (default: the seed the model was trained with, or 1).")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Layer for Grad-CAM (default: the last conv's ReLU; an "
@@ -158,18 +164,19 @@ def explain(
         device = use_device(device)  # a missing device is named before any data is read
         source = load_for_model(data, cache, quiet, run_dir)
         if compare:
-            return _compare([run_dir, *compare], source, out, split, sample, seed, device)
+            return _compare([run_dir, *compare], source, out, split, sample, seed, device, checks)
         summary = explain_dataset(run_dir, source, out, split, sample, per_class, layer, seed, device=device,
-                                  method=value(method))
+                                  method=value(method), checks=checks, cascade=cascade)
         return _explained_dataset(summary, out)
     _explained_files(explain_files(detector_for(run_dir, "torch", device), expand_paths(images), out, layer,
                                    value(target), method=value(method)), out)
 
 
-def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: int | None, device) -> None:
+def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: int | None, device,
+             checks: int) -> None:
     from cifake.workflows.explain_compare import compare_explanations
 
-    summary = compare_explanations(runs, data, out, split, sample, seed, device)
+    summary = compare_explanations(runs, data, out, split, sample, seed, device, checks=checks)
     console.print(f"{summary['images']:,} images, {len(summary['models'])} models in {summary['seconds']} s")
     console.print(f"Report: {out / 'compare.md'} and {out / 'compare.html'}")
 

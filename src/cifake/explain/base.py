@@ -18,21 +18,34 @@ from cifake.models.inference import to_model_input
 
 
 
-class TwoScores(nn.Module):
-    """[-logit, logit]: column 0 is the evidence for FAKE, column 1 the evidence for REAL."""
+class OneView(nn.Module):
+    """The logit that maps explain: the model's on the image as given. A model with test-time flips also scores the
+    mirror image, whose pixels a map does not line up with; its verdict still sets which label a map is for."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        # A model with test-time flips is explained on the image as given, so the map lines up with its pixels.
-        logit = self.model.single_view(pixels) if hasattr(self.model, "single_view") else self.model(pixels)
+        return self.model.single_view(pixels) if hasattr(self.model, "single_view") else self.model(pixels)
+
+
+class TwoScores(nn.Module):
+    """[-logit, logit] of one view: column 0 is the evidence for FAKE, column 1 the evidence for REAL."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.one_view = OneView(model)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        logit = self.one_view(pixels)
         return torch.stack([-logit, logit], dim=1)
 
 
 class AttributionMethod(ABC):
     """Maps of where the evidence lies, one map per image at its size, computed in batches of bounded size."""
+
+    passes_per_map = 1  # forward and backward passes per image and map: what a set of maps costs
 
     def __init__(self, model: nn.Module, batch_size: int = 256):
         self.model = model.eval().to(memory_format=torch.contiguous_format)

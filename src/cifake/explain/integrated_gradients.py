@@ -22,7 +22,7 @@ class IntegratedGradients(AttributionMethod):
     def __init__(self, model: nn.Module, batch_size: int = 256, steps: int = STEPS):
         # each image is scored `steps` times per batch: fewer images per batch keep its activations the same size
         super().__init__(model, max(1, batch_size // steps))
-        self.steps = steps
+        self.steps = self.passes_per_map = steps
         self.integrated = CaptumIntegratedGradients(self.scores)
 
     def attribute(self, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

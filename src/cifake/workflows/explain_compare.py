@@ -14,7 +14,9 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.devices import describe, resolve_device
-from cifake.explain.analysis import deletion_insertion, randomisation_check, rank_correlation, region_table
+from cifake.explain.analysis import (
+    CHECKS, checked_subset, deletion_insertion, randomisation_check, rank_correlation, region_table,
+)
 from cifake.explain.figures import side_by_side_figure
 from cifake.explain.methods import METHODS, TITLES, make_method
 from cifake.explain.rollout import attention_modules
@@ -33,10 +35,11 @@ def methods_for(model: torch.nn.Module) -> list[str]:
 
 def compare_explanations(runs: list[str | os.PathLike], data: CifakeData, out: str | os.PathLike,
                          split: str = "test", sample_per_label: int = 250, seed: int | None = None,
-                         device: str | torch.device = "auto", examples: int = 3) -> dict:
+                         device: str | torch.device = "auto", examples: int = 3, checks: int = CHECKS) -> dict:
     """Each applicable method of each model over the same seeded sample of a split (the first model's seed by
-    default): centre shares, deletion/insertion, the randomisation check (all layers at once), the rank
-    correlation between every two models' maps, and a side-by-side figure; a report in `out`."""
+    default): centre shares, deletion/insertion and the randomisation check (all layers at once) on a seeded
+    subset of `checks` of its images, the rank correlation between every two models' maps, and a side-by-side
+    figure; a report in `out`."""
     started = time.perf_counter()
     device = resolve_device(device)
     folder = Path(out)
@@ -56,10 +59,11 @@ def compare_explanations(runs: list[str | os.PathLike], data: CifakeData, out: s
         models[-1]["accuracy_on_sample"] = float(((logits > 0) == (images.labels == 1)).mean())
         for method in methods_for(model):
             models[-1]["methods"][method], columns[f"{names[-1]}: {TITLES[method]}"] = _measure(
-                model, method, images, seed)
+                model, method, images, seed, checks)
     folder.mkdir(parents=True, exist_ok=True)
     summary = {
         "split": split, "source": data.source, "images": len(images), "seed": seed,
+        "checked_images": len(checked_subset(len(images), checks, seed)),
         "sample_sha256": hashlib.sha256("\n".join(images.names).encode()).hexdigest(),
         "models": models, "agreement": _agreement(columns), **describe(device),
     }
@@ -71,17 +75,20 @@ def compare_explanations(runs: list[str | os.PathLike], data: CifakeData, out: s
     return summary
 
 
-def _measure(model, method: str, images, seed: int) -> tuple[dict, np.ndarray]:
+def _measure(model, method: str, images, seed: int, checks: int) -> tuple[dict, np.ndarray]:
     started = time.perf_counter()
     maps, targets = make_method(method, model)(images.images, "predicted")
     map_seconds = time.perf_counter() - started
     regions = region_table(maps, images.labels, images.classes)
-    faithful = deletion_insertion(model, images.images, maps, targets, seed=seed)
-    sanity = randomisation_check(model, images.images, maps, targets, lambda m: make_method(method, m), seed,
-                                 cascade=False)
+    checked = checked_subset(len(images), checks, seed)
+    pixels, maps_checked, targets_checked = images.images[checked], maps[checked], targets[checked]
+    faithful = deletion_insertion(model, pixels, maps_checked, targets_checked, seed=seed)
+    sanity = randomisation_check(model, pixels, maps_checked, targets_checked, lambda m: make_method(method, m),
+                                 seed, cascade=False)
     return {"centre_share": {k: regions[k]["all"] for k in ("REAL", "FAKE")}, "empty_maps": regions["empty_maps"],
             "deletion": {o: faithful[f"deletion_{o}"]["auc"] for o in ("map", "random")},
             "insertion": {o: faithful[f"insertion_{o}"]["auc"] for o in ("map", "random")},
+            "gaps": {c: faithful[f"{c}_gap"] for c in ("deletion", "insertion")},
             "randomisation_rho": sanity["full"]["mean"],
             "map_seconds": round(map_seconds, 1)}, maps
 
@@ -110,8 +117,10 @@ def _examples(labels: np.ndarray, per_label: int, seed: int) -> np.ndarray:
 
 def build_comparison(summary: dict, figure: Path) -> Report:
     report = Report("Where the models look: explanation methods side by side")
+    checked = summary.get("checked_images", summary["images"])
     report.paragraph(f"{summary['images']:,} `{summary['split']}` images of `{summary['source']}` (a seeded sample, "
                      f"seed {summary['seed']}), the same for every model; each map explains the model's verdict. "
+                     f"Faithfulness and the randomisation check use {checked:,} of them (a seeded subset). "
                      f"{summary['seconds']} s in all.")
     report.image(figure, "The same images under each model's maps (the study's Figure 7, for every method).")
     rows = []

@@ -14,7 +14,7 @@ import torch
 from cifake.data import CifakeData
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.devices import describe, resolve_device
-from cifake.explain.analysis import deletion_insertion, randomisation_check, region_table
+from cifake.explain.analysis import CHECKS, checked_subset, deletion_insertion, randomisation_check, region_table
 from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
@@ -87,11 +87,13 @@ def explain_dataset(
     seed: int | None = None,
     device: str | torch.device = "auto",
     method: str = "gradcam",
+    checks: int = CHECKS,
+    cascade: bool | None = None,
 ) -> dict:
     """An explanation `method` (cifake.explain.methods) over a seeded sample of a split: figures, centre/border
-    shares, faithfulness, sanity; a report.
-    The sample, the faithfulness curves' random order and the sanity check follow `seed`, by default the seed the
-    model was trained with (1 when its config does not say)."""
+    shares over the sample, faithfulness and sanity over a seeded subset of `checks` of its images; a report.
+    The randomisation cascade runs by default only for methods whose map costs one pass (not ig). The sample, the
+    subset and the checks follow `seed`, by default the model's training seed (1 when its config does not say)."""
     started = time.perf_counter()
     device = resolve_device(device)
     model, config = load_model(run_dir, device)
@@ -104,9 +106,10 @@ def explain_dataset(
     prob_real = sigmoid(predict_logits(model, images.images))
     maps, targets = explainer(images.images, "predicted")
     regions = region_table(maps, images.labels, images.classes, images.sources)
-    faithfulness = deletion_insertion(model, images.images, maps, targets, seed=seed)
     layer = getattr(explainer, "layer_name", None)
-    sanity = randomisation_check(model, images.images, maps, targets, lambda m: make_method(method, m, layer), seed)
+    cascade = explainer.passes_per_map == 1 if cascade is None else cascade
+    faithfulness, sanity = _checks(model, images.images, maps, targets, lambda m: make_method(method, m, layer),
+                                   checked_subset(len(images), checks, seed), seed, cascade)
     summary = {
         "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
         "image_size": int(images.images.shape[1]),
@@ -122,6 +125,13 @@ def explain_dataset(
     write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
+
+
+def _checks(model, images, maps, targets, make, checked, seed: int, cascade: bool) -> tuple[dict, dict]:
+    """Faithfulness and the randomisation check on the `checked` images alone."""
+    pixels, maps, targets = images[checked], maps[checked], targets[checked]
+    return (deletion_insertion(model, pixels, maps, targets, seed=seed),
+            randomisation_check(model, pixels, maps, targets, make, seed, cascade))
 
 
 def _figures(images, maps, prob_real, regions: dict, faithfulness: dict, per_class: int, folder: Path,
@@ -175,6 +185,15 @@ def claim_verdict(shares: dict, margin: float = 0.02) -> str:
             f"spread over the whole image{lean}.")
 
 
+def _checked(checked: int, images: int) -> str:
+    return f"all {images:,} images" if checked == images else f"a seeded subset of {checked:,} of the {images:,} images"
+
+
+def _gap(faith: dict, curve: str) -> list:
+    gap = faith.get(f"{curve}_gap")  # reports written before the gap was measured have none
+    return [gap["mean"], gap["ci95"]] if gap else [None, None]
+
+
 def _shape(topology: dict) -> str:
     if "conv_layers" in topology:  # the study's CNN
         dense = topology["dense"] or "none"
@@ -212,19 +231,30 @@ def build_report(summary: dict, figures: dict[str, Path], config: dict) -> Repor
     report.image(figures["mean"], "Mean map of the REAL and of the FAKE images.")
     report.heading("Faithfulness: deletion and insertion")
     faith = summary["faithfulness"]
-    report.paragraph(f"Pixels are replaced, in order of attribution, by a Gaussian-blurred copy of the image "
-                     f"(sigma {faith['sigma']}), in {len(faith['fractions']) - 1} steps; the curve follows the "
-                     "probability of the model's verdict. Deletion: lower AUC is more faithful; insertion: higher.")
-    report.table(["curve", f"{method} order AUC", "random order AUC"],
-                 [[c, faith[f"{c}_map"]["auc"], faith[f"{c}_random"]["auc"]] for c in ("deletion", "insertion")])
+    report.paragraph(f"On {_checked(faith['images'], summary['images'])}, pixels are replaced, in order of "
+                     f"attribution, by a Gaussian-blurred copy of the image (sigma {faith['sigma']}), in "
+                     f"{len(faith['fractions']) - 1} steps; the curve follows the probability of the model's verdict "
+                     "for the image as given, the view the maps explain. Deletion: lower AUC is more faithful; "
+                     "insertion: higher. The gap is the mean per-image difference between the two orders, with its "
+                     "95 % interval: one that spans 0 tells the orders apart no better than chance.")
+    report.table(["curve", f"{method} order AUC", "random order AUC", "gap", "gap 95 % +/-"],
+                 [[c, faith[f"{c}_map"]["auc"], faith[f"{c}_random"]["auc"], *_gap(faith, c)]
+                  for c in ("deletion", "insertion")])
     report.image(figures["faithfulness"], f"Deletion and insertion curves, {method} order against random order.")
+    _sanity_section(report, summary)
+    return report
+
+
+def _sanity_section(report: Report, summary: dict) -> None:
+    faith = summary["faithfulness"]
     report.heading("Sanity check: model randomisation (Adebayo et al., 2018)")
     sanity = summary["randomisation"]
-    report.paragraph("Spearman rank correlation between each image's map from the trained model and from the same "
-                     "architecture with re-initialised weights. Low correlation means the maps depend on what the "
-                     "model learned, as they should.")
+    cascade = "" if sanity["cascading"] else (" The layer-by-layer cascade costs a set of maps per layer and was "
+                                              "left out (--cascade runs it).")
+    report.paragraph(f"Spearman rank correlation between each image's map from the trained model and from the same "
+                     f"architecture with re-initialised weights, on {_checked(faith['images'], summary['images'])}. "
+                     f"Low correlation means the maps depend on what the model learned, as they should.{cascade}")
     rows = [["all layers at once", sanity["full"]["mean"], sanity["full"]["median"], sanity["full"]["undefined"]]]
     rows += [[f"output down to {r['randomised_down_to']}", r["mean"], r["median"], r["undefined"]]
              for r in sanity["cascading"]]
     report.table(["weights re-initialised", "mean rho", "median rho", "undefined (constant map)"], rows)
-    return report
