@@ -19,7 +19,9 @@ STEPS = 16  # points of the path; each costs one forward and backward pass per i
 
 
 class IntegratedGradients(AttributionMethod):
-    def __init__(self, model: nn.Module, batch_size: int = 256, steps: int = STEPS):
+    # 128 path points a batch (8 images at 32 px): 200 images took 15.0-15.3 s against 18.0-18.5 s at 256 for the
+    # transformer, 6.7-6.8 s against 7.3 s for the bundled CNN (alternated runs, AMD EPYC, 2 cores)
+    def __init__(self, model: nn.Module, batch_size: int = 128, steps: int = STEPS):
         # each image is scored `steps` times per batch: fewer images per batch keep its activations the same size
         super().__init__(model, max(1, batch_size // steps))
         self.steps = self.passes_per_map = steps

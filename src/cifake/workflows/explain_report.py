@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from cifake.data import CifakeData
@@ -103,8 +104,9 @@ def explain_dataset(
     explainer = make_method(method, model, layer)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    prob_real = sigmoid(predict_logits(model, images.images))
-    maps, targets = explainer(images.images, "predicted")
+    logits = predict_logits(model, images.images)
+    prob_real = sigmoid(logits)
+    maps, targets = explainer(images.images, (logits > 0).astype(np.int64))  # the verdicts, each scored once
     regions = region_table(maps, images.labels, images.classes, images.sources)
     layer = getattr(explainer, "layer_name", None)
     cascade = explainer.passes_per_map == 1 if cascade is None else cascade
