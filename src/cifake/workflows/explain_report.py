@@ -102,8 +102,7 @@ def explain_dataset(
     data.check_fits(model.preprocess, str(run_dir))
     images = evaluation_images(config, data, split)[0].limit(sample_per_label, seed).in_memory()
     explainer = make_method(method, model, layer)
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    (folder := Path(out)).mkdir(parents=True, exist_ok=True)
     logits = predict_logits(model, images.images)
     prob_real = sigmoid(logits)
     maps, targets = explainer(images.images, (logits > 0).astype(np.int64))  # the verdicts, each scored once
