@@ -159,6 +159,19 @@ def test_checks_run_on_a_seeded_subset():
     assert list(checked_subset(20, 30, seed=4)) == list(range(20))
 
 
+def test_by_default_a_report_checks_200_images_and_100_for_integrated_gradients(learnable_zip, tmp_path):
+    from cifake.data import load_dataset
+    from cifake.workflows.explain_report import explain_dataset
+
+    torch.manual_seed(1)
+    save_model(create_model("paper"), tmp_path / "run")
+    data = load_dataset(learnable_zip, progress=False)
+    checked = {method: explain_dataset(tmp_path / "run", data, tmp_path / method, "train", sample_per_label=120,
+                                       per_class=1, method=method)["faithfulness"]["images"]
+               for method in ("gradcam", "ig")}
+    assert checked == {"gradcam": 200, "ig": 100}
+
+
 def test_the_report_checks_a_subset_and_cascades_where_maps_are_cheap(learnable_zip, tmp_path):
     torch.manual_seed(1)
     save_model(create_model("paper"), tmp_path / "run")

@@ -129,9 +129,9 @@ def explain(
     split: Annotated[str, typer.Option(help="Split of --data.")] = "test",
     per_class: Annotated[int, typer.Option(help="Examples per class and label in the grid figure.")] = 3,
     sample: Annotated[int, typer.Option(help="Images per label analysed (seeded sample).")] = 1000,
-    checks: Annotated[int, typer.Option(
-        help="Images of the sample (a seeded subset) that the faithfulness and randomisation checks use; they cost "
-             "about 60 and 2-12 model passes an image.")] = EXPLAIN_CHECKS,
+    checks: Annotated[Optional[int], typer.Option(help=(
+        "Images of the sample (a seeded subset) for the faithfulness and randomisation checks, which cost about 60 "
+        f"and 2-12 model passes an image (default {EXPLAIN_CHECKS}; {EXPLAIN_CHECKS // 2} for ig: 16 a map)."))] = None,
     cascade: Annotated[Optional[bool], typer.Option(
         "--cascade/--no-cascade", help="The randomisation check layer by layer, a set of maps per layer (default: "
                                        "for every method but ig, whose maps cost 16 passes).")] = None,
@@ -164,7 +164,7 @@ def explain(
         device = use_device(device)  # a missing device is named before any data is read
         source = load_for_model(data, cache, quiet, run_dir)
         if compare:
-            return _compare([run_dir, *compare], source, out, split, sample, seed, device, checks)
+            return _compare([run_dir, *compare], source, out, split, sample, seed, device, checks or EXPLAIN_CHECKS)
         summary = explain_dataset(run_dir, source, out, split, sample, per_class, layer, seed, device=device,
                                   method=value(method), checks=checks, cascade=cascade)
         return _explained_dataset(summary, out)

@@ -15,7 +15,9 @@ import torch
 from cifake.data import CifakeData
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.devices import describe, resolve_device
-from cifake.explain.analysis import CHECKS, checked_subset, deletion_insertion, randomisation_check, region_table
+from cifake.explain.analysis import (
+    checked_subset, default_checks, deletion_insertion, randomisation_check, region_table,
+)
 from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
@@ -88,13 +90,13 @@ def explain_dataset(
     seed: int | None = None,
     device: str | torch.device = "auto",
     method: str = "gradcam",
-    checks: int = CHECKS,
+    checks: int | None = None,
     cascade: bool | None = None,
 ) -> dict:
     """An explanation `method` (cifake.explain.methods) over a seeded sample of a split: figures, centre/border
     shares over the sample, faithfulness and sanity over a seeded subset of `checks` of its images; a report.
-    The randomisation cascade runs by default only for methods whose map costs one pass (not ig). The sample, the
-    subset and the checks follow `seed`, by default the model's training seed (1 when its config does not say)."""
+    `checks` and the cascade default by the method's cost (_checks). The sample, the subset and the checks follow
+    `seed`, by default the model's training seed (1 when its config does not say)."""
     started = time.perf_counter()
     device = resolve_device(device)
     model, config = load_model(run_dir, device)
@@ -108,9 +110,8 @@ def explain_dataset(
     maps, targets = explainer(images.images, (logits > 0).astype(np.int64))  # the verdicts, each scored once
     regions = region_table(maps, images.labels, images.classes, images.sources)
     layer = getattr(explainer, "layer_name", None)
-    cascade = explainer.passes_per_map == 1 if cascade is None else cascade
     faithfulness, sanity = _checks(model, images.images, maps, targets, lambda m: make_method(method, m, layer),
-                                   checked_subset(len(images), checks, seed), seed, cascade)
+                                   explainer.passes_per_map, seed, checks, cascade)
     summary = {
         "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
         "image_size": int(images.images.shape[1]),
@@ -128,8 +129,13 @@ def explain_dataset(
     return summary
 
 
-def _checks(model, images, maps, targets, make, checked, seed: int, cascade: bool) -> tuple[dict, dict]:
-    """Faithfulness and the randomisation check on the `checked` images alone."""
+def _checks(model, images, maps, targets, make, passes_per_map: int, seed: int, checks: int | None,
+            cascade: bool | None) -> tuple[dict, dict]:
+    """Faithfulness and the randomisation check on a seeded subset of `checks` images (default_checks by default);
+    the cascade by default only where a map costs one pass (not Integrated Gradients)."""
+    checks = default_checks(passes_per_map) if checks is None else checks
+    cascade = passes_per_map == 1 if cascade is None else cascade
+    checked = checked_subset(len(images), checks, seed)
     pixels, maps, targets = images[checked], maps[checked], targets[checked]
     return (deletion_insertion(model, pixels, maps, targets, seed=seed),
             randomisation_check(model, pixels, maps, targets, make, seed, cascade))
