@@ -15,6 +15,16 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    """Each pytest-xdist worker computes on one thread, and so do the processes its tests start: two workers with
+    torch's default of a thread per core ask two cores for four busy threads."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 def synthetic_image(label: int, index: int, size: int = 32) -> np.ndarray:
     """REAL (1): smooth colour gradients; FAKE (0): the same plus fine stripes that survive JPEG. Easy to learn."""
     rng = np.random.default_rng(index * 2 + label)

@@ -78,9 +78,9 @@ def test_train_then_evaluate(learnable_zip, tmp_path):
 def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path):
     source = write_zip(tmp_path / "big.zip", tree_files({"train": 2500}))
     args = ["--data", source, "--epochs", "4", "--val-fraction", "0.2", "-q"]
-    cifake("data", "info", source, "-q")  # decode once, outside the timed runs
+    cli("data", "info", source)  # decode once, outside the timed runs
     unbroken = tmp_path / "unbroken"
-    cifake("train", *args, "--out", unbroken)
+    cli("train", *args, "--out", unbroken)  # in this process: only the killed run needs one of its own
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "cifake", "train", *map(str, args), "--out", str(killed)],
@@ -98,7 +98,7 @@ def test_training_killed_mid_epoch_resumes_and_matches_an_unbroken_run(tmp_path)
     finished = len(checkpoint_progress(killed).history)
     assert 1 <= finished < 4, f"the kill landed after {finished} of 4 epochs, not mid-run"
 
-    proc = cifake("train", *args, "--out", killed, "--resume")
+    cli("train", *args, "--out", killed, "--resume")
     resumed = json.loads((killed / "config.json").read_text())["training"]
     assert resumed["resumed_from_epoch"] == finished and resumed["epochs_run"] == 4
     metrics = lambda run: json.loads((run / "run.json").read_text())["validation"]
