@@ -15,9 +15,9 @@ from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 
 def _sklearn_metrics():
     # scikit-learn rather than torchmetrics: importing torchmetrics loads its audio, image and text metrics too
-    # (scipy.signal, torchvision, a transformers check), 3.2 s of every command's start-up beside torch's 1.9 s
-    # (python -X importtime, AMD EPYC); sklearn.metrics costs nothing more once training has carved a validation
-    # split with sklearn, and 1.3 s otherwise. Imported when first used, so commands that score nothing skip it.
+    # (scipy.signal, torchvision, a transformers check), 3.2 s of the start-up of every command that scores,
+    # beside torch's 1.9 s (python -X importtime, AMD EPYC); sklearn.metrics costs nothing more once training has
+    # carved a validation split with sklearn, and 1.3 s otherwise. Imported when first used.
     from sklearn import metrics
 
     return metrics
@@ -78,7 +78,7 @@ def per_source_scores(prob_real: np.ndarray, labels: np.ndarray, sources: np.nda
 
 def _positive_scores(score: np.ndarray, predicted: np.ndarray, target: np.ndarray, prefix: str) -> dict:
     """Precision, recall and F1 of the verdicts `predicted` (0/1), ROC-AUC and AP of the scores, for the positive
-    class that `target` marks 1. No verdict of the positive label: precision (and F1) 0, as torchmetrics gives."""
+    class that `target` marks 1. No verdict of the positive label: precision (and F1) 0, not undefined."""
     metrics = _sklearn_metrics()
     both_labels = len(np.unique(target)) == 2  # AUC and AP are undefined for a one-label set
     return {
