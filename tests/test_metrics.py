@@ -55,6 +55,20 @@ def test_single_label_set_has_no_auc():
     assert only_fakes["recall"] is None and only_fakes["fake_recall"] == 0.5
 
 
+def test_no_verdict_of_a_label_scores_0_silently_and_the_matrix_keeps_both_labels():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns where precision divides by 0, unless told what it is
+        nothing_called_real = compute_metrics(np.array([-1.0, -2.0, -3.0]), np.array([1, 0, 0]))
+        all_real = compute_metrics(np.array([1.0, 2.0]), np.array([1, 1]))
+    assert nothing_called_real["precision"] == 0.0 and nothing_called_real["f1"] == 0.0
+    assert nothing_called_real["recall"] == 0.0 and nothing_called_real["fake_precision"] == pytest.approx(2 / 3)
+    assert all_real["fake_precision"] == 0.0 and all_real["fake_f1"] == 0.0
+    assert all_real["confusion_matrix"]["matrix"] == [[0, 0], [0, 2]]  # rows FAKE, REAL even with no FAKE
+    assert nothing_called_real["confusion_matrix"]["matrix"] == [[2, 0], [1, 0]]
+
+
 def test_empty_input_is_refused():
     with pytest.raises(ValueError, match="^cannot compute metrics of zero images$"):
         compute_metrics(np.array([]), np.array([]))
