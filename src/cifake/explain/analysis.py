@@ -78,7 +78,7 @@ CHECKS = EXPLAIN_CHECKS  # images the faithfulness curves and the randomisation 
 def default_checks(passes_per_map: int) -> int:
     """Images a report checks by default: CHECKS, half as many for a method whose map costs several passes
     (Integrated Gradients: 16 a map, so its randomisation check costs 16 times as much). Its gaps vary less: on 200
-    images their 95 % intervals were +/-0.013 to 0.017 against Grad-CAM's 0.027 to 0.034 (docs/transformers.md),
+    images their 95 % intervals were +/-0.013 to 0.017 against Grad-CAM's 0.027 to 0.031 (docs/transformers.md),
     so 100 images still measure it more closely than 200 measure Grad-CAM."""
     return CHECKS if passes_per_map == 1 else CHECKS // 2
 
