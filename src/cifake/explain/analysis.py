@@ -92,6 +92,19 @@ def checked_subset(count: int, checks: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(count, checks, replace=False))
 
 
+def run_checks(model: nn.Module, images: np.ndarray, maps: np.ndarray, targets: np.ndarray,
+               make_method: Callable[[nn.Module], Callable], passes_per_map: int, seed: int,
+               checks: int | None = None, cascade: bool | None = None) -> tuple[dict, dict]:
+    """(faithfulness, randomisation check) on a seeded subset of `checks` images (default_checks when None); the
+    cascade by default only where a map costs one pass (not Integrated Gradients)."""
+    checks = default_checks(passes_per_map) if checks is None else checks
+    cascade = passes_per_map == 1 if cascade is None else cascade
+    checked = checked_subset(len(images), checks, seed)
+    pixels, maps, targets = images[checked], maps[checked], targets[checked]
+    return (deletion_insertion(model, pixels, maps, targets, seed=seed),
+            randomisation_check(model, pixels, maps, targets, make_method, seed, cascade))
+
+
 def deletion_insertion(
     model: nn.Module,
     images: np.ndarray,

@@ -14,9 +14,7 @@ import torch
 
 from cifake.data import CifakeData
 from cifake.devices import describe, resolve_device
-from cifake.explain.analysis import (
-    CHECKS, checked_subset, deletion_insertion, randomisation_check, rank_correlation, region_table,
-)
+from cifake.explain.analysis import CHECKS, checked_subset, rank_correlation, region_table, run_checks
 from cifake.explain.figures import side_by_side_figure
 from cifake.explain.methods import METHODS, TITLES, make_method
 from cifake.explain.rollout import attention_modules
@@ -80,11 +78,8 @@ def _measure(model, method: str, images, seed: int, checks: int) -> tuple[dict, 
     maps, targets = make_method(method, model)(images.images, "predicted")
     map_seconds = time.perf_counter() - started
     regions = region_table(maps, images.labels, images.classes)
-    checked = checked_subset(len(images), checks, seed)
-    pixels, maps_checked, targets_checked = images.images[checked], maps[checked], targets[checked]
-    faithful = deletion_insertion(model, pixels, maps_checked, targets_checked, seed=seed)
-    sanity = randomisation_check(model, pixels, maps_checked, targets_checked, lambda m: make_method(method, m),
-                                 seed, cascade=False)
+    faithful, sanity = run_checks(model, images.images, maps, targets, lambda m: make_method(method, m),
+                                  passes_per_map=1, seed=seed, checks=checks, cascade=False)
     return {"centre_share": {k: regions[k]["all"] for k in ("REAL", "FAKE")}, "empty_maps": regions["empty_maps"],
             "deletion": {o: faithful[f"deletion_{o}"]["auc"] for o in ("map", "random")},
             "insertion": {o: faithful[f"insertion_{o}"]["auc"] for o in ("map", "random")},

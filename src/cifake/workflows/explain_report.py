@@ -15,9 +15,7 @@ import torch
 from cifake.data import CifakeData
 from cifake.data.sources import CIFAR10_CLASSES, LABEL_NAMES
 from cifake.devices import describe, resolve_device
-from cifake.explain.analysis import (
-    checked_subset, default_checks, deletion_insertion, randomisation_check, region_table,
-)
+from cifake.explain.analysis import region_table, run_checks
 from cifake.explain.figures import (
     centre_share_figure, class_grid_figure, faithfulness_figure, mean_map_figure, overlay_figure,
 )
@@ -95,7 +93,7 @@ def explain_dataset(
 ) -> dict:
     """An explanation `method` (cifake.explain.methods) over a seeded sample of a split: figures, centre/border
     shares over the sample, faithfulness and sanity over a seeded subset of `checks` of its images; a report.
-    `checks` and the cascade default by the method's cost (_checks). The sample, the subset and the checks follow
+    `checks` and the cascade default by the method's cost (run_checks). The sample, the subset and the checks follow
     `seed`, by default the model's training seed (1 when its config does not say)."""
     started = time.perf_counter()
     device = resolve_device(device)
@@ -110,8 +108,8 @@ def explain_dataset(
     maps, targets = explainer(images.images, (logits > 0).astype(np.int64))  # the verdicts, each scored once
     regions = region_table(maps, images.labels, images.classes, images.sources)
     layer = getattr(explainer, "layer_name", None)
-    faithfulness, sanity = _checks(model, images.images, maps, targets, lambda m: make_method(method, m, layer),
-                                   explainer.passes_per_map, seed, checks, cascade)
+    faithfulness, sanity = run_checks(model, images.images, maps, targets, lambda m: make_method(method, m, layer),
+                                      explainer.passes_per_map, seed, checks, cascade)
     summary = {
         "run": str(run_dir), "source": data.source, "split": split, "images": len(images), "seed": seed,
         "image_size": int(images.images.shape[1]),
@@ -127,18 +125,6 @@ def explain_dataset(
     write_json(folder / "explain.json", summary)
     build_report(summary, figures, config).write(folder, "explain")
     return summary
-
-
-def _checks(model, images, maps, targets, make, passes_per_map: int, seed: int, checks: int | None,
-            cascade: bool | None) -> tuple[dict, dict]:
-    """Faithfulness and the randomisation check on a seeded subset of `checks` images (default_checks by default);
-    the cascade by default only where a map costs one pass (not Integrated Gradients)."""
-    checks = default_checks(passes_per_map) if checks is None else checks
-    cascade = passes_per_map == 1 if cascade is None else cascade
-    checked = checked_subset(len(images), checks, seed)
-    pixels, maps, targets = images[checked], maps[checked], targets[checked]
-    return (deletion_insertion(model, pixels, maps, targets, seed=seed),
-            randomisation_check(model, pixels, maps, targets, make, seed, cascade))
 
 
 def _figures(images, maps, prob_real, regions: dict, faithfulness: dict, per_class: int, folder: Path,
