@@ -230,7 +230,7 @@ def test_the_gpu_check_runs_on_the_cpu_from_a_subset_zip(learnable_zip, tmp_path
     done = subprocess.run(
         [sys.executable, "benchmarks/gpu_check.py", "--data", str(subset), "--device", "cpu", "--out",
          str(tmp_path / "check"), "--epochs", "2", "--throughput-images", "200", "--size-images", "32",
-         "--search-filters", "4",
+         "--search-filters", "4", "--vit-epochs", "1",
          "--search-conv-layers", "1", "--search-dense-units", "8"], cwd=REPO, capture_output=True, text=True,
         timeout=600)
     assert done.returncode == 0, done.stderr
@@ -238,6 +238,9 @@ def test_the_gpu_check_runs_on_the_cpu_from_a_subset_zip(learnable_zip, tmp_path
     assert report["device"] == "cpu" and report["throughput"]["cpu"] > 0
     assert report["training"]["deterministic"] is True and report["training"]["device_cpu_gap_points"] == 0
     assert report["search"]["trials"] == 3 and report["search"]["paper_projection_minutes"] > 0
+    vit = report["vit_recipe"]
+    assert vit["topology"] == "vit-p4-d6-w128-conv" and vit["epochs"] == 1 and vit["train_images"] == 216
+    assert 0 <= vit["test_accuracy"] <= 1 and vit["full_split_minutes"] > 0
     for family in ("resnet4", "vit"):
         rates = report["sizes"][family]
         assert set(rates) == {"32", "128", "256"} and all(rate > 0 for rate in rates.values())
