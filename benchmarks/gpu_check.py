@@ -1,24 +1,12 @@
-"""The GPU check: what cifake does on an accelerator, in one run of at most about 8 minutes on one GPU.
+"""The GPU check: what cifake does on an accelerator, in one run of a few minutes (3.5 on an H200). Carry a
+41.7 MB subset of CIFAKE to the GPU machine (`cifake data subset $CIFAKE_DATA --out gpu-data/cifake-subset.zip
+--train 10000 --test 10000`) and run `python benchmarks/gpu_check.py --data gpu-data/cifake-subset.zip`.
 
-Make the data once (41.7 MB: 10,000 images per label of train and of test, from the CIFAKE zips), carry the
-repository and that zip to the GPU machine, and run:
-
-    cifake data subset $CIFAKE_DATA --out gpu-data/cifake-subset.zip --train 10000 --test 10000
-    python benchmarks/gpu_check.py --data gpu-data/cifake-subset.zip            # --device auto: the GPU
-
-It prints, and writes to OUT/gpu_check.json:
-1. the device;
-2. training images/s of the study's CNN (batch 64) on the device and on the CPU, and on the device with
-   torch.compile (default, and reduce-overhead = CUDA graphs), best epoch after the first;
-3. the study's CNN trained --epochs epochs on the device and on the CPU (test accuracy; they should agree within
-   0.5 point);
-4. a determinism check: the device run repeated, its history and test metrics compared;
-5. the wall time of the `quick` search profile on the device (trials one after another), each trial kind's
-   time per epoch, and from them an upper-bound projection of the `paper` profile on one GPU;
-6. training images/s of `resnet4` and `vit-p{size/8}-d6-w128-conv` (64 tokens), batch 64, at 32, 128 and 256 px;
-7. (first) the transformer's recipe, `recipes/vit.json`, trained on the device: time, images/s, test accuracy, and
-   its time projected to the whole train split (timm carried).
-`--device cpu` runs the same on the CPU (the test suite does, on a tiny subset).
+It writes OUT/gpu_check.json after each item: the transformer's recipe trained on the device (timm carried); the
+study's CNN's training images/s on the device (also compiled) and on the CPU; that CNN trained --epochs epochs on
+the device twice (determinism) and on the CPU (within 0.5 point); `resnet4`'s and a transformer's images/s at 32,
+128 and 256 px; the `quick` search and a projection of `paper`. `--device cpu` runs it on the CPU (the tests do).
+docs/devices.md#the-gpu-check says more, and gives one H200's figures.
 """
 
 from __future__ import annotations
@@ -58,16 +46,10 @@ def main() -> None:
         raise SystemExit(f"{out} is not empty: give a new --out, so every figure is measured by this run")
     out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(args.data, cache_root=args.cache, progress=False)
-    report: dict = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-                    "data": str(args.data)}
+    report = {"device": str(device), "device_name": device_name(device), "torch": torch.__version__, "data": args.data}
     say(f"device {device} ({device_name(device)}), torch {torch.__version__}")
-    items = {"vit_recipe": lambda: vit_recipe(data, device, args.vit_recipe, args.vit_epochs, out),
-             "throughput": lambda: throughput(data, device, args.throughput_images),
-             "training": lambda: training(data, device, args.epochs, out),
-             "sizes": lambda: family_sizes(device, args.size_images),
-             "search": lambda: quick_search(data, device, args, out)}
-    for name, measure in items.items():  # the JSON after each item: a run stopped at its limit keeps the others
-        report[name] = measure()
+    for measure in (vit_recipe, throughput, training, sizes, search):  # a run stopped at its limit keeps the JSON
+        report[measure.__name__] = measure(data, device, args, out)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     say(f"written {out / 'gpu_check.json'}")
 
@@ -80,25 +62,22 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--cache", help="cache folder for decoded images")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the accuracy and determinism runs")
     parser.add_argument("--throughput-images", type=int, default=20_000)
-    parser.add_argument("--size-images", type=int, default=2048, help="random images per size for item 6")
+    parser.add_argument("--size-images", type=int, default=2048, help="random images per size")
     parser.add_argument("--search-filters", default="16,32,64,128", help="the quick profile's, or fewer")
-    parser.add_argument("--vit-recipe", default="recipes/vit.json", help="the transformer's recipe for item 7")
+    parser.add_argument("--vit-recipe", default="recipes/vit.json", help="the transformer's recipe")
     parser.add_argument("--vit-epochs", type=int, help="its epochs (default: the recipe's)")
     parser.add_argument("--search-conv-layers", default="1,2,3")
     parser.add_argument("--search-dense-units", default="32,128,512")
     return parser.parse_args()
 
 
-def throughput(data, device: torch.device, images: int) -> dict:
+def throughput(data, device: torch.device, args, out: Path) -> dict:
     """Images/s of one training epoch of the study's CNN, best epoch after the first (which pays for compiling)."""
-    train = data["train"].limit(images // 2).in_memory()
-    val = data["test"].limit(500).in_memory()
-    settings = {"cpu": TrainConfig(epochs=2, patience=9, device="cpu")}
-    if device.type != "cpu":
-        settings |= {f"{device.type}": TrainConfig(epochs=3, patience=9, device=str(device))}
-        settings |= {f"{device.type} compile {mode}": TrainConfig(epochs=3, patience=9, device=str(device),
-                                                                  compile=mode)
-                     for mode in ("default", "reduce-overhead")}
+    train, val = data["train"].limit(args.throughput_images // 2).in_memory(), data["test"].limit(500).in_memory()
+    modes = [] if device.type == "cpu" else ["off", "default", "reduce-overhead"]
+    settings = {"cpu": TrainConfig(epochs=2, patience=9, device="cpu")} | {
+        device.type + ("" if mode == "off" else f" compile {mode}"):
+            TrainConfig(epochs=3, patience=9, device=str(device), compile=mode) for mode in modes}
     rates = {}
     for name, config in settings.items():
         seed_everything(1)
@@ -111,10 +90,10 @@ def throughput(data, device: torch.device, images: int) -> dict:
     return rates
 
 
-def family_sizes(device: torch.device, images: int = 2048) -> dict:
-    """Images/s of resnet4 and of a transformer at 32, 128 and 256 px (random pixels: the rate does not depend on
-    them), best epoch after the first."""
-    rates: dict = {"resnet4": {}, **({"vit": {}} if importlib.util.find_spec("timm") else {})}  # timm: carried
+def sizes(data, device: torch.device, args, out: Path) -> dict:
+    """Images/s of resnet4 and of a transformer (timm carried) at 32, 128 and 256 px, best epoch after the first
+    (random pixels: the rate does not depend on them)."""
+    images, rates = args.size_images, {"resnet4": {}, **({"vit": {}} if importlib.util.find_spec("timm") else {})}
     for family, size in [(family, size) for family in rates for size in (32, 128, 256)]:
         rng = np.random.default_rng(size)
         pixels, labels = rng.integers(0, 256, (images, size, size, 3), np.uint8), np.arange(images) % 2
@@ -131,8 +110,9 @@ def family_sizes(device: torch.device, images: int = 2048) -> dict:
     return rates
 
 
-def training(data, device: torch.device, epochs: int, out: Path) -> dict:
+def training(data, device: torch.device, args, out: Path) -> dict:
     """The study's CNN trained on the device (twice, for determinism) and on the CPU; test metrics compared."""
+    epochs = args.epochs
     config = TrainConfig(epochs=epochs, patience=epochs)
     runs = {}
     for name, spec in (("device", str(device)), ("device again", str(device)), ("cpu", "cpu")):
@@ -140,9 +120,8 @@ def training(data, device: torch.device, epochs: int, out: Path) -> dict:
             runs["cpu"] = runs["device"]
             continue
         folder = out / "runs" / name.replace(" ", "-")
-        record = train_run(data, folder, Topology(32, 2, (64,)), replace(config, device=spec), Split(0.1, None),
-                           progress=False, plots=False)
-        runs[name] = record
+        runs[name] = record = train_run(data, folder, Topology(32, 2, (64,)), replace(config, device=spec),
+                                        Split(0.1, None), progress=False, plots=False)
         say(f"{epochs} epochs on {spec}: test accuracy {record['test']['accuracy']:.4f}, "
             f"{record['train_images_per_second']:,.0f} images/s, {record['seconds']:.1f} s")
     identical = _scores(out / "runs" / "device") == _scores(out / "runs" / "device-again")
@@ -158,15 +137,11 @@ def _scores(run: Path) -> tuple:
     """What must repeat exactly: every epoch's losses and accuracies, and the validation and test metrics."""
     record = RunFolder(run).read_record()
     losses = [{k: row[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
-              for row in _history(run)]
+              for row in RunFolder(run).read_history()]
     return json.dumps(record["test"], sort_keys=True), json.dumps(record["validation"], sort_keys=True), losses
 
 
-def _history(run: Path) -> list[dict]:
-    return RunFolder(run).read_history()
-
-
-def quick_search(data, device: torch.device, args, out: Path) -> dict:
+def search(data, device: torch.device, args, out: Path) -> dict:
     """The quick profile's search (with a few dense heads, which it leaves out, to time them) on the device, and a
     projection of the paper profile from its epoch times."""
     quick = PROFILES["quick"]
@@ -183,12 +158,12 @@ def quick_search(data, device: torch.device, args, out: Path) -> dict:
     heads = [per_image[t["name"]] for t in summary["stage2"]] or [0.0]
     paper_space, paper_budget = PROFILES["paper"].space, PROFILES["paper"].budget
     paper_heads = len(paper_space.dense_units) * len(paper_space.dense_layers)
-    scale = PAPER_TRAIN_IMAGES * paper_budget.train.epochs  # every trial run to its last epoch: an upper bound
+    epochs = paper_budget.train.epochs
+    scale = PAPER_TRAIN_IMAGES * epochs  # every trial run to its last epoch: an upper bound
     projection = (stage1 * 12 / max(1, len(summary["stage1"])) + max(heads) * paper_heads) * scale
     say(f"quick profile on {device}: {len(trials)} trials in {wall:.0f} s")
     for name, seconds in per_image.items():
         say(f"  {name}: {seconds * 1e6:.1f} us per training image per epoch (with validation)")
-    epochs = paper_budget.train.epochs
     say(f"paper profile projection on one {device.type} device, trials one after another: (sum over the 12 extractors "
         f"+ {paper_heads} heads x the slowest head measured) x {PAPER_TRAIN_IMAGES:,} images x {epochs} "
         f"epochs = {projection / 60:.1f} min (an upper bound: early stopping ends most trials sooner)")
@@ -197,18 +172,19 @@ def quick_search(data, device: torch.device, args, out: Path) -> dict:
             "paper_projection_minutes": round(projection / 60, 1), "best": summary["best"]}
 
 
-def vit_recipe(data, device: torch.device, recipe: str, epochs: int | None, out: Path) -> dict:
-    """The transformer's recipe (teacher, EMA, test-time flips included) trained on the device, and its time
-    projected to the whole train split less a tenth."""
-    topology, settings = read_recipe(recipe)
-    config = TrainConfig.from_dict(settings | {"device": str(device)} | ({"epochs": epochs} if epochs else {}))
+def vit_recipe(data, device: torch.device, args, out: Path) -> dict:
+    """The transformer's recipe trained on the device, its time projected to the whole train split less a tenth."""
+    if not importlib.util.find_spec("timm"):
+        return {"skipped": "timm is not installed: carry its wheel"}
+    topology, settings = read_recipe(args.vit_recipe)
+    epochs = {"epochs": args.vit_epochs} if args.vit_epochs else {}
+    config = TrainConfig.from_dict(settings | {"device": str(device)} | epochs)
     record = train_run(data, out / "runs" / "vit-recipe", resolve_topology(topology), config, Split(0.1, None),
                        progress=False, plots=False)
-    per_image = _seconds_per_image(out / "runs" / "vit-recipe")
-    minutes = per_image * PAPER_TRAIN_IMAGES * config.epochs / 60
-    say(f"{topology} by {recipe} on {device}: {config.epochs} epochs, {record['split']['train']:,} images, "
-        f"{record['seconds']:.0f} s, {record['train_images_per_second']:,.0f} images/s, test accuracy "
-        f"{record['test']['accuracy']:.4f}; on {PAPER_TRAIN_IMAGES:,} images: {minutes:.1f} min")
+    minutes = _seconds_per_image(out / "runs" / "vit-recipe") * PAPER_TRAIN_IMAGES * config.epochs / 60
+    say(f"{topology} by {args.vit_recipe} on {device}: {config.epochs} epochs, "
+        f"{record['train_images_per_second']:,.0f} images/s, test accuracy {record['test']['accuracy']:.4f}; "
+        f"{PAPER_TRAIN_IMAGES:,} images: {minutes:.1f} min")
     return {"topology": topology, "epochs": config.epochs, "train_images": record["split"]["train"],
             "seconds": round(record["seconds"], 1), "images_per_second": record["train_images_per_second"],
             "test_accuracy": record["test"]["accuracy"], "full_split_minutes": round(minutes, 1)}
@@ -217,7 +193,7 @@ def vit_recipe(data, device: torch.device, recipe: str, epochs: int | None, out:
 def _seconds_per_image(trial: Path) -> float:
     """Median wall time per training image of a trial's epochs, validation included."""
     images = RunFolder(trial).read_record()["split"]["train"]
-    return statistics.median(float(row["wall_seconds"]) for row in _history(trial)) / images
+    return statistics.median(float(row["wall_seconds"]) for row in RunFolder(trial).read_history()) / images
 
 
 if __name__ == "__main__":
