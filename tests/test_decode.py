@@ -176,6 +176,24 @@ def test_decode_files_reads_folders_and_zips_and_reports_each_bad_member(tmp_pat
     assert len(broken.index) == 0 and all("bad local header" in reason for _, reason in broken.errors)
 
 
+def test_decode_files_goes_on_after_each_kind_of_bad_file_counts_every_conversion_and_keeps_its_dtypes(tmp_path):
+    from cifake.data.decode import decode_files
+
+    files = {"big1.png": _encode(Image.fromarray(synthetic_image(1, 1, size=64)), "PNG"), "bad.jpg": b"nope",
+             "small.jpg": jpeg_bytes(synthetic_image(0, 2)),
+             "big2.png": _encode(Image.fromarray(synthetic_image(0, 3, size=48)), "PNG")}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    names = ["big1.png", "bad.jpg", "big2.png", "missing.jpg", "small.jpg"]  # each failure followed by a good file
+    chunk = decode_files("", names, str(tmp_path))
+    assert chunk.index.tolist() == [0, 2, 4] and [i for i, _ in chunk.errors] == [1, 3]
+    assert chunk.converted == 2  # both PNGs resized, the 32 px JPEG not
+    assert (chunk.index.dtype, chunk.images.dtype, chunk.extents.dtype) == (np.int64, np.uint8, np.int16)
+    assert chunk.images.shape == (3, 32, 32, 3) and chunk.extents.tolist() == [32, 32, 32]
+    expected = [decode_image(files[names[i]])[0] for i in (0, 2, 4)]
+    assert all(np.array_equal(a, b) for a, b in zip(chunk.images, expected))
+
+
 def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decode():
     big = _encode(Image.fromarray(synthetic_image(0, 9, size=256)), "JPEG", quality=90)
     expected = Image.open(io.BytesIO(big))

@@ -13,6 +13,7 @@ from cifake import devices
 from cifake.data import load_dataset
 from cifake.devices import DeviceUnavailable, resolve_device
 from cifake.models import Topology
+from cifake.training.checkpoint import checkpoint_precision
 from cifake.training.config import TrainConfig
 from cifake.training.split import Split
 from cifake.workflows.experiment import train_run
@@ -161,6 +162,8 @@ def test_a_cpu_without_bf16_kernels_trains_in_fp32_and_a_bf16_run_does_not_conti
         train("amx", False, epochs=2)
     assert train("amx", True, epochs=2)["resumed_from_epoch"] == 1  # where it has bf16 kernels, it continues
     assert train("avx2", False, epochs=1)["environment"]["precision"] == "fp32"
+    # what `search-status` reads to weigh a trial's cost: the precision from the header, None without a checkpoint
+    assert [checkpoint_precision(tmp_path / run) for run in ("amx", "avx2", "none")] == ["bf16 autocast", "fp32", None]
     train("no-bf16", True, epochs=1, bf16=False)  # fp32 asked for, on any CPU
     fallback, asked = (load_file(tmp_path / run / "model.safetensors") for run in ("avx2", "no-bf16"))
     assert all(torch.equal(fallback[key], asked[key]) for key in asked)  # the fallback is plain fp32

@@ -100,6 +100,7 @@ def test_a_native_size_is_outside_beyond_the_training_range_and_its_tolerance(fe
     train, labels, val, _ = features
     check = DomainCheck.fit(train, labels, val, sides=sides)
     assert check.size_outside(*size) is outside
+    assert check.describe_size() == {(32, 32): "32 px", (512, 1024): "512-1024 px", None: "not checked"}[sides]
     assert SIZE_TOLERANCE == 1.25  # the cases above sit at the edges of this factor, the one the docs state
 
 

@@ -220,7 +220,7 @@ def test_prompts_seeds_counts_and_shards_are_checked():
         plan_jobs(GenerateConfig(out="x", classes=["!!!"], per_class=1))
 
 
-def test_like_needs_real_images_with_cifar_classes(tmp_path):
+def test_like_needs_real_images_with_cifar_classes(tmp_path, capfd):
     folder = tmp_path / "mine"
     (folder / "REAL").mkdir(parents=True)
     (folder / "FAKE").mkdir()
@@ -229,7 +229,9 @@ def test_like_needs_real_images_with_cifar_classes(tmp_path):
     with pytest.raises(ValueError, match="no REAL images with a CIFAR-10 class"):
         counts_like(folder)
     Image.fromarray(synthetic_image(1, 1)).save(folder / "REAL" / "7 (10).jpg")
+    capfd.readouterr()
     assert counts_like(folder) == (["truck"], [1])
+    assert capfd.readouterr() == ("", "")  # read quietly: `generate --like` prints its own lines
 
 
 def test_config_to_dict_round_trips():

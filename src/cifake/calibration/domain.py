@@ -94,7 +94,10 @@ class DomainCheck:
         return min(width, height) * SIZE_TOLERANCE < low or max(width, height) > high * SIZE_TOLERANCE
 
     def describe_size(self) -> str:
-        low, high = self.sides or (0, 0)
+        """The training files' sides as `predict` names them: "32 px", "512-1024 px", or "not checked"."""
+        if self.sides is None:
+            return "not checked"
+        low, high = self.sides
         return f"{low} px" if low == high else f"{low}-{high} px"
 
     def to_config(self) -> dict:
