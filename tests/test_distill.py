@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -118,3 +119,34 @@ def test_a_distilled_run_resumed_from_the_command_line_ends_where_an_unbroken_on
     refused = cli(*common, "--out", tmp_path / "broken", "--epochs", "3", "--resume", check=False)
     assert refused.returncode != 0 and "would continue towards targets" in refused.stderr
     assert len(checkpoint_progress(tmp_path / "broken").history) == 2  # the refused resume trained nothing
+
+
+def test_a_resume_towards_other_targets_names_both_and_what_to_do(data, tmp_path):
+    """The same teacher folder with other weights gives other targets: the refusal names both (by the start of
+    their digests) and the way out. A change between labels and a teacher is refused by the settings already;
+    the message would still say which was which."""
+    from cifake.training.checkpoint import _check_same_targets
+
+    teacher = tmp_path / "teacher"
+    digests = []
+    for rate in (0.01, 0.02):
+        train_run(data, tmp_path / f"teacher-{rate}", TINY, TrainConfig(epochs=1, seed=SEED, learning_rate=rate),
+                  SPLIT, progress=False, plots=False)
+        shutil.copytree(tmp_path / f"teacher-{rate}", teacher, dirs_exist_ok=True)  # the same folder, new weights
+        config = TrainConfig(epochs=1, seed=SEED, learning_rate=0.01, teacher=str(teacher), distill=0.5)
+        record = train_run(data, tmp_path / f"student-{rate}", TINY, config, SPLIT, progress=False, plots=False)
+        digests.append(record["teacher"]["targets_sha256"])
+    assert digests[0] != digests[1]
+    with pytest.raises(ValueError) as refused:  # student-0.01 trained towards the first teacher's targets
+        train_run(data, tmp_path / "student-0.01", TINY, replace(config, epochs=2), SPLIT, resume=True,
+                  progress=False, plots=False)
+    way_out = ("; resume it with the teacher it began with (its record names the teacher's weights), or start a new "
+               "run in another --out")
+    assert str(refused.value) == (f"{tmp_path / 'student-0.01' / 'checkpoint.safetensors'}: this run trained "
+                                  f"towards targets {digests[0][:12]}... and would continue towards targets "
+                                  f"{digests[1][:12]}...{way_out}")
+    with pytest.raises(ValueError) as refused:
+        _check_same_targets(tmp_path, "labels", digests[1])
+    assert str(refused.value) == (f"{tmp_path}: this run trained towards the labels and would continue towards "
+                                  f"targets {digests[1][:12]}...{way_out}")
+    _check_same_targets(tmp_path, digests[1], digests[1])  # the same targets: no refusal
