@@ -123,6 +123,11 @@ def test_a_checkpoint_resumes_only_on_the_device_type_it_was_made_on(learnable_z
                                          "--device cuda"):
         train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu"), Split(0.1, 60), resume=True,
                   progress=False, plots=False)
+    del state["device"]  # a checkpoint older than the device record was made on the CPU, and continues there
+    save_file(load_file(checkpoint), checkpoint, metadata={"cifake_checkpoint": json.dumps(state)})
+    resumed = train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu"), Split(0.1, 60), resume=True,
+                        progress=False, plots=False)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["epochs_run"] == 2
 
 
 def test_a_cpu_run_uses_its_thread_count_records_it_and_resumes_only_with_it(learnable_zip, tmp_path):
