@@ -120,9 +120,10 @@ def test_a_checkpoint_resumes_only_on_the_device_type_it_was_made_on(learnable_z
     state["device"] = "cuda"  # as a GPU run writes it: tensors on the CPU, the device in the header
     save_file(load_file(checkpoint), checkpoint, metadata={"cifake_checkpoint": json.dumps(state)})
     with pytest.raises(ValueError, match="trained on cuda and cannot continue exactly on cpu; resume it with "
-                                         "--device cuda"):
+                                         "--device cuda") as refused:
         train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu"), Split(0.1, 60), resume=True,
                   progress=False, plots=False)
+    assert str(refused.value).startswith(f"{checkpoint}: this run was trained on cuda")
     del state["device"]  # a checkpoint older than the device record was made on the CPU, and continues there
     save_file(load_file(checkpoint), checkpoint, metadata={"cifake_checkpoint": json.dumps(state)})
     resumed = train_run(data, tmp_path, SMALL, TrainConfig(epochs=2, device="cpu"), Split(0.1, 60), resume=True,

@@ -72,6 +72,10 @@ def test_a_finished_run_can_be_extended_with_more_epochs_and_patience(splits, tm
                    resume=True, progress=False)
     first = run(epochs=4, patience=1)
     assert first.stopped_early and len(first.history) == 2
+    again = run(epochs=4, patience=1)  # resumed under the same settings, a run that stopped early stays stopped
+    assert again.resumed_from_epoch == 2 and len(again.history) == 2 and again.stopped_early is True
+    shortened = run(epochs=2, patience=1)  # its 2 epochs all run: finished, not stopped early
+    assert len(shortened.history) == 2 and shortened.stopped_early is False
     extended = run(epochs=4, patience=3)  # the larger patience lets the stopped run go on from epoch 3
     assert extended.resumed_from_epoch == 2 and len(extended.history) == 4 and not extended.stopped_early
 
