@@ -194,6 +194,29 @@ def test_decode_files_goes_on_after_each_kind_of_bad_file_counts_every_conversio
     assert all(np.array_equal(a, b) for a, b in zip(chunk.images, expected))
 
 
+def test_members_whose_local_headers_carry_extra_fields_are_read_at_their_offsets(tmp_path):
+    """`zip` and most archivers add an extra field (here a Unix timestamp block) to each local header; the data
+    starts after it."""
+    import struct
+    import zipfile
+
+    from cifake.data.decode import decode_files
+
+    images = {f"{n}.jpg": jpeg_bytes(synthetic_image(n % 2, n)) for n in range(3)}
+    path = tmp_path / "extra.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for method, (name, data) in zip((zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_DEFLATED),
+                                        images.items()):
+            info = zipfile.ZipInfo(name)
+            info.compress_type, info.extra = method, b"UT" + struct.pack("<HBI", 5, 1, 1_700_000_000)
+            archive.writestr(info, data)
+    with zipfile.ZipFile(path) as archive:
+        entries = [(i.header_offset, i.compress_size, i.compress_type) for i in archive.infolist()]
+    chunk = decode_files(str(path), list(images), "", entries)
+    assert chunk.index.tolist() == [0, 1, 2] and not chunk.errors
+    assert all(np.array_equal(a, decode_image(b)[0]) for a, b in zip(chunk.images, images.values()))
+
+
 def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decode():
     big = _encode(Image.fromarray(synthetic_image(0, 9, size=256)), "JPEG", quality=90)
     expected = Image.open(io.BytesIO(big))

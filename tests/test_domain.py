@@ -265,6 +265,24 @@ def test_explain_records_the_domain_beside_each_overlay(checked_run, tmp_path):
     assert result["verdict"] == OUT_OF_DOMAIN and result["in_domain"] is False and result["domain_score"] > 1
 
 
+def test_an_overlay_explains_the_label_asked_for_and_calls_an_out_of_domain_verdict_a_guess(checked_run,
+                                                                                          monkeypatch):
+    run, _ = checked_run
+    detector = Detector.load(run, backend="torch")
+    drawn = []
+    monkeypatch.setattr("cifake.explain.figures.overlay_figure",
+                        lambda pixels, heatmap, title, out: drawn.append((heatmap, title)))
+    photo, noise = synthetic_image(1, 1000), _noise(3)
+    for item, target in [(item, target) for item in (photo, noise) for target in ("FAKE", "REAL")]:
+        (expected,) = detector.explanations([item], target)
+        detector.overlay_png(item, target)
+        heatmap, title = drawn.pop()
+        assert np.array_equal(heatmap, expected.heatmap) and expected.map_for == target
+        p = expected.prediction
+        guess = " (a guess)" if item is noise else ""
+        assert p.in_domain is (item is photo) and title == f"{p.verdict}: P(FAKE) = {p.prob_fake:.3f}{guess}"
+
+
 def _png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")

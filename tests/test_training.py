@@ -116,6 +116,18 @@ def test_onecycle_rises_then_falls_to_zero():
     assert learning_rate(TrainConfig(learning_rate=0.01), 7, 10) == 0.01
 
 
+@pytest.mark.parametrize(("epochs", "per_epoch", "warmup", "expected"), [
+    (2, 3, 0, [1, 1, 4 / 5, 3 / 5, 2 / 5, 1 / 5]),  # no warm-up: the peak at once, then a fifth less each step
+    (2, 1, 1, [1, 1]),  # a warm-up of all steps but one: the last step still gets the peak, not a share of it
+    (1, 4, 0.5, [1 / 2, 1, 1, 1 / 2])])  # warm-up 2 of 4 steps, then the decay over the other two
+def test_onecycle_at_the_edges_of_its_warm_up_by_hand(epochs, per_epoch, warmup, expected):
+    from cifake.training.loop import learning_rate
+
+    config = TrainConfig(epochs=epochs, learning_rate=0.01, schedule="onecycle", warmup_epochs=warmup)
+    rates = [learning_rate(config, step, per_epoch) for step in range(epochs * per_epoch)]
+    assert rates == pytest.approx([0.01 * share for share in expected], abs=1e-15)
+
+
 class _Killed(Exception):
     pass
 
