@@ -48,8 +48,11 @@ def test_plan_names_seeds_and_shards():
     names = [(j.class_name, j.index) for s in shards for j in s]
     assert sorted(names) == sorted((j.class_name, j.index) for j in plan_jobs(big)) and len(set(names)) == 10
     assert parse_shard("1/4") == (1, 4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"--shard 4/4: need 0 <= i < n"):
         parse_shard("4/4")
+    for shard in (3, -1):  # a plan asked for directly (the API) names the indices that exist
+        with pytest.raises(ValueError, match=rf"^shard {shard}/3: the index must lie in 0\.\.2$"):
+            plan_jobs(GenerateConfig(out="x", classes=["a"], per_class=1, shard=(shard, 3)))
 
 
 def test_generate_writes_cifake_files_and_manifest(tiny_model, tmp_path):

@@ -163,7 +163,7 @@ def test_bad_sizes_and_ensembles_of_mixed_sizes_are_clear_errors(sized_tree, tmp
 
 def test_an_image_smaller_than_the_crop_is_enlarged_and_flagged(tmp_path):
     from cifake import Detector
-    from cifake.data.decode import decode_window
+    from cifake.data.decode import BadImage, decode_window
 
     small = jpeg_bytes(synthetic_image(1, 0, 40)[:10, :20].copy())
     window, extent, upscaled = decode_window(small, 16)
@@ -171,6 +171,8 @@ def test_an_image_smaller_than_the_crop_is_enlarged_and_flagged(tmp_path):
     big = jpeg_bytes(synthetic_image(1, 0, 200))
     window, extent, upscaled = decode_window(big, 16)
     assert not upscaled and extent == 32  # a window of 2N native pixels, not the whole image
+    with pytest.raises(BadImage, match=r"^empty file \(0 bytes\)$"):  # named as the resize path names it
+        decode_window(b"", 16)
 
     files = sized_files(48, {"train": 12, "test": 6})
     files["test/REAL/tiny.jpg"] = small
