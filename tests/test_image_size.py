@@ -161,6 +161,37 @@ def test_bad_sizes_and_ensembles_of_mixed_sizes_are_clear_errors(sized_tree, tmp
     assert mixed.returncode == 2 and "must share their input" in flat(mixed.stdout + mixed.stderr)
 
 
+@pytest.mark.parametrize(("width", "height"), [(51, 41), (30, 12), (12, 30), (16, 23), (15, 40)])
+def test_a_crop_window_holds_the_centre_of_the_native_pixels_computed_by_hand(width, height):
+    """N = 16: the window is 2N = 32 square; an image whose short side is under N is first enlarged, bilinear,
+    until that side is N; then the centre square of at most 2N native pixels is kept, the rest of the window 0."""
+    from cifake.data.decode import image_to_window
+
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3), np.uint8)
+    image = Image.fromarray(pixels)
+    upscaled = min(width, height) < 16
+    if upscaled:
+        scale = 16 / min(width, height)
+        image = image.resize((max(16, round(width * scale)), max(16, round(height * scale))),
+                             Image.Resampling.BILINEAR)
+    w, h = image.size
+    extent = min(w, h, 32)
+    left, top = (w - extent) // 2, (h - extent) // 2
+    window, got_extent, got_upscaled = image_to_window(Image.fromarray(pixels), 16)
+    assert (got_extent, got_upscaled, window.dtype, window.shape) == (extent, upscaled, np.uint8, (32, 32, 3))
+    assert np.array_equal(window[:extent, :extent], np.asarray(image)[top:top + extent, left:left + extent])
+    assert not window[extent:].any() and not window[:, extent:].any()
+
+
+def test_a_crop_models_decoder_keeps_the_pixel_limit_it_is_given():
+    from cifake.data.decode import BadImage, decode_window
+
+    data = jpeg_bytes(np.zeros((300, 400, 3), np.uint8))
+    with pytest.raises(BadImage, match="decompression bomb"):
+        decode_window(data, 16, max_pixels=100_000)
+    assert decode_window(data, 16, max_pixels=120_000)[0].shape == (32, 32, 3)
+
+
 def test_an_image_smaller_than_the_crop_is_enlarged_and_flagged(tmp_path):
     from cifake import Detector
     from cifake.data.decode import BadImage, decode_window
