@@ -96,7 +96,9 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
                                                                                                "gen-b"}
 
     client = TestClient(create_app(Detector.load(run, backend="torch")))
-    assert client.get("/v1/model").json()["input"]["size"] == size
+    described = {16: "resized to 16x16 pixels", 64: "resized to 64x64 pixels",
+                 32: "5 crops of 32x32 native pixels, their scores averaged"}[size]
+    assert client.get("/v1/model").json()["input"] == {"size": size, "preprocess": mode, "described": described}
     response = client.post("/v1/predict", files=[("files", ("x.jpg", photo.read_bytes(), "image/jpeg"))])
     assert response.status_code == 200 and response.json()["results"][0]["prob_fake"] is not None
 

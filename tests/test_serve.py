@@ -34,10 +34,18 @@ def client(bundled):
     return TestClient(create_app(bundled, Limits(max_file_bytes=2_000_000, max_files=4)))
 
 
-def test_health_model_card_and_docs(client):
+def test_a_model_without_a_card_or_figures_says_so(bundled, tmp_path):
+    card = TestClient(create_app(bundled, model_dir=tmp_path)).get("/v1/model").json()
+    assert card["model_card"] is None and card["metrics"] is None and card["model_id"] == bundled.model_id
+
+
+def test_health_model_card_and_docs(client, bundled):
     assert client.get("/healthz").json()["status"] == "ok"
     card = client.get("/v1/model").json()
     assert card["config"]["positive_class"] == "REAL" and "Intended use" in card["model_card"]
+    assert (card["model_id"], card["backend"], card["device"]) == (bundled.model_id, bundled.backend, bundled.device)
+    assert card["input"] == {"size": 32, "preprocess": "resize",
+                             "described": "shrunk to 32x32 pixels, as in the CIFAKE study"}
     from cifake.predict import bundled_model_dir  # the figures the bundled model ships (recomputed in test_predict)
 
     assert card["metrics"] == json.loads((bundled_model_dir() / "metrics.json").read_text())
