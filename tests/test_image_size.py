@@ -73,6 +73,12 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
     detector = Detector.load(run, backend="torch")
     (found,) = detector.predict([photo])
     assert found.prob_fake == pytest.approx(float(expected), abs=1e-5)  # the model's own size, and 5 crops averaged
+    if mode == "crop":  # an array or a Pillow image goes the way the file goes, under the same pixel limit
+        pixels = np.asarray(Image.open(photo).convert("RGB"))
+        for item in (pixels, Image.open(photo)):
+            assert detector.predict([item])[0].prob_fake == pytest.approx(found.prob_fake, abs=1e-6)
+        small = Detector.load(run, backend="torch", max_pixels=96 * 96 - 1).predict([pixels])[0]
+        assert small.prob_fake is None and "decompression bomb" in small.error
 
     cli("export", run, "--onnx", tmp_path / "model.onnx")
     runner = OnnxRunner(tmp_path / "model.onnx")
