@@ -217,6 +217,29 @@ def test_members_whose_local_headers_carry_extra_fields_are_read_at_their_offset
     assert all(np.array_equal(a, decode_image(b)[0]) for a, b in zip(chunk.images, images.values()))
 
 
+def test_member_bytes_reads_each_zip_once_at_its_offsets_and_names_a_member_it_cannot_find(tmp_path):
+    import zipfile
+
+    from cifake.data.decode import member_bytes
+    from cifake.data.sources import Member
+
+    files = {"a.jpg": b"first", "b.jpg": b"second"}
+    path = tmp_path / "m.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with zipfile.ZipFile(path) as archive:
+        entries = {i.filename: (i.header_offset, i.compress_size, i.compress_type) for i in archive.infolist()}
+    (tmp_path / "c.jpg").write_bytes(b"loose")
+    members = [Member(name, "train", 1, str(path), entries[name]) for name in files] + [
+        Member("c.jpg", "train", 1, "")]
+    assert [(m.name, data) for m, data in member_bytes(members, tmp_path)] == [
+        ("c.jpg", b"loose"), ("a.jpg", b"first"), ("b.jpg", b"second")]
+    moved = [Member("b.jpg", "train", 1, str(path), (entries["b.jpg"][0] + 1, *entries["b.jpg"][1:]))]
+    with pytest.raises(zipfile.BadZipFile, match="bad local header for b.jpg"):
+        list(member_bytes(moved, tmp_path))
+
+
 def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decode():
     big = _encode(Image.fromarray(synthetic_image(0, 9, size=256)), "JPEG", quality=90)
     expected = Image.open(io.BytesIO(big))

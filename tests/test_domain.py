@@ -72,6 +72,9 @@ def test_a_saved_check_loads_and_scores_exactly_as_fitted(features, tmp_path):
     check = DomainCheck.fit(train, labels, val, sides=(32, 48))
     folder = RunFolder(tmp_path)
     folder.write_domain(check.tensors())
+    assert check.to_config() == {"method": "mahalanobis-penultimate", "threshold": check.threshold,
+                                 "features": train.shape[1], "training_images": 600, "max_flagged": 0.01,
+                                 "sides": [32, 48], "size_tolerance": SIZE_TOLERANCE}  # what config.json records
     loaded = DomainCheck.from_saved(json.loads(json.dumps(check.to_config())), folder.read_domain())
     assert np.array_equal(loaded.scores(outside), check.scores(outside))
     assert np.array_equal(loaded.scores(val), check.scores(val))
