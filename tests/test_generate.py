@@ -48,6 +48,8 @@ def test_plan_names_seeds_and_shards():
     names = [(j.class_name, j.index) for s in shards for j in s]
     assert sorted(names) == sorted((j.class_name, j.index) for j in plan_jobs(big)) and len(set(names)) == 10
     assert parse_shard("1/4") == (1, 4)
+    with pytest.raises(ValueError, match=r"^generation setting steps must be .*, not 0$"):  # named as the CLI shows it
+        GenerateConfig(out="x", steps=0)
     with pytest.raises(ValueError, match=r"--shard 4/4: need 0 <= i < n"):
         parse_shard("4/4")
     for shard in (3, -1):  # a plan asked for directly (the API) names the indices that exist
