@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 
@@ -123,9 +124,9 @@ def test_a_distilled_run_resumed_from_the_command_line_ends_where_an_unbroken_on
 
 def test_a_resume_towards_other_targets_names_both_and_what_to_do(data, tmp_path):
     """The same teacher folder with other weights gives other targets: the refusal names both (by the start of
-    their digests) and the way out. A change between labels and a teacher is refused by the settings already;
-    the message would still say which was which."""
-    from cifake.training.checkpoint import _check_same_targets
+    their digests) and the way out. `fit`, which takes targets without a teacher setting, is refused between the
+    labels and targets alike."""
+    from cifake.training.loop import fit
 
     teacher = tmp_path / "teacher"
     digests = []
@@ -145,8 +146,14 @@ def test_a_resume_towards_other_targets_names_both_and_what_to_do(data, tmp_path
     assert str(refused.value) == (f"{tmp_path / 'student-0.01' / 'checkpoint.safetensors'}: this run trained "
                                   f"towards targets {digests[0][:12]}... and would continue towards targets "
                                   f"{digests[1][:12]}...{way_out}")
-    with pytest.raises(ValueError) as refused:
-        _check_same_targets(tmp_path, "labels", digests[1])
-    assert str(refused.value) == (f"{tmp_path}: this run trained towards the labels and would continue towards "
-                                  f"targets {digests[1][:12]}...{way_out}")
-    _check_same_targets(tmp_path, digests[1], digests[1])  # the same targets: no refusal
+    train, val = data["train"].limit(20).in_memory(), data["test"].limit(10).in_memory()
+    soft = np.full(len(train), 0.5, np.float32)
+    fit(create_model(TINY), train, val, TrainConfig(epochs=1), tmp_path / "fit", progress=False)
+    checkpoint = re.escape(str(tmp_path / "fit" / "checkpoint.safetensors"))
+    with pytest.raises(ValueError, match=rf"^{checkpoint}: this run trained towards the labels and would continue "
+                                         r"towards targets [0-9a-f]{12}\.\.\.; resume"):
+        fit(create_model(TINY), train, val, TrainConfig(epochs=2), tmp_path / "fit", resume=True, progress=False,
+            targets=soft)
+    resumed = fit(create_model(TINY), train, val, TrainConfig(epochs=2), tmp_path / "fit", resume=True,
+                  progress=False)  # towards the labels again: it continues
+    assert resumed.resumed_from_epoch == 1 and len(resumed.history) == 2

@@ -164,7 +164,7 @@ def explain(
         device = use_device(device)  # a missing device is named before any data is read
         source = load_for_model(data, cache, quiet, run_dir)
         if compare:
-            return _compare([run_dir, *compare], source, out, split, sample, seed, device, checks or EXPLAIN_CHECKS)
+            return _compare([run_dir, *compare], source, out, split, sample, seed, device, checks)
         summary = explain_dataset(run_dir, source, out, split, sample, per_class, layer, seed, device=device,
                                   method=value(method), checks=checks, cascade=cascade)
         return _explained_dataset(summary, out)
@@ -173,9 +173,10 @@ def explain(
 
 
 def _compare(runs: list[Path], data, out: Path, split: str, sample: int, seed: int | None, device,
-             checks: int) -> None:
+             checks: int | None) -> None:
     from cifake.workflows.explain_compare import compare_explanations
 
+    checks = EXPLAIN_CHECKS if checks is None else checks  # every method alike: one subset for the comparison
     summary = compare_explanations(runs, data, out, split, sample, seed, device, checks=checks)
     console.print(f"{summary['images']:,} images, {len(summary['models'])} models in {summary['seconds']} s")
     console.print(f"Report: {out / 'compare.md'} and {out / 'compare.html'}")
