@@ -90,8 +90,52 @@ def test_fitting_refuses_too_little_data_and_impossible_shares(features):
         DomainCheck.fit(train[:8], labels[:8], val, sides=None)
     with pytest.raises(ValueError, match="at least 1 validation"):
         DomainCheck.fit(train, labels, val[:0], sides=None)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        DomainCheck.fit(train, labels, val, sides=None, max_flagged=1.5)
+    for share in (0, 1, 1.5, -0.1):  # flagging none or all of the validation images sets no threshold
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            DomainCheck.fit(train, labels, val, sides=None, max_flagged=share)
+
+
+@pytest.mark.parametrize(("count", "share", "rank"), [(10, 0.15, 8), (7, 0.2, 5), (3, 0.5, 1)])
+def test_the_threshold_is_the_validation_distance_that_leaves_at_most_the_share_outside(features, count, share,
+                                                                                         rank):
+    """With few validation images the threshold is one of their distances, the one at the rank computed by hand
+    (ceil((count - 1) * (1 - share))), not a value interpolated between two: at most `share` of them score above 1."""
+    train, labels, val, _ = features
+    check = DomainCheck.fit(train, labels, val[:count], sides=None, max_flagged=share)
+    distances = np.sort(check.distances(val[:count]))
+    assert check.threshold == pytest.approx(distances[rank], rel=1e-6)
+    assert (check.scores(val[:count]) > 1 + 1e-6).sum() <= int(share * count)
+
+
+def test_a_validation_set_at_the_class_means_gives_a_tiny_positive_threshold(features):
+    """Validation images lying on the class means are at distance 0: the threshold's floor keeps scores finite, and
+    an image only a little off the means is already outside."""
+    train, labels, _, _ = features
+    means = np.stack([train[labels == label].mean(0) for label in (0, 1)])
+    check = DomainCheck.fit(train, labels, means, sides=None, max_flagged=0.5)
+    assert 0 < check.threshold < 1e-3
+    nudged = means[:1] + 0.01 * np.linalg.norm(means[0]) / np.sqrt(means.shape[1])
+    assert np.isfinite(check.scores(means)).all() and check.scores(nudged)[0] > 1
+
+
+def test_a_check_fitted_on_one_label_alone_measures_the_distance_to_its_mean(features):
+    """Real photographs alone make a valid domain: one class mean, the covariance around it."""
+    train, labels, val, outside = features
+    real, fake = train[labels == 1], train[labels == 0]
+    check = DomainCheck.fit(real[:150], np.ones(150), real[150:], sides=None)
+    assert check.means.shape == (1, 32) and np.allclose(check.means[0], real[:150].mean(0), atol=1e-6)
+    assert (check.scores(outside) > 1).all() and (check.scores(fake) > 1).all()  # other directions are outside
+
+
+@pytest.mark.parametrize("extra", [-1, 0])
+def test_features_no_wider_than_the_limit_are_all_kept(extra):
+    from cifake.calibration.domain import MAX_FEATURES
+
+    rng = np.random.default_rng(2)
+    width = MAX_FEATURES + extra
+    check = DomainCheck.fit(rng.normal(size=(width // 2, width)), rng.integers(2, size=width // 2),
+                            rng.normal(size=(20, width)), sides=None)
+    assert check.columns is None and check.precision.shape == (width, width)
 
 
 @pytest.mark.parametrize(("sides", "size", "outside"), [
@@ -299,6 +343,8 @@ def test_wide_features_keep_a_seeded_subset_of_columns_saved_with_the_check(tmp_
     train, val = rng.normal(size=(2000, MAX_FEATURES + 500)), rng.normal(size=(200, MAX_FEATURES + 500))
     check = DomainCheck.fit(train, rng.integers(2, size=2000), val, sides=None)
     assert check.precision.shape == (MAX_FEATURES, MAX_FEATURES) and len(set(check.columns)) == MAX_FEATURES
+    again = DomainCheck.fit(train, rng.integers(2, size=2000), val, sides=None)
+    assert np.array_equal(again.columns, check.columns)  # seeded: the same columns on every fit of that width
     far = val + 3.0 * rng.normal(size=val.shape)
     assert (check.scores(far) > 1).mean() > 0.9
     folder = RunFolder(tmp_path)
