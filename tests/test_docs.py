@@ -135,3 +135,28 @@ def test_every_planted_bug_still_finds_its_text_and_its_tests():
     checked = subprocess.run([sys.executable, str(REPO / "tools" / "planted_bugs.py"), "--check"],
                              capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr + checked.stdout
+
+
+def test_under_mutmut_a_mutants_tests_run_file_by_file_quickest_first(tmp_path, monkeypatch):
+    """conftest's ordering, against an order written by hand from made-up durations: b.py's one test (1 s) before
+    a.py's two (3.1 s in all), though a.py holds the quickest, and a.py's quicker test first; outside mutmut the
+    order is left as it came."""
+    import json
+    from types import SimpleNamespace
+
+    import conftest
+
+    durations = {"tests/b.py::z": 1.0, "tests/a.py::x": 3.0, "tests/a.py::y": 0.1}
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    items = [SimpleNamespace(nodeid=name, path=Path(name.split("::")[0])) for name in
+             ("tests/a.py::x", "tests/b.py::z", "tests/a.py::y")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MUTANT_UNDER_TEST", raising=False)
+    conftest._mutmut_durations.cache_clear()
+    unordered = list(items)
+    conftest.pytest_collection_modifyitems(None, unordered)
+    assert [item.nodeid for item in unordered] == ["tests/a.py::x", "tests/b.py::z", "tests/a.py::y"]
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "cifake.some.x_function__mutmut_1")
+    conftest.pytest_collection_modifyitems(None, items)
+    conftest._mutmut_durations.cache_clear()
+    assert [item.nodeid for item in items] == ["tests/b.py::z", "tests/a.py::y", "tests/a.py::x"]
