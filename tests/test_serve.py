@@ -383,3 +383,17 @@ def test_serve_options_come_from_limits_in_their_own_units_and_are_checked(monke
     refused = cli("serve", "--backend", "torch", "--device", "cpu", "--max-queue", "0", check=False)
     assert refused.returncode == 2 and "service limit max_queue must be >= 1, not 0" in flat(refused.stderr)
     assert len(launched) == 2
+
+
+def test_a_request_with_no_files_is_refused_with_422_saying_what_to_send():
+    """The check that both the FastAPI app and the Ray Serve deployment call on the form's files."""
+    import asyncio
+
+    from fastapi import HTTPException
+
+    from cifake.serve.app import read_uploads
+
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(read_uploads([], Limits()))
+    assert refused.value.status_code == 422 and refused.value.detail == ("send one or more images as multipart form "
+                                                                         "field 'files'")

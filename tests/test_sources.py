@@ -115,3 +115,13 @@ def test_nested_label_folders_read_the_same_from_a_tree_and_a_zip(tmp_path):
                 "train/FAKE/2.jpg": ("train", 0), "train/FAKE/REAL/3.jpg": ("all", 1), "test/REAL/4.jpg": ("test", 1)}
     for source in (write_tree(tmp_path / "tree", files), write_zip(tmp_path / "tree.zip", files)):
         assert {m.name: (m.split, m.label) for m in find_members(source)} == expected
+
+
+def test_the_folder_under_a_label_names_the_source_in_a_tree_and_a_zip(tmp_path):
+    """Faces' layout: FAKE/<generator>/...; a file right under its label folder takes the label's name."""
+    image = tree_files({"train": 1})["train/REAL/0.jpg"]
+    files = {"REAL/0.jpg": image, "FAKE/PGGAN/1.jpg": image, "FAKE/StyleGAN2/sub/2.jpg": image, "FAKE/3.jpg": image}
+    expected = {"REAL/0.jpg": "REAL", "FAKE/PGGAN/1.jpg": "PGGAN", "FAKE/StyleGAN2/sub/2.jpg": "StyleGAN2",
+                "FAKE/3.jpg": "FAKE"}
+    for source in (write_tree(tmp_path / "tree", files), write_zip(tmp_path / "faces.zip", files)):
+        assert {m.name: m.source for m in find_members(source)} == expected
