@@ -85,6 +85,31 @@ def test_a_full_queue_answers_503_at_once_with_retry_after(monkeypatch):
     assert "cifake_busy_refusals_total 1.0" in client.get("/metrics").text
 
 
+def test_the_queue_counts_every_waiting_request_and_refuses_the_one_past_its_depth(monkeypatch):
+    """max_queue 2: one request running and one waiting fill it (the gauge reads 2), so a third is refused at once;
+    the gauge is back at 0 when both have finished."""
+    detector = Detector.load()
+    entered = threading.Event()
+    _slow(detector, monkeypatch, 1.5, entered)
+    client = TestClient(create_app(detector, Limits(max_queue=2)))
+
+    def depth() -> float:
+        line = next(line for line in client.get("/metrics").text.splitlines() if line.startswith("cifake_queue_depth"))
+        return float(line.split()[-1])
+
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(_predict, client)
+        assert entered.wait(30)
+        waiting = pool.submit(_predict, client)
+        deadline = time.perf_counter() + 10
+        while depth() < 2 and time.perf_counter() < deadline:
+            time.sleep(0.02)
+        assert depth() == 2
+        assert _predict(client).status_code == 503
+        assert running.result().status_code == 200 and waiting.result().status_code == 200
+    assert depth() == 0
+
+
 def test_a_request_past_the_time_limit_gets_504(monkeypatch):
     detector = Detector.load()
     _slow(detector, monkeypatch, 1.0, threading.Event())
