@@ -34,6 +34,20 @@ def client(bundled):
     return TestClient(create_app(bundled, Limits(max_file_bytes=2_000_000, max_files=4)))
 
 
+def test_the_api_docs_are_served_offline_and_carry_the_package_version(bundled, monkeypatch):
+    """The docs page loads Swagger UI from the packaged files (no CDN: the service may have no internet), ReDoc is
+    off, and the schema's version is the package's, whatever it is."""
+    import cifake.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "__version__", "9.8.7")
+    client = TestClient(create_app(bundled))
+    assert client.get("/openapi.json").json()["info"]["version"] == "9.8.7"
+    page = client.get("/docs").text
+    assert "/static/swagger/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/redoc").status_code == 404
+
+
 def test_a_model_without_a_card_or_figures_says_so(bundled, tmp_path):
     card = TestClient(create_app(bundled, model_dir=tmp_path)).get("/v1/model").json()
     assert card["model_card"] is None and card["metrics"] is None and card["model_id"] == bundled.model_id
