@@ -292,3 +292,18 @@ def test_the_ece_reported_after_calibration_is_that_of_the_calibrated_probabilit
         assert report[name]["ece_before"] == pytest.approx(_hand_ece(sigmoid(logits), labels), abs=1e-5)
         assert report[name]["ece_after"] == pytest.approx(_hand_ece(sigmoid(logits / temperature), labels), abs=1e-5)
         assert report[name]["ece_after"] != pytest.approx(report[name]["ece_before"], abs=1e-4)
+
+
+def test_reliability_bins_place_float32_scores_by_their_value_and_warn_of_nothing():
+    """float32's 0.7 is 0.69999999 and belongs to the bin below 0.7 (its product with 10 in float32 rounds up to
+    7.0); float32's 0.3 is 0.30000001 and belongs to the bin from 0.3. Empty bins are reported as -1 without a
+    NumPy warning on the user's terminal."""
+    import warnings
+
+    from cifake.calibration.temperature import reliability_bins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bins = reliability_bins(np.array([0.7, 0.3], np.float32), np.array([1, 0]), bins=10)
+    assert bins["count"] == [0, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+    assert bins["predicted"][6] == pytest.approx(0.7) and bins["predicted"][0] == -1
