@@ -307,3 +307,20 @@ def test_reliability_bins_place_float32_scores_by_their_value_and_warn_of_nothin
         bins = reliability_bins(np.array([0.7, 0.3], np.float32), np.array([1, 0]), bins=10)
     assert bins["count"] == [0, 0, 0, 1, 0, 0, 1, 0, 0, 0]
     assert bins["predicted"][6] == pytest.approx(0.7) and bins["predicted"][0] == -1
+
+
+def test_accuracy_when_decided_counts_each_label_by_its_own_verdict():
+    """Worked by hand: REAL images scored REAL, REAL, FAKE and FAKE images scored FAKE, FAKE, REAL, UNSURE: six
+    decided, four right."""
+    decision = Decision(fake_at=0.8, real_at=0.3)
+    prob_fake = np.array([0.1, 0.2, 0.9, 0.95, 0.85, 0.1, 0.5])
+    outcome = decision_outcomes(prob_fake, np.array([1, 1, 1, 0, 0, 0, 0]), decision)
+    assert outcome["accuracy_when_decided"] == pytest.approx(4 / 6) and outcome["unsure"] == pytest.approx(1 / 7)
+
+
+@pytest.mark.parametrize("name", ["max_real_flagged", "max_fake_passed"])
+def test_a_target_outside_zero_to_one_is_refused_by_its_name(name):
+    with pytest.raises(ValueError, match=rf"^{name} must lie in \(0, 1\), got 1$"):
+        choose_decision(np.array([0.1, 0.9]), np.array([1, 0]), **{name: 1})
+    with pytest.raises(ValueError, match="^choosing thresholds needs validation images of both labels$"):
+        choose_decision(np.array([0.1, 0.9]), np.array([1, 1]))
