@@ -32,8 +32,9 @@ def test_temperature_recovers_the_overconfidence_and_lowers_ece():
 
 
 def test_temperature_needs_both_labels():
-    with pytest.raises(ValueError, match="both labels"):
-        fit_temperature(np.zeros(5, np.float32), np.ones(5))
+    for logits, labels in ((np.zeros(5, np.float32), np.ones(5)), (np.zeros(0, np.float32), np.zeros(0))):
+        with pytest.raises(ValueError, match="^temperature scaling needs validation images of both labels$"):
+            fit_temperature(logits, labels)
 
 
 def test_decision_meets_both_targets_on_the_images_it_was_chosen_on():
@@ -213,6 +214,9 @@ def test_reliability_bins_and_ece_known_answers():
     assert calibration_error(np.full(10, 0.9), np.zeros(10)) == pytest.approx(0.9)
     assert calibration_error(np.full(10, 0.3), np.array([1, 1, 1] + [0] * 7)) == pytest.approx(0.0, abs=1e-6)
     assert calibration_error(np.array([0.1, 0.9]), np.array([1, 0]), bins=2) == pytest.approx(0.9)
+    # the bin count is the caller's: one bin of two [0, 0.5) holds both (|0.5 - 0.25|), fifteen bins part them
+    assert calibration_error(np.array([0.1, 0.4]), np.array([1, 0]), bins=2) == pytest.approx(0.25)
+    assert calibration_error(np.array([0.1, 0.4]), np.array([1, 0])) == pytest.approx(0.9 / 2 + 0.4 / 2)
 
 
 def test_temperature_of_a_calibrated_model_is_one_and_scaling_divides():
