@@ -296,3 +296,21 @@ def test_the_fast_path_gives_exactly_what_the_general_path_gives(variant):
     fast, converted = decode_image(data)
     general, general_converted = image_to_pixels(Image.open(io.BytesIO(data)))
     assert np.array_equal(fast, general) and converted == general_converted
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_a_jpeg_missing_only_its_last_bytes_is_refused_on_the_fast_path_too(side):
+    """libjpeg decodes such a file without complaint unless asked to be strict (the 32 px and the scaled fast
+    paths both ask); Pillow, which then reads it, names the problem."""
+    data = jpeg_bytes(synthetic_image(1, 2, size=side))
+    assert decode_image(data)[0].shape == (32, 32, 3)
+    with pytest.raises(BadImage, match="truncated or corrupt"):
+        decode_image(data[:-10])
+
+
+def test_a_jpeg_as_tall_as_the_size_but_wider_is_resized_like_any_other():
+    """Not square, so not the fast path's: 64 x 32 becomes 32 x 32, as Pillow resizes it."""
+    data = jpeg_bytes(synthetic_image(1, 3, size=64)[:32])
+    pixels, converted = decode_image(data)
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
+    assert converted and pixels.shape == (32, 32, 3) and np.array_equal(pixels, expected)
