@@ -57,6 +57,22 @@ def test_cors_is_closed_unless_an_origin_is_given(detector):
     assert "access-control-allow-origin" not in other.headers
 
 
+def test_cors_lets_a_browser_get_and_post_with_a_key_and_read_the_request_id(detector):
+    """What a web page on an allowed origin needs: preflights for GET and for POST with the key and a content type
+    pass (any other method does not), and the answer exposes x-request-id to its script."""
+    client = TestClient(create_app(detector, access=Access(api_keys=("k",), cors_origins=("https://team.example",))))
+    origin = {"Origin": "https://team.example"}
+    for method in ("GET", "POST"):
+        preflight = client.options("/v1/model", headers=origin | {"Access-Control-Request-Method": method,
+                                                                 "Access-Control-Request-Headers":
+                                                                     "authorization, content-type"})
+        assert preflight.status_code == 200, method
+    assert client.options("/v1/model", headers=origin | {"Access-Control-Request-Method": "DELETE"}).status_code == 400
+    answer = client.get("/v1/model", headers=origin | {"Authorization": "Bearer k"})
+    assert answer.status_code == 200 and answer.headers["access-control-expose-headers"].lower() == "x-request-id"
+    assert answer.headers["x-request-id"]
+
+
 def _slow(detector, monkeypatch, seconds: float, entered: threading.Event):
     predict = detector.predict
 
