@@ -411,3 +411,12 @@ def test_a_request_with_no_files_is_refused_with_422_saying_what_to_send():
         asyncio.run(read_uploads([], Limits()))
     assert refused.value.status_code == 422 and refused.value.detail == ("send one or more images as multipart form "
                                                                          "field 'files'")
+
+
+def test_a_file_sent_without_a_name_is_reported_as_upload(client):
+    """A multipart part with filename="" (some clients send that for a blob) is still scored, under "upload"."""
+    image = jpeg_bytes(synthetic_image(1, 2))
+    body = (b'--b\r\nContent-Disposition: form-data; name="files"; filename=""\r\nContent-Type: image/jpeg\r\n\r\n'
+            + image + b"\r\n--b--\r\n")
+    answer = client.post("/v1/predict", content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+    assert answer.status_code == 200 and [r["source"] for r in answer.json()["results"]] == ["upload"]
