@@ -61,7 +61,7 @@ def test_separable_scores_need_no_unsure_band():
 def test_decision_rejects_bad_settings():
     with pytest.raises(ValueError, match="real_at <= fake_at"):
         Decision(fake_at=0.2, real_at=0.8)
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(ValueError, match=r"^threshold must lie in \[0, 1\], got 1.5$"):
         Decision.single(1.5)
     with pytest.raises(ValueError, match="max_real_flagged"):
         choose_decision(np.array([0.1, 0.9]), np.array([1, 0]), max_real_flagged=0)
