@@ -79,7 +79,9 @@ def test_a_saved_check_loads_and_scores_exactly_as_fitted(features, tmp_path):
     assert np.array_equal(loaded.scores(outside), check.scores(outside))
     assert np.array_equal(loaded.scores(val), check.scores(val))
     assert loaded.sides == (32, 48) and loaded.threshold == check.threshold
-    assert loaded.training_images == check.training_images == 600
+    assert loaded.training_images == check.training_images == 600 and loaded.max_flagged == check.max_flagged
+    older = {key: value for key, value in check.to_config().items() if key != "training_images"}
+    assert DomainCheck.from_saved(older, folder.read_domain()).training_images == 0  # a record without the count
     with pytest.raises(ValueError, match="invalid domain check"):
         DomainCheck.from_saved({"max_flagged": 0.01}, folder.read_domain())
 
@@ -142,12 +144,14 @@ def test_features_no_wider_than_the_limit_are_all_kept(extra):
     ((32, 32), (32, 32), False), ((32, 32), (40, 40), False), ((32, 32), (41, 32), True),
     ((32, 32), (26, 26), False), ((32, 32), (25, 25), True), ((32, 32), (512, 512), True),
     ((512, 1024), (600, 800), False), ((512, 1024), (410, 700), False), ((512, 1024), (409, 700), True),
-    ((512, 1024), (4000, 3000), True), (None, (4000, 3000), False)])
+    ((512, 1024), (4000, 3000), True), (None, (4000, 3000), False),
+    ((40, 64), (32, 32), False), ((40, 64), (31, 64), True)])  # 32 x 1.25 is 40 exactly: at the edge, inside
 def test_a_native_size_is_outside_beyond_the_training_range_and_its_tolerance(features, sides, size, outside):
     train, labels, val, _ = features
     check = DomainCheck.fit(train, labels, val, sides=sides)
     assert check.size_outside(*size) is outside
-    assert check.describe_size() == {(32, 32): "32 px", (512, 1024): "512-1024 px", None: "not checked"}[sides]
+    assert check.describe_size() == {(32, 32): "32 px", (512, 1024): "512-1024 px", (40, 64): "40-64 px",
+                                     None: "not checked"}[sides]
     assert SIZE_TOLERANCE == 1.25  # the cases above sit at the edges of this factor, the one the docs state
 
 
