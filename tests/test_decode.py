@@ -314,3 +314,25 @@ def test_a_jpeg_as_tall_as_the_size_but_wider_is_resized_like_any_other():
     pixels, converted = decode_image(data)
     expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR))
     assert converted and pixels.shape == (32, 32, 3) and np.array_equal(pixels, expected)
+
+
+@pytest.mark.parametrize(("side", "fast"), [(32, True), (64, True), (128, True), (256, True), (96, False),
+                                            (48, False)])
+def test_square_jpegs_of_n_2n_4n_and_8n_take_the_fast_path_with_pillows_pixels(side, fast, monkeypatch):
+    """simplejpeg decodes them (a fifth of Pillow's time at 32 px, benchmarks/bench_data.py), to the pixels that
+    Pillow's own path gives (draft, then bilinear); other sides are Pillow's alone."""
+    import cifake.data.decode as decode
+
+    calls, opened, decode_jpeg, pillow_open = [], [], decode.simplejpeg.decode_jpeg, decode.Image.open
+    monkeypatch.setattr(decode.simplejpeg, "decode_jpeg", lambda *a, **k: calls.append(k) or decode_jpeg(*a, **k))
+    monkeypatch.setattr(decode.Image, "open", lambda *a, **k: opened.append(a) or pillow_open(*a, **k))
+    data = jpeg_bytes(synthetic_image(0, 4, size=side))
+    pixels, converted = decode_image(data)
+    monkeypatch.undo()
+    assert bool(calls) is fast and bool(opened) is not fast and converted is (side != 32)
+    reference = Image.open(io.BytesIO(data))
+    reference.draft("RGB", (32, 32))
+    reference = reference.convert("RGB")
+    expected = np.asarray(reference if reference.size == (32, 32) else
+                          reference.resize((32, 32), Image.Resampling.BILINEAR))
+    assert np.array_equal(pixels, expected)
