@@ -461,3 +461,16 @@ def test_the_one_cycle_rate_of_every_step_of_every_epoch_is_the_hand_computed_on
     assert len(used) == total
     assert used == pytest.approx([float(rate) for rate in expected], rel=1e-12)
     assert max(used) == pytest.approx(0.004) and used[-1] == pytest.approx(float(peak / (total - warm)))
+
+
+def test_the_epochs_flips_are_drawn_ahead_only_for_an_accelerator():
+    """On the CPU each batch draws its own flips (nothing to wait for); on another device the epoch's draws come
+    as one tensor, batch after batch, each of flip_choice's draws, last batch short."""
+    from cifake.training.augment import epoch_flips, flip_choice
+
+    config = TrainConfig(flip=True, batch_size=4)
+    assert epoch_flips(config, 0, 10, torch.device("cpu")) is None
+    assert epoch_flips(TrainConfig(flip=False), 0, 10, torch.device("meta")) is None
+    ahead = epoch_flips(config, 3, 10, torch.device("meta"))  # meta: a device with shapes but no data
+    assert ahead.device.type == "meta" and ahead.shape == torch.cat(
+        [flip_choice(config, 3, b, n) for b, n in enumerate((4, 4, 2))]).shape
