@@ -474,3 +474,18 @@ def test_the_epochs_flips_are_drawn_ahead_only_for_an_accelerator():
     ahead = epoch_flips(config, 3, 10, torch.device("meta"))  # meta: a device with shapes but no data
     assert ahead.device.type == "meta" and ahead.shape == torch.cat(
         [flip_choice(config, 3, b, n) for b, n in enumerate((4, 4, 2))]).shape
+
+
+def test_a_one_pixel_translation_moves_some_images_by_one_pixel():
+    """translate 1: each image moves by -1, 0 or 1 pixels each way; over 16 images some move, and any moved one
+    matches its own pixels shifted by one (the interior, away from the reflected border)."""
+    from cifake.training.augment import training_input
+
+    batch = _uint8_batch()
+    plain = batch.permute(0, 3, 1, 2).float()
+    shifted = training_input(batch, TrainConfig(translate=1), epoch=1, batch_number=0)
+    moved = (shifted != plain).flatten(1).any(1)
+    assert 0 < moved.sum() <= 16
+    for image in torch.nonzero(moved).flatten().tolist():
+        assert any(torch.equal(shifted[image, :, 2:-2, 2:-2], plain[image, :, 2 + dy:30 + dy, 2 + dx:30 + dx])
+                   for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)), image
