@@ -63,8 +63,10 @@ def test_unreadable_sources_raise_clear_errors(tmp_path):
     with pytest.raises(SourceError, match="no such file"):
         find_members(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="found no images under REAL/ or FAKE/"):
+    with pytest.raises(SourceError) as empty:
         find_members(tmp_path / "empty")
+    assert str(empty.value) == (f"{tmp_path / 'empty'}: found no images under REAL/ or FAKE/ folders (expected "
+                                "train/REAL, train/FAKE, test/REAL, test/FAKE, or REAL/ and FAKE/)")
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     with pytest.raises(SourceError, match="not a zip file"):
@@ -125,3 +127,10 @@ def test_the_folder_under_a_label_names_the_source_in_a_tree_and_a_zip(tmp_path)
                 "FAKE/3.jpg": "FAKE"}
     for source in (write_tree(tmp_path / "tree", files), write_zip(tmp_path / "faces.zip", files)):
         assert {m.name: m.source for m in find_members(source)} == expected
+
+
+def test_a_member_named_without_a_source_takes_its_labels_name():
+    from cifake.data.sources import Member
+
+    assert [Member("a.jpg", "train", label, "").source for label in (1, 0)] == ["REAL", "FAKE"]
+    assert Member("b.jpg", "all", 0, "", None, "PGGAN").source == "PGGAN"
