@@ -22,7 +22,9 @@ def test_cifar_class_from_file_name(name, expected):
      ("mine/REAL/cats/1.jpg", ("all", 1, "cats")),  # a folder under the label folder names the source
      ("train/FAKE/stylegan2/a/1.jpg", ("train", 0, "stylegan2")),  # the one right under it, however deep
      ("val/REAL/1.jpg", ("all", 1, "REAL")), ("train/other/1.jpg", None), ("README.md", None),
-     ("__MACOSX/train/REAL/._0.jpg", None), ("train/REAL/.DS_Store", None)],
+     ("__MACOSX/train/REAL/._0.jpg", None), ("train/REAL/.DS_Store", None),
+     ("FAKE", None), ("notes/real", None),  # a file named like a label is not a label folder
+     ("REAL/test", ("all", 1, "REAL"))],  # nor is a file named like a split a split folder
 )
 def test_classify_layout_paths(path, expected):
     assert classify(path) == expected
@@ -134,3 +136,24 @@ def test_a_member_named_without_a_source_takes_its_labels_name():
 
     assert [Member("a.jpg", "train", label, "").source for label in (1, 0)] == ["REAL", "FAKE"]
     assert Member("b.jpg", "all", 0, "", None, "PGGAN").source == "PGGAN"
+
+
+def test_the_fingerprint_tells_apart_identical_files_in_other_places(tmp_path):
+    """Path, size and time make the key: the same files with the same times, in another folder or under another
+    zip name, key another cache."""
+    import os
+    import shutil
+
+    from cifake.data.sources import fingerprint
+
+    files = tree_files({"train": 2})
+    first = write_tree(tmp_path / "a", files)
+    second = shutil.copytree(first, tmp_path / "b", copy_function=shutil.copy2)  # copy2 keeps the times
+    assert fingerprint(first) == fingerprint(first) and fingerprint(first) != fingerprint(second)
+    zips = tmp_path / "zips"
+    write_zip(zips / "one.zip", files)
+    before = fingerprint(zips)
+    stat = (zips / "one.zip").stat()
+    (zips / "one.zip").rename(zips / "two.zip")
+    os.utime(zips / "two.zip", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(zips) != before
