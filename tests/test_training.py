@@ -465,7 +465,7 @@ def test_the_one_cycle_rate_of_every_step_of_every_epoch_is_the_hand_computed_on
 
 def test_the_epochs_flips_are_drawn_ahead_only_for_an_accelerator():
     """On the CPU each batch draws its own flips (nothing to wait for); on another device the epoch's draws come
-    as one tensor, batch after batch, each of flip_choice's draws, last batch short."""
+    as one tensor on it, batch after batch, the last batch short (the meta device holds shapes only)."""
     from cifake.training.augment import epoch_flips, flip_choice
 
     config = TrainConfig(flip=True, batch_size=4)
