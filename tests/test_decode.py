@@ -6,7 +6,7 @@ from PIL import Image
 
 from cifake.data import BadImage, decode_image
 from cifake.data.decode import MAX_PIXELS
-from conftest import jpeg_bytes, synthetic_image
+from conftest import jpeg_bytes, synthetic_image, write_zip
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -224,10 +224,7 @@ def test_member_bytes_reads_each_zip_once_at_its_offsets_and_names_a_member_it_c
     from cifake.data.sources import Member
 
     files = {"a.jpg": b"first", "b.jpg": b"second"}
-    path = tmp_path / "m.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    path = write_zip(tmp_path / "m.zip", files)
     with zipfile.ZipFile(path) as archive:
         entries = {i.filename: (i.header_offset, i.compress_size, i.compress_type) for i in archive.infolist()}
     (tmp_path / "c.jpg").write_bytes(b"loose")
