@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -160,3 +162,42 @@ def test_under_mutmut_a_mutants_tests_run_file_by_file_quickest_first(tmp_path, 
     conftest.pytest_collection_modifyitems(None, items)
     conftest._mutmut_durations.cache_clear()
     assert [item.nodeid for item in items] == ["tests/b.py::z", "tests/a.py::y", "tests/a.py::x"]
+
+
+def test_the_mutation_score_leaves_out_only_survivors_judged_equivalent(tmp_path):
+    """A made-up module of 8 mutants, scored by hand: 4 killed (a timeout among them), 1 pending, 3 not killed, of
+    which 1 survivor is judged equivalent and 1 needs a GPU; a crash listed as equivalent is not excused. Score:
+    4 / (7 - 1). A listed mutant that is killed now is named for re-reading."""
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import mutation_score
+    finally:
+        sys.path.pop(0)
+    m = "cifake.room.x_f__mutmut_"
+    results = {m + "1": "killed", m + "2": "killed", m + "3": "timeout", m + "4": "killed", m + "5": "not checked",
+               m + "6": "survived", m + "7": "survived", m + "8": "segfault"}
+    listed = tmp_path / "judged.txt"
+    listed.write_text(f"# why\n{m}6 equivalent\n{m}7 gpu\n\n# a crash\n{m}8 equivalent\n{m}1 equivalent\n")
+    judged = mutation_score.read_judged(listed)
+    row = mutation_score.scores(results, judged)["cifake.room"]
+    assert row == {"mutants": 8, "killed": 4, "not_killed": 3, "equivalent": 1, "gpu": 1, "pending": 1,
+                   "score": round(4 / 6, 4)}
+    assert mutation_score.stale(results, judged) == [m + "1", m + "8"]
+    assert mutation_score.unjudged(results, judged) == [f"segfault: {m}8"]  # 7 has its reason: a GPU
+    listed.write_text(f"{m}6 equivalnet\n")
+    with pytest.raises(ValueError, match=r"judged\.txt:1: kind 'equivalnet'"):
+        mutation_score.read_judged(listed)
+
+
+def test_every_judged_mutant_names_a_mutated_module_and_carries_a_reason():
+    import fnmatch
+    import tomllib
+
+    mutated = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mutmut"]["only_mutate"]
+    lines = (REPO / "tools" / "mutation_equivalents.txt").read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines):
+        if line and not line.startswith("#"):
+            path = "src/" + line.split(".x", 1)[0].replace(".", "/") + ".py"
+            assert any(fnmatch.fnmatch(path, pattern) for pattern in mutated), line
+            above = next(lines[i] for i in range(number - 1, -1, -1) if not lines[i] or lines[i].startswith("#"))
+            assert above.startswith("#"), f"{line}: no reason above its group"

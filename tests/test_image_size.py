@@ -53,6 +53,9 @@ def test_a_crop_model_takes_an_array_or_a_pillow_image_as_it_takes_the_file(size
     detector = Detector.load(run, backend="torch")
     (found,) = detector.predict([photo])
     pixels = np.asarray(Image.open(photo).convert("RGB"))
+    # A small limit first: a limit mistaken for the size then costs megabytes, not all of the machine's memory.
+    at_limit = Detector.load(run, backend="torch", max_pixels=96 * 96).predict([pixels])[0]
+    assert at_limit.prob_fake == pytest.approx(found.prob_fake, abs=1e-6)
     for item in (pixels, Image.open(photo)):
         assert detector.predict([item])[0].prob_fake == pytest.approx(found.prob_fake, abs=1e-6)
     small = Detector.load(run, backend="torch", max_pixels=96 * 96 - 1).predict([pixels])[0]
