@@ -76,7 +76,7 @@ def test_animated_gif_gives_first_frame():
 
 @pytest.mark.parametrize(
     ("data", "reason"),
-    [(b"", "empty file"), (b"just some text, named .jpg", "not an image"),
+    [(b"", r"^empty file \(0 bytes\)$"), (b"just some text, named .jpg", "not an image"),
      (jpeg_bytes(synthetic_image(1, 2))[:300], "truncated or corrupt")],
 )
 def test_bad_bytes_raise_with_reason(data, reason):
@@ -250,6 +250,9 @@ def test_big_jpegs_are_scaled_by_the_decoder_then_resized_and_float_images_decod
         wide = (np.arange(32 * 32).reshape(32, 32) % 200 * 256).astype(kind)
         pixels, _ = decode_image(_encode(Image.fromarray(wide, mode), "TIFF"))
         assert np.array_equal(pixels[..., 2], (wide // 256).astype(np.uint8)), mode
+    wide = (np.arange(32 * 32).reshape(32, 32) % 200 * 256).astype(">u2")  # 16-bit big-endian, as TIFFs hold it
+    pixels, _ = decode_image(_encode(Image.frombytes("I;16B", (32, 32), wide.tobytes()), "TIFF"))
+    assert np.array_equal(pixels[..., 2], (wide // 256).astype(np.uint8))
 
 
 # EXIF orientation -> how the stored pixels are turned for display, written out with NumPy (TIFF/EXIF 2.3)
@@ -272,6 +275,33 @@ def test_a_32px_jpeg_with_an_exif_orientation_is_turned_like_any_other_image(ori
     turned, _ = decode_image(tagged)
     assert np.array_equal(turned, ORIENTED[orientation](as_stored))
     assert not np.array_equal(turned, as_stored)
+
+
+XMP_TURNED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+              b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>'
+              b'</x:xmpmeta>')
+
+
+def test_a_png_with_its_orientation_in_xmp_is_turned():
+    """PNGs (and other formats) are turned by whatever orientation Pillow reads, here an XMP packet alone."""
+    from PIL import PngImagePlugin
+
+    stored = synthetic_image(0, 3)
+    stored[:12, :6] = (255, 0, 0)
+    text = PngImagePlugin.PngInfo()
+    text.add_itxt("XML:com.adobe.xmp", XMP_TURNED.decode())
+    turned, _ = decode_image(_encode(Image.fromarray(stored), "PNG", pnginfo=text))
+    assert np.array_equal(turned, ORIENTED[6](stored))
+
+
+@pytest.mark.parametrize("side", [32, 48])  # the fast path, then Pillow's (48 is not N, 2N, 4N or 8N)
+def test_a_jpegs_orientation_comes_from_its_exif_alone_on_either_path(side):
+    """A JPEG with an orientation only in XMP is shown as stored, as browsers show it, by both JPEG paths."""
+    image = Image.fromarray(synthetic_image(1, 5, size=side))
+    plain = _encode(image, "JPEG", quality=90)
+    with_xmp = _encode(image, "JPEG", quality=90, xmp=XMP_TURNED)
+    assert Image.open(io.BytesIO(with_xmp)).getexif().get(0x0112) == 6  # Pillow reads it: the file says "turn"
+    assert np.array_equal(decode_image(with_xmp)[0], decode_image(plain)[0])
 
 
 def _jpeg_variants() -> dict[str, bytes]:

@@ -139,3 +139,32 @@ def test_a_fresh_export_is_cached_by_weights_and_reused(run, tmp_path, monkeypat
     again = Detector.load(copy, backend="onnx")
     assert again.onnx.path == cached and cached.stat().st_mtime_ns == written  # not exported twice
     assert again.model_id == first.model_id == f"copy-{first.model.topology.name}-{weights_digest(copy)[:12]}"
+
+
+def test_a_detectors_batch_size_bounds_the_batches_either_backend_runs(run, tmp_path, monkeypatch):
+    """20 images at batch size 7 run as batches of 7, 7 and 6, on torch and on onnxruntime alike, for the logits
+    and for the predictions (whose features come from the same pass)."""
+    monkeypatch.setenv("CIFAKE_CACHE", str(tmp_path / "cache"))
+    images = np.stack([synthetic_image(n % 2, n) for n in range(20)])
+    by_torch = Detector.load(run, backend="torch", batch_size=7)
+    seen: list[int] = []
+    first_conv = next(m for m in by_torch.model.modules() if isinstance(m, torch.nn.Conv2d))  # on either pass
+    hook = first_conv.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    try:
+        by_torch.logits(images)
+        by_torch.predict(list(images))
+    finally:
+        hook.remove()
+    assert seen == [7, 7, 6] * 2
+    by_onnx = Detector.load(run, backend="onnx", batch_size=7)
+    session, fed = by_onnx.onnx.session, []
+
+    class Recording:  # onnxruntime's session is a C++ object: record the batches it is fed through a stand-in
+        def run(self, outputs, feeds):
+            fed.append(len(feeds["pixels"]))
+            return session.run(outputs, feeds)
+
+    monkeypatch.setattr(by_onnx.onnx, "session", Recording())
+    by_onnx.logits(images)
+    by_onnx.predict(list(images))
+    assert fed == [7, 7, 6] * 2

@@ -91,6 +91,7 @@ def test_bad_inputs_are_reported_and_never_stop_the_batch(detector, corpus_dir):
 def test_explain_gives_a_map_per_good_input(detector):
     explained = detector.explain([synthetic_image(1, 1), b"junk"])
     assert explained[0][1].shape == (32, 32) and explained[1][1] is None and explained[1][0].error
+    assert [prediction.source for prediction, _ in explained] == ["<input 0>", "<input 1>"]
     png = detector.overlay_png(synthetic_image(0, 2))
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(__import__("io").BytesIO(png)).width >= 512
 
