@@ -277,6 +277,46 @@ def test_a_32px_jpeg_with_an_exif_orientation_is_turned_like_any_other_image(ori
     assert not np.array_equal(turned, as_stored)
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I;16L", "I;16N", "I;16B"])
+def test_a_16_bit_pillow_image_of_any_byte_order_keeps_its_top_8_bits(mode):
+    from cifake.data.decode import image_to_pixels
+
+    values = (np.arange(64).reshape(8, 8) * 1000).astype(">u2" if mode == "I;16B" else "<u2")
+    pixels, converted = image_to_pixels(Image.frombytes(mode, (8, 8), values.tobytes()), 8)
+    assert converted and np.array_equal(pixels[..., 1], (values // 256).astype(np.uint8))
+
+
+@pytest.mark.parametrize(("top", "scaled"), [(255, False), (256, True)])
+def test_a_wide_image_is_scaled_only_when_a_value_is_over_255(top, scaled):
+    from cifake.data.decode import image_to_pixels
+
+    values = np.linspace(0, top, 64).round().astype(np.int32).reshape(8, 8)
+    expected = values // 256 if scaled else values
+    pixels, _ = image_to_pixels(Image.fromarray(values, "I"), 8)
+    assert np.array_equal(pixels[..., 0], expected.astype(np.uint8))
+
+
+def test_a_wide_images_values_outside_the_8_bit_range_are_clipped_not_wrapped():
+    """A 32-bit image with values under 0 and over 65,535: each scaled by 1/256, then held to 0..255."""
+    from cifake.data.decode import image_to_pixels
+
+    values = np.array([-1000, 0, 200 * 256, 70_000, 2**24, 255 * 256, 256 * 256 - 1, 1] * 8, np.int32).reshape(8, 8)
+    pixels, _ = image_to_pixels(Image.fromarray(values, "I"), 8)
+    expected = np.array([0, 0, 200, 255, 255, 255, 255, 0] * 8, np.uint8).reshape(8, 8)
+    assert np.array_equal(pixels[..., 2], expected)
+
+
+def test_a_palette_image_with_alpha_is_laid_on_white_and_one_without_pixels_is_refused():
+    from cifake.data.decode import image_to_pixels, image_to_window
+
+    clear = Image.new("PA", (8, 8), (3, 0))  # palette index 3, fully transparent
+    assert (image_to_pixels(clear, 8)[0] == 255).all()
+    for decode in (image_to_pixels, image_to_window):
+        for size in ((0, 0), (0, 8), (8, 0)):
+            with pytest.raises(BadImage, match=rf"^no pixels \({size[0]}x{size[1]}\)$"):
+                decode(Image.new("RGB", size), 8)
+
+
 XMP_TURNED = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
               b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF>'
               b'</x:xmpmeta>')
