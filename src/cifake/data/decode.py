@@ -76,7 +76,8 @@ def _with_reasons(decode):
         raise BadImage(f"truncated or corrupt image data ({exc})") from None
 
 
-def _refuse_sizes(image: Image.Image, max_pixels: int) -> None:
+def _refuse_bombs(image: Image.Image, max_pixels: int) -> None:
+    """Refuse what no decode should try: too many pixels (a possible decompression bomb), or none at all."""
     width, height = image.size
     if width * height > max_pixels:
         raise BadImage(f"too many pixels, refused as a possible decompression bomb "
@@ -88,7 +89,7 @@ def _refuse_sizes(image: Image.Image, max_pixels: int) -> None:
 def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE,
                     max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, bool]:
     """A Pillow image (any mode and size) to (size x size x 3 uint8 array, whether it was converted)."""
-    _refuse_sizes(image, max_pixels)
+    _refuse_bombs(image, max_pixels)
     converted = image.size != (size, size) or image.mode != "RGB"
     if image.format == "JPEG":
         image.draft("RGB", (size, size))  # let libjpeg scale big photos down while decoding
@@ -100,7 +101,7 @@ def image_to_pixels(image: Image.Image, size: int = IMAGE_SIZE,
 
 def image_to_window(image: Image.Image, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, bool]:
     """A Pillow image as a `crop` model keeps it: (2N x 2N window, extent, upscaled); see cifake.data.preprocess."""
-    _refuse_sizes(image, max_pixels)
+    _refuse_bombs(image, max_pixels)
     image = _upright_rgb(image)
     width, height = image.size
     upscaled = min(width, height) < size
