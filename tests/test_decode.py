@@ -56,6 +56,20 @@ def test_transparency_is_laid_on_white():
     assert (pixels == 255).all()
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_a_colour_key_marks_pixels_laid_on_white(mode):
+    """A PNG's transparent colour (tRNS), in a true-colour, grey or palette image: those pixels white, the rest
+    as they are."""
+    stored = Image.fromarray(synthetic_image(0, 4)).convert(mode)
+    key = stored.getpixel((5, 5))
+    keyed = np.asarray(stored) == np.asarray(key)
+    keyed = keyed.all(axis=2) if keyed.ndim == 3 else keyed
+    assert 0 < keyed.sum() < keyed.size
+    pixels, _ = decode_image(_encode(stored, "PNG", transparency=key))
+    assert np.array_equal(pixels[keyed], np.full((keyed.sum(), 3), 255, np.uint8))
+    assert np.array_equal(pixels[~keyed], np.asarray(stored.convert("RGB"))[~keyed])
+
+
 def test_exif_orientation_is_applied():
     pixels = np.zeros((32, 64, 3), np.uint8)
     pixels[:, :32] = 255  # left half white

@@ -489,3 +489,14 @@ def test_a_one_pixel_translation_moves_some_images_by_one_pixel():
     for image in torch.nonzero(moved).flatten().tolist():
         assert any(torch.equal(shifted[image, :, 2:-2, 2:-2], plain[image, :, 2 + dy:30 + dy, 2 + dx:30 + dx])
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)), image
+
+
+def test_an_epochs_row_keeps_times_to_the_millisecond_and_the_rate_to_a_tenth(monkeypatch):
+    """The history's row for an epoch, worked by hand: 1,000 images in 2.71828 s run at 367.9 images/s."""
+    from cifake.training import loop
+
+    monkeypatch.setattr(loop.time, "time", lambda: 1_700_000_000.123456)
+    row = loop._epoch_row(3, 0.5, 0.75, 0.25, 0.875, 1000, 2.71828, 3.14159)
+    assert row == {"epoch": 3, "train_loss": 0.5, "train_accuracy": 0.75, "val_loss": 0.25, "val_accuracy": 0.875,
+                   "seconds": 2.718, "images_per_second": 367.9, "wall_seconds": 3.142,
+                   "ended_at": 1_700_000_000.123}

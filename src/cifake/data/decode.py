@@ -150,7 +150,7 @@ def _upright_rgb(image: Image.Image) -> Image.Image:
         wide = np.asarray(image, dtype=np.float64)
         scale = 256.0 if wide.max(initial=0) > 255 else 1.0
         image = Image.fromarray(np.clip(wide / scale, 0, 255).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:  # a palette's or a colour key's
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     if image.mode != "RGB":
