@@ -500,3 +500,15 @@ def test_an_epochs_row_keeps_times_to_the_millisecond_and_the_rate_to_a_tenth(mo
     assert row == {"epoch": 3, "train_loss": 0.5, "train_accuracy": 0.75, "val_loss": 0.25, "val_accuracy": 0.875,
                    "seconds": 2.718, "images_per_second": 367.9, "wall_seconds": 3.142,
                    "ended_at": 1_700_000_000.123}
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_a_run_asked_to_compile_trains_through_torch_compile_in_its_mode(mode, monkeypatch):
+    """The step's forward is what torch.compile returned for the model in the run's mode (compiling itself is
+    measured on a GPU by benchmarks/gpu_check.py); off, it is the model."""
+    from cifake.training.loop import Step
+
+    model = create_model("paper")
+    monkeypatch.setattr(torch, "compile", lambda module, mode: ("compiled", module, mode))
+    assert Step(model, TrainConfig(compile=mode), torch.device("cpu")).forward == ("compiled", model, mode)
+    assert Step(model, TrainConfig(), torch.device("cpu")).forward is model
