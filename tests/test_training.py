@@ -512,3 +512,29 @@ def test_a_run_asked_to_compile_trains_through_torch_compile_in_its_mode(mode, m
     monkeypatch.setattr(torch, "compile", lambda module, mode: ("compiled", module, mode))
     assert Step(model, TrainConfig(compile=mode), torch.device("cpu")).forward == ("compiled", model, mode)
     assert Step(model, TrainConfig(), torch.device("cpu")).forward is model
+
+
+def test_an_epoch_trains_on_every_image_once_and_sums_its_loss_in_float64():
+    """An epoch against a stand-in step, worked by hand: 1,001 images in batches of one, each seen once (its target
+    is its index); one loss of 10,000 then 1,000 of 0.001, whose mean a float32 sum would get wrong by 2e-5; right
+    answers for the 500 even indices from 2 up."""
+    from types import SimpleNamespace
+
+    from cifake.training.loop import _train_one_epoch
+
+    class Step:
+        def __init__(self):
+            self.model, self.optimizer, self.seen = torch.nn.Identity(), SimpleNamespace(param_groups=[{}]), []
+
+        def __call__(self, x, y, config):
+            self.seen += y.tolist()
+            loss = torch.tensor(10_000.0 if y[0] == 0 else 0.001)
+            return loss, torch.where(y % 2 == 0, 1.0, -1.0)
+
+    step, count = Step(), 1001
+    bar = SimpleNamespace(update=lambda *args, **kwargs: None)
+    images, targets = torch.zeros((count, 4, 4, 3), dtype=torch.uint8), torch.arange(count, dtype=torch.float32)
+    loss, accuracy = _train_one_epoch(step, images, targets, TrainConfig(batch_size=1), 1, bar, None)
+    assert sorted(step.seen) == list(range(count))
+    assert loss == pytest.approx((10_000 + 1000 * float(np.float32(0.001))) / count, rel=1e-12)
+    assert accuracy == 500 / count
