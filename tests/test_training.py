@@ -515,9 +515,10 @@ def test_a_run_asked_to_compile_trains_through_torch_compile_in_its_mode(mode, m
 
 
 def test_an_epoch_trains_on_every_image_once_and_sums_its_loss_in_float64():
-    """An epoch against a stand-in step, worked by hand: 1,001 images in batches of one, each seen once (its target
-    is its index); one loss of 10,000 then 1,000 of 0.001, whose mean a float32 sum would get wrong by 2e-5; right
-    answers for the 500 even indices from 2 up."""
+    """An epoch against a stand-in step, worked by hand: 1,001 images in batches of one, each seen once (its target,
+    i / 1000, names it); one loss of 10,000 then 1,000 of 0.001, whose mean a float32 sum would get wrong by 2e-5.
+    Logits of y - 0.5 are right for the even i (i = 500 sits on both boundaries: logit 0, target 0.5, so FAKE and
+    right), 0.5 - y wrong for the odd. The bar shows the running mean loss and accuracy every 50 batches."""
     from types import SimpleNamespace
 
     from cifake.training.loop import _train_one_epoch
@@ -529,12 +530,18 @@ def test_an_epoch_trains_on_every_image_once_and_sums_its_loss_in_float64():
         def __call__(self, x, y, config):
             self.seen += y.tolist()
             loss = torch.tensor(10_000.0 if y[0] == 0 else 0.001)
-            return loss, torch.where(y % 2 == 0, 1.0, -1.0)
+            return loss, torch.where(torch.round(y * 1000) % 2 == 0, y - 0.5, 0.5 - y)
 
-    step, count = Step(), 1001
-    bar = SimpleNamespace(update=lambda *args, **kwargs: None)
-    images, targets = torch.zeros((count, 4, 4, 3), dtype=torch.uint8), torch.arange(count, dtype=torch.float32)
-    loss, accuracy = _train_one_epoch(step, images, targets, TrainConfig(batch_size=1), 1, bar, None)
-    assert sorted(step.seen) == list(range(count))
+    step, count, shown = Step(), 1001, []
+    bar = SimpleNamespace(update=lambda task, **fields: shown.append((task, fields)))
+    images = torch.zeros((count, 4, 4, 3), dtype=torch.uint8)
+    targets = torch.arange(count, dtype=torch.float32) / 1000
+    loss, accuracy = _train_one_epoch(step, images, targets, TrainConfig(batch_size=1), 1, bar, "task")
+    assert sorted(step.seen) == targets.tolist()
     assert loss == pytest.approx((10_000 + 1000 * float(np.float32(0.001))) / count, rel=1e-12)
-    assert accuracy == 500 / count
+    assert accuracy == 501 / count
+    losses = np.where(np.array(step.seen) == 0, 10_000, float(np.float32(0.001)))
+    rights = np.round(np.array(step.seen) * 1000) % 2 == 0
+    expected = [("task", {"completed": n, "loss": f"{losses[:n].sum() / n:.4f}", "acc": f"{rights[:n].mean():.4f}"})
+                for n in range(50, count, 50)]
+    assert shown == [*expected, ("task", {"completed": count})]
