@@ -545,3 +545,28 @@ def test_an_epoch_trains_on_every_image_once_and_sums_its_loss_in_float64():
     expected = [("task", {"completed": n, "loss": f"{losses[:n].sum() / n:.4f}", "acc": f"{rights[:n].mean():.4f}"})
                 for n in range(50, count, 50)]
     assert shown == [*expected, ("task", {"completed": count})]
+
+
+def test_validation_counts_a_logit_of_0_as_fake_and_runs_in_the_eval_batch_size():
+    """Six preset logits against their labels, worked by hand: right for 0 (FAKE), 0.5, -2 and 3; wrong for 2
+    against FAKE and -0.1 against REAL: 4 of 6. The loss is binary cross-entropy by NumPy."""
+    from cifake.training.loop import _validate
+
+    class Preset(torch.nn.Module):
+        def __init__(self, logits: torch.Tensor):
+            super().__init__()
+            self.weight, self.logits, self.batches = torch.nn.Parameter(torch.zeros(1)), logits, []
+
+        def forward(self, x):
+            start = sum(self.batches)
+            self.batches.append(len(x))
+            return self.logits[start : start + len(x)]
+
+    logits = np.array([0.0, 0.5, -2.0, 3.0, 2.0, -0.1], np.float32)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    model = Preset(torch.from_numpy(logits))
+    images = np.zeros((6, 4, 4, 3), np.uint8)
+    loss, accuracy = _validate(model, images, labels, TrainConfig(eval_batch_size=4))
+    assert accuracy == pytest.approx(4 / 6) and model.batches == [4, 2]
+    expected = np.mean(np.where(labels == 1, np.log1p(np.exp(-logits)), np.log1p(np.exp(logits))))
+    assert loss == pytest.approx(expected, rel=1e-6)
