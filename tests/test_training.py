@@ -570,3 +570,16 @@ def test_validation_counts_a_logit_of_0_as_fake_and_runs_in_the_eval_batch_size(
     assert accuracy == pytest.approx(4 / 6) and model.batches == [4, 2]
     expected = np.mean(np.where(labels == 1, np.log1p(np.exp(-logits)), np.log1p(np.exp(logits))))
     assert loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_fit_shows_its_progress_unless_asked_not_to(splits, monkeypatch):
+    """A long loop shows progress: fit called from Python without `progress` draws its bar; progress=False not."""
+    from cifake.progress import progress_bar
+    from cifake.training import loop
+
+    asked = []
+    monkeypatch.setattr(loop, "progress_bar", lambda enabled, *fields: asked.append(enabled) or progress_bar(False))
+    config = TrainConfig(epochs=1, batch_size=64)
+    loop.fit(create_model("paper"), splits[0], splits[1], config)
+    loop.fit(create_model("paper"), splits[0], splits[1], config, progress=False)
+    assert asked == [True, False]
