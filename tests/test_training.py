@@ -164,6 +164,7 @@ def test_full_recipe_resumes_exactly(splits, tmp_path, monkeypatch):
 
     whole, whole_result = run()
     assert whole_result.history[-1]["val_accuracy"] > 0.8
+    assert whole_result.optimizer_kernel == "default"  # SGD has no fused kernel here (Adam's is "fused")
     _killed_after_epoch(1, monkeypatch, lambda: run(tmp_path))
     resumed, resumed_result = run(tmp_path, resume=True)
     assert resumed_result.resumed_from_epoch == 1
