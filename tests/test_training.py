@@ -584,3 +584,36 @@ def test_fit_shows_its_progress_unless_asked_not_to(splits, monkeypatch):
     loop.fit(create_model("paper"), splits[0], splits[1], config)
     loop.fit(create_model("paper"), splits[0], splits[1], config, progress=False)
     assert asked == [True, False]
+
+
+def test_fit_draws_each_epoch_with_its_counts_loss_and_accuracy(splits, monkeypatch, capsys):
+    """A bar per epoch, named "Epoch e/E", counting the training images, ending on the epoch's training and
+    validation loss and accuracy as the history holds them."""
+    from cifake.progress import progress_bar
+    from cifake.training import loop
+
+    bars, first_fields = [], {}
+
+    def recording_bar(*args):
+        bar = progress_bar(*args)
+        update = bar.update
+
+        def first_seen_update(task_id, **fields):  # the fields as drawn before the epoch's first figures
+            first_fields.setdefault(task_id, dict(next(t for t in bar.tasks if t.id == task_id).fields))
+            update(task_id, **fields)
+
+        bar.update = first_seen_update
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(loop, "progress_bar", recording_bar)
+    result = loop.fit(create_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64))
+    shown = capsys.readouterr().out
+    assert len(bars) == 1 and len(bars[0].tasks) == len(result.history) == 2
+    assert list(first_fields.values()) == [{"loss": "-", "acc": "-"}] * 2
+    for epoch, (task, row) in enumerate(zip(bars[0].tasks, result.history), 1):
+        assert task.description == f"Epoch {epoch}/2" and task.total == task.completed == len(splits[0])
+        loss = f"{row['train_loss']:.4f} val {row['val_loss']:.4f}"
+        accuracy = f"{row['train_accuracy']:.4f} val {row['val_accuracy']:.4f}"
+        assert task.fields == {"loss": loss, "acc": accuracy}
+        assert f"Epoch {epoch}/2" in shown and f"loss {loss} acc {accuracy}" in shown
