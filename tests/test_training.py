@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -607,7 +609,10 @@ def test_fit_draws_each_epoch_with_its_counts_loss_and_accuracy(splits, monkeypa
         return bar
 
     monkeypatch.setattr(loop, "progress_bar", recording_bar)
+    started = time.perf_counter()
     result = loop.fit(create_model("paper"), splits[0], splits[1], TrainConfig(epochs=2, batch_size=64))
+    elapsed = time.perf_counter() - started
+    assert all(0 < row["seconds"] <= row["wall_seconds"] <= elapsed for row in result.history)
     shown = capsys.readouterr().out
     assert len(bars) == 1 and len(bars[0].tasks) == len(result.history) == 2
     assert list(first_fields.values()) == [{"loss": "-", "acc": "-"}] * 2
@@ -617,3 +622,15 @@ def test_fit_draws_each_epoch_with_its_counts_loss_and_accuracy(splits, monkeypa
         accuracy = f"{row['train_accuracy']:.4f} val {row['val_accuracy']:.4f}"
         assert task.fields == {"loss": loss, "acc": accuracy}
         assert f"Epoch {epoch}/2" in shown and f"loss {loss} acc {accuracy}" in shown
+
+
+def test_a_tie_keeps_the_earlier_epoch_best_and_counts_towards_patience(splits, monkeypatch):
+    """Validation losses of 0.5, 0.5, 0.5, 0.4 at patience 2: epoch 1 stays best through the ties, and the run
+    stops after epoch 3, never reaching the better epoch 4."""
+    from cifake.training import loop
+
+    losses = iter([0.5, 0.5, 0.5, 0.4])
+    monkeypatch.setattr(loop, "_validate", lambda *args: (next(losses), 0.5))
+    config = TrainConfig(epochs=4, batch_size=64, patience=2)
+    result = loop.fit(create_model("paper"), splits[0], splits[1], config, progress=False)
+    assert (result.best_epoch, result.stopped_early, len(result.history)) == (1, True, 3)
