@@ -634,3 +634,14 @@ def test_a_tie_keeps_the_earlier_epoch_best_and_counts_towards_patience(splits, 
     config = TrainConfig(epochs=4, batch_size=64, patience=2)
     result = loop.fit(create_model("paper"), splits[0], splits[1], config, progress=False)
     assert (result.best_epoch, result.stopped_early, len(result.history)) == (1, True, 3)
+
+
+def test_seed_everything_seeds_torch_and_numpys_global_generators():
+    """Code outside cifake that draws from NumPy's or torch's global generator repeats under one seed, the
+    draws of a generator seeded alike."""
+    def draws(seed):
+        seed_everything(seed)
+        return np.random.rand(3).tolist(), torch.rand(3).tolist()
+
+    expected = np.random.RandomState(1).rand(3).tolist(), torch.rand(3, generator=torch.Generator().manual_seed(1))
+    assert draws(1) == (expected[0], expected[1].tolist()) and draws(2) != draws(1)
