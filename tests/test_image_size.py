@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -376,6 +377,9 @@ def test_a_crop_model_refuses_training_images_without_their_windows(sized_tree):
 
     train = load_dataset(sized_tree, preprocess=Preprocess(32, "crop"), progress=False)["train"]
     config = TrainConfig(image_size=32, preprocess="crop", epochs=1)
-    with pytest.raises(ValueError, match="stored window"):  # in_memory() keeps the central crops only
+    refusal = ("a crop model trains on random crops of each image's stored window: pass the training images as "
+               "loaded for it (load_dataset with the model's Preprocess; .resident() keeps the windows, .in_memory() "
+               "keeps only the central crops)")
+    with pytest.raises(ValueError, match=f"^{re.escape(refusal)}$"):  # in_memory() keeps the central crops only
         fit(create_model("resnet-s", config.input), train.in_memory(), train.in_memory(), config, progress=False)
     assert train.resident(1 << 30).images.crops  # resident() keeps the windows to crop from
