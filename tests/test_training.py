@@ -575,22 +575,10 @@ def test_validation_counts_a_logit_of_0_as_fake_and_runs_in_the_eval_batch_size(
     assert loss == pytest.approx(expected, rel=1e-6)
 
 
-def test_fit_shows_its_progress_unless_asked_not_to(splits, monkeypatch):
-    """A long loop shows progress: fit called from Python without `progress` draws its bar; progress=False not."""
-    from cifake.progress import progress_bar
-    from cifake.training import loop
-
-    asked = []
-    monkeypatch.setattr(loop, "progress_bar", lambda enabled, *fields: asked.append(enabled) or progress_bar(False))
-    config = TrainConfig(epochs=1, batch_size=64)
-    loop.fit(create_model("paper"), splits[0], splits[1], config)
-    loop.fit(create_model("paper"), splits[0], splits[1], config, progress=False)
-    assert asked == [True, False]
-
-
 def test_fit_draws_each_epoch_with_its_counts_loss_and_accuracy(splits, monkeypatch, capsys):
-    """A bar per epoch, named "Epoch e/E", counting the training images, ending on the epoch's training and
-    validation loss and accuracy as the history holds them."""
+    """fit called without `progress` draws it (a long loop shows progress): a bar per epoch, named "Epoch e/E",
+    counting the training images, ending on the epoch's training and validation loss and accuracy as the history
+    holds them."""
     from cifake.progress import progress_bar
     from cifake.training import loop
 
