@@ -383,3 +383,45 @@ def test_a_crop_model_refuses_training_images_without_their_windows(sized_tree):
     with pytest.raises(ValueError, match=f"^{re.escape(refusal)}$"):  # in_memory() keeps the central crops only
         fit(create_model("resnet-s", config.input), train.in_memory(), train.in_memory(), config, progress=False)
     assert train.resident(1 << 30).images.crops  # resident() keeps the windows to crop from
+
+
+def _training_inputs(model) -> list[np.ndarray]:
+    """Every image the model is trained on, as uint8 NHWC rows, gathered by a forward hook."""
+    seen: list[np.ndarray] = []
+
+    def keep(module, args):
+        if module.training:
+            seen.extend(args[0].detach().permute(0, 2, 3, 1).round().byte().numpy())
+    model.register_forward_pre_hook(keep)
+    return seen
+
+
+def test_fit_reads_crop_windows_and_sets_on_disk_batch_by_batch(sized_tree, monkeypatch):
+    """A crop model trains on random crops of its windows, held in RAM or not (not on the central crops alone);
+    a set on disk is read one batch at a time, never loaded whole."""
+    from cifake.data import Preprocess, load_dataset
+    from cifake.data.pixels import NpyRows
+    from cifake.models import create_model
+    from cifake.training.config import TrainConfig
+    from cifake.training.loop import fit
+
+    crops = load_dataset(sized_tree, preprocess=Preprocess(32, "crop"), progress=False)
+    held = crops["train"].resident(1 << 30)
+    assert held.images.crops and not held.images.on_disk
+    central = {row.tobytes() for row in np.asarray(held.images)}
+    config = TrainConfig(image_size=32, preprocess="crop", epochs=2, batch_size=16, patience=5)
+    model = create_model("paper", config.input)
+    seen = _training_inputs(model)
+    fit(model, held, crops["test"].in_memory(), config, progress=False)
+    assert len(seen) == 2 * len(held) and {row.shape for row in seen} == {(32, 32, 3)}
+    assert sum(row.tobytes() not in central for row in seen) > len(held)  # most are off-centre crops
+
+    resized = load_dataset(sized_tree, preprocess=Preprocess(32, "resize"), progress=False)
+    train, val = resized["train"], resized["test"].in_memory()
+    assert train.images.on_disk
+    reads: list[int] = []
+    read = NpyRows.read
+    monkeypatch.setattr(NpyRows, "read", lambda self, rows: reads.append(len(rows)) or read(self, rows))
+    config = TrainConfig(image_size=32, epochs=1, batch_size=16)
+    fit(create_model("paper", config.input), train, val, config, progress=False)
+    assert sum(reads) == len(train) and max(reads) <= 16
