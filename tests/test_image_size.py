@@ -417,11 +417,25 @@ def test_fit_reads_crop_windows_and_sets_on_disk_batch_by_batch(sized_tree, monk
     assert sum(row.tobytes() not in central for row in seen) > len(held)  # most are off-centre crops
 
     resized = load_dataset(sized_tree, preprocess=Preprocess(32, "resize"), progress=False)
-    train, val = resized["train"], resized["test"].in_memory()
-    assert train.images.on_disk
+    train, val = resized["train"], resized["test"]
+    assert train.images.on_disk and val.images.on_disk
     reads: list[int] = []
     read = NpyRows.read
     monkeypatch.setattr(NpyRows, "read", lambda self, rows: reads.append(len(rows)) or read(self, rows))
-    config = TrainConfig(image_size=32, epochs=1, batch_size=16)
+    config = TrainConfig(image_size=32, epochs=1, batch_size=16, eval_batch_size=8)
     fit(create_model("paper", config.input), train, val, config, progress=False)
-    assert sum(reads) == len(train) and max(reads) <= 16
+    assert sum(reads) == len(train) + len(val) and max(reads) <= 16  # training's batches, then validation's
+    assert reads.count(8) == len(val) // 8
+
+
+def test_fit_refuses_targets_that_do_not_match_the_training_images(sized_tree):
+    from cifake.data import Preprocess, load_dataset
+    from cifake.models import create_model
+    from cifake.training.config import TrainConfig
+    from cifake.training.loop import fit
+
+    data = load_dataset(sized_tree, preprocess=Preprocess(32, "resize"), progress=False)
+    config = TrainConfig(image_size=32, epochs=1)
+    targets = np.full(len(data["train"]) - 1, 0.5)
+    with pytest.raises(ValueError, match=f"^47 targets for {len(data['train'])} training images$"):
+        fit(create_model("paper", config.input), data["train"], data["test"], config, progress=False, targets=targets)
