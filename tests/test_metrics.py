@@ -162,3 +162,14 @@ def test_per_class_and_per_source_tables_appear_whenever_there_is_something_to_s
     # two REAL sources and one FAKE source are worth a table as much as the other way round
     two_real = compute_metrics(np.array([1.0, 2.0, -1.0]), np.array([1, 1, 0]), sources=np.array(["a", "b", "gen"]))
     assert set(two_real["per_source"]) == {"a", "b", "gen"}
+
+
+def test_logits_are_scored_in_float32_whatever_their_type_as_the_detector_scores_them():
+    """A logit of 1e-9 gives P(REAL) exactly 0.5 in float32 (the model's and the Detector's precision), so FAKE at
+    threshold 0.5; in float64 it would be REAL. Python floats and float64 arrays get float32's verdicts."""
+    logits = [1e-9, 1e-9, 3.0, -3.0]
+    labels = np.array([1, 0, 1, 0])
+    as_float32 = compute_metrics(np.array(logits, np.float32), labels)
+    assert as_float32["confusion_matrix"]["matrix"] == [[2, 0], [1, 1]]
+    for given in (logits, np.array(logits)):
+        assert compute_metrics(given, labels) == as_float32
