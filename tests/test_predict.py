@@ -146,6 +146,12 @@ def test_more_inputs_than_one_chunk_each_get_their_own_score(detector):
         assert len(results) == 300
         assert [r.source for r in results] == [f"<input {n}>" for n in range(300)]
         assert np.abs(np.array([r.prob_fake for r in results]) - expected).max() < 1e-6
+    read = []
+    results = detector.iter_predict(read.append(n) or image for n, image in enumerate(images))
+    next(results)
+    assert len(read) == 256  # the first result comes after one chunk of 256 is read, not the whole input
+    with pytest.raises(ValueError, match=r"^backend must be one of auto, onnx, torch, not 'tpu'$"):
+        Detector.load(backend="tpu")
 
 
 def test_predict_cli_threshold_and_backend(tmp_path, unchecked):
