@@ -291,3 +291,16 @@ def test_predict_imports_no_library_it_does_not_use(tmp_path):
               "           if m in sys.modules), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True)
     assert done.stdout.startswith("path,prob_fake,verdict") and done.stderr.strip().endswith("[]"), done.stderr
+
+
+def test_a_detector_scores_in_batches_of_64_on_every_core_unless_told():
+    """The documented defaults (docs/detect.md): batches of 64, onnxruntime on every core this process may use;
+    `threads` sets the count (e.g. cores / workers when several processes serve)."""
+    from cifake.data.dataset import available_cores
+
+    def threads_of(detector):
+        return detector.onnx.session.get_session_options().intra_op_num_threads
+
+    default = Detector.load(backend="onnx")
+    assert default.batch_size == 64 and threads_of(default) == available_cores()
+    assert threads_of(Detector.load(backend="onnx", threads=1)) == 1
