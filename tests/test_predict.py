@@ -62,6 +62,9 @@ def test_every_kind_of_input_gives_the_same_score(detector, tmp_path):
                                   else "OUT_OF_DOMAIN")
     assert len({(r.domain_score, r.in_domain) for r in results}) == 1
     assert results[0].model_id.startswith(f"bundled-{detector.model.topology.name}-")
+    # a resize model resizes any input, even one smaller than its size: `upscaled` is a crop model's flag
+    tiny = detector.predict([np.full((8, 8, 3), 90, np.uint8)])[0]
+    assert detector.preprocess.mode == "resize" and not tiny.upscaled and not any(r.upscaled for r in results)
 
 
 def test_threshold_decides_the_verdict(unchecked):
