@@ -206,3 +206,41 @@ def test_subset_is_a_seeded_sample_of_each_split_and_label_with_the_files_own_by
     assert (tmp_path / "a.zip").read_bytes() == before
     with pytest.raises(ValueError, match="no validation/REAL images"):
         subset_zip(source, tmp_path / "d.zip", {"validation": 1})
+
+
+_DROPPED_SESSION_THEN_DECODE = """
+import gc, os, sys, time
+import numpy as np
+from cifake.data import load_dataset
+from cifake.models.export import OnnxRunner
+from cifake.predict import bundled_model_dir
+
+runner = OnnxRunner(bundled_model_dir() / "model.onnx", threads=2)
+runner(np.zeros((4, 32, 32, 3), np.uint8))
+gc.disable()  # dropped, in a cycle, not yet collected: as a Detector a caller let go
+cycle = [runner]
+cycle.append(cycle)
+del runner, cycle
+time.sleep(1)  # its pool's thread now waits on its lock
+os.register_at_fork(after_in_child=gc.collect)  # a worker collects garbage at once, as a busy one may at any time
+load_dataset(sys.argv[1], workers=2, progress=False)
+"""
+
+
+def test_decoding_workers_never_free_what_they_inherit(tmp_path):
+    """A forked decoding worker that collects garbage must leave the caller's objects alone: freeing an onnxruntime
+    session there (one the caller dropped) waits forever on a lock held by a thread the worker does not have."""
+    import signal
+    import subprocess
+    import sys
+
+    root = write_tree(tmp_path / "data", tree_files({"train": 40, "test": 8}))
+    env = os.environ | {"CIFAKE_CACHE": str(tmp_path / "cache")}
+    process = subprocess.Popen([sys.executable, "-c", _DROPPED_SESSION_THEN_DECODE, str(root)], env=env,
+                               start_new_session=True)
+    try:
+        assert process.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the stuck workers too
+        pytest.fail("decoding hung: a worker freed an inherited onnxruntime session")
+    assert len(load_dataset(root, progress=False)["train"]) == 80  # it finished the cache

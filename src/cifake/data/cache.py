@@ -7,6 +7,7 @@ larger than RAM holds a few chunks at a time.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import multiprocessing
@@ -145,7 +146,14 @@ def _decode_chunks(chunks: list[list[Member]], root: Path, preprocess: Preproces
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     ahead = 2 * workers
     with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context(method)) as pool:
-        futures = [pool.submit(decode_files, *job) for job in jobs[:ahead]]
+        # A forked worker must never free what it inherits: a collection there that frees an onnxruntime session
+        # the caller dropped waits forever on a lock of the caller's threads. Frozen objects are left out of every
+        # collection, and every worker is forked in these first submits.
+        gc.freeze()
+        try:
+            futures = [pool.submit(decode_files, *job) for job in jobs[:ahead]]
+        finally:
+            gc.unfreeze()
         with progress_bar(progress) as bar:
             task = bar.add_task("Decoding images", total=total)
             for n, chunk in enumerate(chunks):
