@@ -86,9 +86,14 @@ def test_bad_inputs_are_reported_and_never_stop_the_batch(detector, corpus_dir):
             assert results[name].error is None and 0 <= results[name].prob_fake <= 1, name
         else:
             assert problem in results[name].error and results[name].prob_fake is None, name
+            assert results[name].verdict is None and not results[name].upscaled, name
+    # a failed input's row still names the model and its decision, as in a CSV of the whole batch
+    good = results[next(name for name, (_, problem) in expected.items() if problem is None)]
+    assert {(r.threshold, r.real_below, r.model_id) for r in results.values()} == {
+        (good.threshold, good.real_below, good.model_id)}
     odd = detector.predict([np.zeros((5, 5, 2), np.uint8), 42, tmp := "/nonexistent/file.jpg"])
     assert "array must be uint8" in odd[0].error and "cannot read a int" in odd[1].error
-    assert odd[2].source == tmp and "unreadable file" in odd[2].error
+    assert odd[2].source == tmp and odd[2].error == "unreadable file (No such file or directory)"
 
 
 def test_explain_gives_a_map_per_good_input(detector):
