@@ -106,6 +106,12 @@ def test_a_model_of_any_size_trains_loads_predicts_exports_explains_calibrates_a
     calibrated = json.loads((run / "config.json").read_text())
     assert "calibration" in calibrated and calibrated["domain"]["sides"] == [96, 96]  # the files' size, not N
     assert Detector.load(run, backend="torch").predict([photo])[0].in_domain is not None
+    large = Image.open(photo).resize((384, 384), Image.NEAREST)  # 4 times the training files' side
+    encoded = io.BytesIO()
+    large.save(encoded, "PNG")
+    found = Detector.load(run, backend="torch").predict([encoded.getvalue(), large, np.asarray(large)])
+    assert len({(f.prob_fake, f.domain_score, f.in_domain) for f in found}) == 1  # bytes, Pillow, array alike
+    assert found[0].in_domain is False and (mode == "crop" or found[0].domain_score <= 1)  # resized: by size alone
     robust = json.loads(cli("robustness", run, "--data", sized_tree, "--condition", "clean", "--condition",
                             "jpeg q75", "--json", "-q").stdout)
     assert robust["images"] == 24 and robust["rows"][0]["accuracy"] == pytest.approx(
