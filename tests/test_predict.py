@@ -300,8 +300,9 @@ def test_predict_imports_no_library_it_does_not_use(tmp_path):
 
 
 def test_a_detector_scores_in_batches_of_64_on_every_core_unless_told():
-    """The documented defaults (docs/detect.md): batches of 64, onnxruntime on every core this process may use;
-    `threads` sets the count (e.g. cores / workers when several processes serve). An unknown backend is refused."""
+    """The documented defaults (Detector.load, docs/detect.md): batches of 64, onnxruntime on every core this
+    process may use; `threads` sets the count (e.g. cores / workers when several processes serve). An unknown
+    backend is refused."""
     from cifake.data.dataset import available_cores
 
     def threads_of(detector):
