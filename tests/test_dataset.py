@@ -227,6 +227,7 @@ load_dataset(sys.argv[1], workers=2, progress=False)
 """
 
 
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork here: decoding workers are spawned")
 def test_decoding_workers_never_free_what_they_inherit(tmp_path):
     """A forked decoding worker that collects garbage must leave the caller's objects alone: freeing an onnxruntime
     session there (one the caller dropped) waits forever on a lock held by a thread the worker does not have."""
