@@ -631,5 +631,6 @@ def test_seed_everything_seeds_torch_and_numpys_global_generators():
         seed_everything(seed)
         return np.random.rand(3).tolist(), torch.rand(3).tolist()
 
-    expected = np.random.RandomState(1).rand(3).tolist(), torch.rand(3, generator=torch.Generator().manual_seed(1))
-    assert draws(1) == (expected[0], expected[1].tolist()) and draws(2) != draws(1)
+    expected = (np.random.RandomState(1).rand(3).tolist(),
+                torch.rand(3, generator=torch.Generator().manual_seed(1)).tolist())
+    assert draws(1) == expected and draws(2) != draws(1)
